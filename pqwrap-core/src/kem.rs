@@ -1,0 +1,1 @@
+//! X-Wing hybrid KEM (placeholder until the foundation lands).

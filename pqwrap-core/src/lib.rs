@@ -1,0 +1,5 @@
+//! pqwrap-core: post-quantum hybrid encryption and archive re-wrapping.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod kem;
