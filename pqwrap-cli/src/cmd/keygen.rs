@@ -1,0 +1,105 @@
+//! `pqwrap keygen`: new identities, and `-y` to print the recipients of existing ones.
+
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use pqwrap_core::keys::{self, Identity};
+
+use crate::exit::Status;
+
+/// Generate an identity, or print the recipients of existing identities (`-y`).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Write the new identity to FILE (created with mode 0600; never overwritten) instead of
+    /// standard output.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "convert")]
+    output: Option<PathBuf>,
+
+    /// Generate a classical X25519 identity instead of a post-quantum hybrid one.
+    #[arg(long, conflicts_with = "convert")]
+    classical: bool,
+
+    /// Print the recipient (public key) of each identity in FILE, or in standard input.
+    #[arg(short = 'y', id = "convert")]
+    convert: bool,
+
+    /// With -y: the identity file to read (default: standard input).
+    #[arg(value_name = "FILE", requires = "convert")]
+    input: Option<PathBuf>,
+}
+
+/// Runs `pqwrap keygen`.
+pub fn run(args: Args) -> Result<Status> {
+    if args.convert {
+        return convert(args.input);
+    }
+    let identity = if args.classical {
+        Identity::generate_x25519()?
+    } else {
+        Identity::generate_hybrid()?
+    };
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let contents = identity.to_file_contents(&created);
+    match &args.output {
+        Some(path) => {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create identity file {}", path.display()))?;
+            f.write_all(contents.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write identity file {}", path.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(contents.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    // On stderr, so that `pqwrap keygen > key.txt` still shows it and the file stays clean.
+    if args.output.is_some() || !std::io::stdout().is_terminal() {
+        eprintln!("Public key: {}", identity.to_recipient());
+    }
+    Ok(Status::Success)
+}
+
+fn convert(input: Option<PathBuf>) -> Result<Status> {
+    let (text, name) = match &input {
+        Some(path) => (
+            read_to_string_bounded(
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot open identity file {}", path.display()))?,
+            )
+            .with_context(|| format!("cannot read identity file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            read_to_string_bounded(std::io::stdin().lock())
+                .context("cannot read identities from standard input")?,
+            "standard input".to_string(),
+        ),
+    };
+    let ids = keys::parse_identities(&text)
+        .with_context(|| format!("{name}: not a valid identity file"))?;
+    let mut out = std::io::stdout().lock();
+    for id in ids {
+        writeln!(out, "{}", id.to_recipient())?;
+    }
+    Ok(Status::Success)
+}
+
+/// Key files are small; refuse anything over 1 MiB rather than read a disk image by mistake.
+pub fn read_to_string_bounded(r: impl Read) -> Result<zeroize::Zeroizing<String>> {
+    const MAX: u64 = 1 << 20;
+    let mut buf = zeroize::Zeroizing::new(String::new());
+    r.take(MAX + 1).read_to_string(&mut buf)?;
+    if buf.len() as u64 > MAX {
+        bail!("file is larger than 1 MiB: not a key file");
+    }
+    Ok(buf)
+}
