@@ -150,6 +150,13 @@ fn encode(hrp: &'static str, data: &[u8], upper: bool) -> Zeroizing<String> {
     Zeroizing::new(s.expect("no length limit for Bech32Long"))
 }
 
+/// Case-insensitive prefix test that cannot split a UTF-8 character.
+fn has_prefix(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn exact<const N: usize>(data: &[u8]) -> Result<[u8; N], KeyError> {
     data.try_into().map_err(|_| KeyError::Length {
         expected: N,
@@ -220,7 +227,7 @@ impl fmt::Debug for X25519Identity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recipient {
     /// Post-quantum hybrid X-Wing recipient, `age1pq1…`.
-    Hybrid(kem::PublicKey),
+    Hybrid(Box<kem::PublicKey>),
     /// Classical X25519 recipient, `age1…`.
     X25519(X25519Recipient),
 }
@@ -236,14 +243,14 @@ impl FromStr for Recipient {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
         // age1pq1… also begins with "age1", so look at the full prefix first.
-        if s.len() > 7 && s[..7].eq_ignore_ascii_case("age1pq1") {
+        if has_prefix(s, "age1pq1") {
             let data = decode(s, HYBRID_RECIPIENT_HRP, false)?;
-            Ok(Recipient::Hybrid(
+            Ok(Recipient::Hybrid(Box::new(
                 kem::PublicKey::from_bytes(&data).map_err(|e| match e {
                     KemError::Length { expected, got, .. } => KeyError::Length { expected, got },
                     other => KeyError::Kem(other),
                 })?,
-            ))
+            )))
         } else {
             let data = decode(s, X25519_RECIPIENT_HRP, false).map_err(|e| match e {
                 KeyError::WrongPrefix { found, .. } => KeyError::WrongPrefix {
@@ -282,7 +289,7 @@ impl fmt::Display for X25519Recipient {
 #[derive(Clone, Debug)]
 pub enum Identity {
     /// Post-quantum hybrid X-Wing identity, `AGE-SECRET-KEY-PQ-1…`.
-    Hybrid(kem::SecretKey),
+    Hybrid(Box<kem::SecretKey>),
     /// Classical X25519 identity, `AGE-SECRET-KEY-1…`.
     X25519(X25519Identity),
 }
@@ -290,7 +297,7 @@ pub enum Identity {
 impl Identity {
     /// A fresh hybrid (X-Wing) identity.
     pub fn generate_hybrid() -> Result<Self, KemError> {
-        kem::SecretKey::generate().map(Identity::Hybrid)
+        kem::SecretKey::generate().map(|k| Identity::Hybrid(Box::new(k)))
     }
     /// A fresh classical X25519 identity.
     pub fn generate_x25519() -> Result<Self, KemError> {
@@ -299,7 +306,7 @@ impl Identity {
     /// The recipient that wraps to this identity.
     pub fn to_recipient(&self) -> Recipient {
         match self {
-            Identity::Hybrid(sk) => Recipient::Hybrid(sk.public_key().clone()),
+            Identity::Hybrid(sk) => Recipient::Hybrid(Box::new(sk.public_key().clone())),
             Identity::X25519(id) => Recipient::X25519(id.public()),
         }
     }
@@ -326,10 +333,10 @@ impl Identity {
 impl FromStr for Identity {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
-        if s.len() > 19 && s[..19].eq_ignore_ascii_case("AGE-SECRET-KEY-PQ-1") {
+        if has_prefix(s, "AGE-SECRET-KEY-PQ-1") {
             let data = Zeroizing::new(decode(s, HYBRID_IDENTITY_HRP, true)?);
             let seed: Zeroizing<[u8; 32]> = Zeroizing::new(exact(&data)?);
-            Ok(Identity::Hybrid(kem::SecretKey::from_seed(&seed)))
+            Ok(Identity::Hybrid(Box::new(kem::SecretKey::from_seed(&seed))))
         } else {
             let data =
                 Zeroizing::new(decode(s, X25519_IDENTITY_HRP, true).map_err(|e| match e {
@@ -392,7 +399,7 @@ mod tests {
 
     #[test]
     fn hybrid_roundtrip_and_prefixes() {
-        let id = Identity::Hybrid(kem::SecretKey::from_seed(&[9u8; 32]));
+        let id = Identity::Hybrid(Box::new(kem::SecretKey::from_seed(&[9u8; 32])));
         let enc = id.to_encoded();
         assert!(enc.starts_with("AGE-SECRET-KEY-PQ-1"), "{}", enc.as_str());
         let r = id.to_recipient().to_string();
@@ -417,7 +424,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let id = Identity::Hybrid(kem::SecretKey::from_seed(&[3u8; 32]));
+        let id = Identity::Hybrid(Box::new(kem::SecretKey::from_seed(&[3u8; 32])));
         let enc = id.to_encoded().to_string();
         // Lower-cased identity.
         assert_eq!(
