@@ -219,6 +219,21 @@ impl<R: Read> Read for StreamReader<R> {
     }
 }
 
+/// The plaintext length of a well-formed payload of `payload_len` bytes (nonce included),
+/// or `None` if no valid payload has that length. Needs no key: for inventories.
+pub fn plaintext_len(payload_len: u64) -> Option<u64> {
+    let ct = payload_len.checked_sub(NONCE_LEN as u64)?;
+    let enc = ENCRYPTED_CHUNK_LEN as u64;
+    let tag = TAG_LEN as u64;
+    let (full, rem) = (ct / enc, ct % enc);
+    match rem {
+        0 if full > 0 => Some(full * CHUNK_LEN as u64),
+        r if r < tag => None,
+        r if r == tag && full > 0 => None,
+        r => Some(full * CHUNK_LEN as u64 + r - tag),
+    }
+}
+
 /// Authenticates a payload (`reader` positioned at the nonce) under `file_key` without
 /// releasing plaintext. With `first_chunk_only`, stops after the first chunk (a cheap
 /// check that the key is right, e.g. before a re-wrap commits). Returns the number of
