@@ -556,9 +556,9 @@ fn round_up_block(n: usize) -> usize {
     n.div_ceil(BLOCK) * BLOCK
 }
 
-/// FORMAT.md §7: at least 8192, room for four more X-Wing stanzas.
+/// FORMAT.md §7: at least 8192, room for two more X-Wing stanzas.
 pub(crate) fn default_slot_size(body_len: usize) -> Result<u32, EnvelopeError> {
-    let spare = 4 * (STANZA_FIXED + XWING_STANZA_BODY);
+    let spare = 2 * (STANZA_FIXED + XWING_STANZA_BODY);
     let want = round_up_block(body_len + SLOT_FIXED + spare).max(8192);
     let need = round_up_block(body_len + SLOT_FIXED);
     let s = want.min(MAX_SLOT_SIZE as usize).max(need);

@@ -113,8 +113,8 @@ pub fn plaintext_len(ct_len: u64) -> Option<u64> {
 #[derive(Clone, Debug, Default)]
 pub struct EncryptOptions {
     /// Slot size in bytes (multiple of 4096, 4096..=1 MiB). `None`: the default of
-    /// FORMAT.md §7 (8 KiB for up to five recipients), which leaves room for four more
-    /// recipients in a later in-place re-wrap.
+    /// FORMAT.md §7 (8 KiB, which holds six X-Wing stanzas, for up to four recipients;
+    /// always room for two more recipients in a later in-place re-wrap).
     pub slot_size: Option<u32>,
 }
 
