@@ -6,8 +6,8 @@ mod envelope_spec;
 use std::io::{Read, Write};
 
 use pqwrap_core::envelope::{
-    self, CHUNK_SIZE, CT_CHUNK_SIZE, Decryptor, EncryptOptions, Encryptor, EnvelopeError,
-    FileKey, Header, SlotStatus, decrypt_to, inspect, is_native,
+    self, CHUNK_SIZE, CT_CHUNK_SIZE, Decryptor, EncryptOptions, Encryptor, EnvelopeError, FileKey,
+    Header, SlotStatus, decrypt_to, inspect, is_native,
 };
 use pqwrap_core::kem;
 use pqwrap_core::keys::{Identity, Recipient};
@@ -17,7 +17,9 @@ fn id(seed: u8) -> Identity {
 }
 
 fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0]).collect()
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0])
+        .collect()
 }
 
 fn encrypt(recipients: &[Recipient], plaintext: &[u8]) -> Vec<u8> {
@@ -51,7 +53,11 @@ fn round_trip_at_chunk_boundaries() {
         // ceil(n / CHUNK) chunks, at least one; each adds a 16-byte tag.
         let chunks = n.div_ceil(CHUNK_SIZE).max(1) as u64;
         assert_eq!(payload, n as u64 + 16 * chunks, "size for {n}");
-        assert_eq!(decrypt(&file, &[a.clone()]).unwrap(), pt, "plaintext for {n}");
+        assert_eq!(
+            decrypt(&file, std::slice::from_ref(&a)).unwrap(),
+            pt,
+            "plaintext for {n}"
+        );
     }
 }
 
@@ -89,7 +95,10 @@ fn every_recipient_opens_and_strangers_do_not() {
     for i in &ids {
         assert_eq!(decrypt(&file, std::slice::from_ref(i)).unwrap(), pt);
     }
-    assert!(matches!(decrypt(&file, &[id(99)]), Err(EnvelopeError::NoMatch)));
+    assert!(matches!(
+        decrypt(&file, &[id(99)]),
+        Err(EnvelopeError::NoMatch)
+    ));
     // A classical identity never matches a native file.
     let x = Identity::generate_x25519().unwrap();
     assert!(matches!(decrypt(&file, &[x]), Err(EnvelopeError::NoMatch)));
@@ -207,14 +216,16 @@ fn library_output_is_byte_identical_to_the_spec() {
         );
         assert_eq!(lib.len(), spec.len(), "length for {n}");
         assert!(lib == spec, "bytes differ for {n}");
-        assert_eq!(decrypt(&spec, &[b.clone()]).unwrap(), pt);
+        assert_eq!(decrypt(&spec, std::slice::from_ref(&b)).unwrap(), pt);
     }
 }
 
 #[test]
 fn unknown_kem_stanzas_are_skipped_but_a_file_of_only_unknown_kems_is_a_clear_error() {
     let a = id(60);
-    let Identity::Hybrid(ska) = &a else { unreachable!() };
+    let Identity::Hybrid(ska) = &a else {
+        unreachable!()
+    };
     let key = [9u8; 32];
     let salt = [8u8; 32];
     let k = envelope_spec::keys(&key, &salt);
@@ -239,7 +250,7 @@ fn unknown_kem_stanzas_are_skipped_but_a_file_of_only_unknown_kems_is_a_clear_er
         )
     };
     let mixed = build(&[future.clone(), xw]);
-    assert_eq!(decrypt(&mixed, &[a.clone()]).unwrap(), b"future-proof");
+    assert_eq!(decrypt(&mixed, std::slice::from_ref(&a)).unwrap(), b"future-proof");
     let info = inspect(&mixed, None).unwrap();
     assert_eq!(info.stanzas[0].kem_name, None);
     assert!(!info.is_post_quantum());

@@ -29,10 +29,12 @@ pub fn keys(file_key: &[u8; 32], salt: &[u8; 32]) -> Keys {
         payload_key: [0; 32],
         tag_key: [0; 32],
     };
-    hk.expand(b"pqwrap/v1 key commitment", &mut k.commitment).unwrap();
+    hk.expand(b"pqwrap/v1 key commitment", &mut k.commitment)
+        .unwrap();
     hk.expand(b"pqwrap/v1 header mac", &mut k.mac_key).unwrap();
     hk.expand(b"pqwrap/v1 payload", &mut k.payload_key).unwrap();
-    hk.expand(b"pqwrap/v1 recipient tag", &mut k.tag_key).unwrap();
+    hk.expand(b"pqwrap/v1 recipient tag", &mut k.tag_key)
+        .unwrap();
     k
 }
 
@@ -89,7 +91,12 @@ pub fn preamble_fields(slot_size: u32) -> [u8; 16] {
 }
 
 /// Header body without MAC.
-pub fn body_unmaced(suite: u16, salt: &[u8; 32], commitment: &[u8; 32], stanzas: &[Vec<u8>]) -> Vec<u8> {
+pub fn body_unmaced(
+    suite: u16,
+    salt: &[u8; 32],
+    commitment: &[u8; 32],
+    stanzas: &[Vec<u8>],
+) -> Vec<u8> {
     let mut b = suite.to_be_bytes().to_vec();
     b.extend_from_slice(salt);
     b.extend_from_slice(commitment);
@@ -162,7 +169,12 @@ pub fn build(
         .zip(eseeds)
         .map(|(pk, e)| xwing_stanza(file_key, &k.tag_key, pk, e))
         .collect();
-    let body = seal_body(&k.mac_key, slot_size, 1, &body_unmaced(1, salt, &k.commitment, &stanzas));
+    let body = seal_body(
+        &k.mac_key,
+        slot_size,
+        1,
+        &body_unmaced(1, salt, &k.commitment, &stanzas),
+    );
     file(
         slot_size,
         &slot(1, &body, slot_size),
