@@ -250,7 +250,10 @@ fn unknown_kem_stanzas_are_skipped_but_a_file_of_only_unknown_kems_is_a_clear_er
         )
     };
     let mixed = build(&[future.clone(), xw]);
-    assert_eq!(decrypt(&mixed, std::slice::from_ref(&a)).unwrap(), b"future-proof");
+    assert_eq!(
+        decrypt(&mixed, std::slice::from_ref(&a)).unwrap(),
+        b"future-proof"
+    );
     let info = inspect(&mixed, None).unwrap();
     assert_eq!(info.stanzas[0].kem_name, None);
     assert!(!info.is_post_quantum());
