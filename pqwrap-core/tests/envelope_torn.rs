@@ -173,7 +173,13 @@ fn replay(base: &[u8], log: &[Op], cut: usize) -> Vec<u8> {
 fn exhaustive(base: &[u8], old: &Identity, new: &Identity, plaintext: &[u8]) -> usize {
     // One uncut run tells how many bytes a re-wrap writes, and in which writes.
     let mut full = CrashIo::new(base.to_vec(), usize::MAX);
-    let out = rewrap_io_derand(&mut full, &[old.clone()], &[new.to_recipient()], &ESEED).unwrap();
+    let out = rewrap_io_derand(
+        &mut full,
+        std::slice::from_ref(old),
+        &[new.to_recipient()],
+        &ESEED,
+    )
+    .unwrap();
     assert_eq!(out.action, RewrapAction::InPlace);
     let total = full.written;
     assert_eq!(total as u64, out.bytes_written);
@@ -206,7 +212,12 @@ fn exhaustive(base: &[u8], old: &Identity, new: &Identity, plaintext: &[u8]) -> 
             || cut % 1024 == 0;
         if boundary {
             let mut io = CrashIo::new(base.to_vec(), cut);
-            let res = rewrap_io_derand(&mut io, &[old.clone()], &[new.to_recipient()], &ESEED);
+            let res = rewrap_io_derand(
+                &mut io,
+                std::slice::from_ref(old),
+                &[new.to_recipient()],
+                &ESEED,
+            );
             assert_eq!(res.is_ok(), cut == total, "cut {cut}");
             assert!(
                 io.img == img,
@@ -234,14 +245,30 @@ fn every_cut_point_opens_with_old_or_new() {
     // 2. The state a crash leaves after the first sync of an earlier re-wrap (a -> b), before
     //    any byte of the wipe: both slots valid, slot 1 newer. Re-wrap b -> c overwrites slot 0.
     let mut io = CrashIo::new(base.clone(), S as usize);
-    assert!(rewrap_io_derand(&mut io, &[a.clone()], &[b.to_recipient()], &ESEED).is_err());
+    assert!(
+        rewrap_io_derand(
+            &mut io,
+            std::slice::from_ref(&a),
+            &[b.to_recipient()],
+            &ESEED
+        )
+        .is_err()
+    );
     let both_valid = io.img;
     assert_eq!(Header::parse(&both_valid).unwrap().active_slot(), 1);
     cuts += exhaustive(&both_valid, &b, &c, &plaintext);
 
     // 3. An earlier wipe torn half-way: slot 0 damaged, slot 1 active.
     let mut io = CrashIo::new(base.clone(), S as usize + S as usize / 2);
-    assert!(rewrap_io_derand(&mut io, &[a.clone()], &[b.to_recipient()], &ESEED).is_err());
+    assert!(
+        rewrap_io_derand(
+            &mut io,
+            std::slice::from_ref(&a),
+            &[b.to_recipient()],
+            &ESEED
+        )
+        .is_err()
+    );
     cuts += exhaustive(&io.img, &b, &c, &plaintext);
 
     println!("cut points checked: {cuts}");
@@ -257,7 +284,13 @@ fn unsynced_sectors_in_any_order_still_open_with_old_or_new() {
     let plaintext = b"sector model".to_vec();
     let base = fresh_file(&a, &plaintext);
     let mut full = CrashIo::new(base.clone(), usize::MAX);
-    rewrap_io_derand(&mut full, &[a.clone()], &[b.to_recipient()], &ESEED).unwrap();
+    rewrap_io_derand(
+        &mut full,
+        std::slice::from_ref(&a),
+        &[b.to_recipient()],
+        &ESEED,
+    )
+    .unwrap();
     let writes: Vec<(u64, Vec<u8>)> = full
         .log
         .iter()
