@@ -141,6 +141,9 @@ pub enum EnvelopeError {
     /// An atomic rewrite would leave other hard links with the old header.
     #[error("file has {0} hard links; an atomic rewrite would leave the old header behind")]
     HardLinked(u64),
+    /// A path that is not a regular file (symlink, device, directory).
+    #[error("not a regular file (symlinks and special files are refused)")]
+    NotRegularFile,
     /// A post-write check failed (the file changed under us, or the write did not land).
     #[error("verification after writing failed: {0}")]
     Verify(&'static str),
@@ -185,6 +188,7 @@ impl EnvelopeError {
             HeaderAreaTooSmall { .. } => "header_area_too_small",
             SequenceExhausted => "sequence_exhausted",
             HardLinked(_) => "hard_linked",
+            NotRegularFile => "not_regular_file",
             Verify(_) => "verify",
             Kem(_) => "kem",
             Crypto(_) => "crypto",
@@ -253,6 +257,7 @@ impl EnvelopeError {
             },
             SequenceExhausted => SequenceExhausted,
             HardLinked(v) => HardLinked(*v),
+            NotRegularFile => NotRegularFile,
             Verify(v) => Verify(v),
             Kem(k) => Kem(*k),
             Crypto(v) => Crypto(v),

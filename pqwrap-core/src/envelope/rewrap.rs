@@ -352,7 +352,7 @@ pub fn rewrap_path(
 ) -> Result<RewrapOutcome, EnvelopeError> {
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.file_type().is_file() {
-        return Err(EnvelopeError::Verify("not a regular file"));
+        return Err(EnvelopeError::NotRegularFile);
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
