@@ -95,7 +95,7 @@ fn in_place_rewrap_keeps_inode_links_mode_and_payload_and_wipes_the_old_slot() {
     assert_eq!(decrypt(&path, std::slice::from_ref(&new)).unwrap(), pt);
     assert_eq!(decrypt(&link, std::slice::from_ref(&new)).unwrap(), pt);
     assert!(matches!(
-        decrypt(&path, &[old.clone()]),
+        decrypt(&path, std::slice::from_ref(&old)),
         Err(EnvelopeError::NoMatch)
     ));
 
@@ -122,7 +122,7 @@ fn in_place_rewrap_keeps_inode_links_mode_and_payload_and_wipes_the_old_slot() {
     assert_eq!(decrypt(&path, std::slice::from_ref(&new)).unwrap(), pt);
     let u = Header::parse(&fs::read(&path).unwrap())
         .unwrap()
-        .unlock(&[old.clone()])
+        .unlock(std::slice::from_ref(&old))
         .unwrap();
     assert!(u.is_wrapped_to(&[new.to_recipient(), old.to_recipient()]));
     assert!(!u.is_wrapped_to(&[new.to_recipient()]));
@@ -265,7 +265,7 @@ fn the_fallback_refuses_hard_linked_files() {
     fs::hard_link(&path, dir.path().join("other")).unwrap();
     let before = fs::read(&path).unwrap();
     let rs: Vec<Recipient> = (30..40).map(|s| id(s).to_recipient()).collect();
-    let err = rewrap_path(&path, &[old.clone()], &rs).unwrap_err();
+    let err = rewrap_path(&path, std::slice::from_ref(&old), &rs).unwrap_err();
     assert!(matches!(err, EnvelopeError::HardLinked(2)), "{err:?}");
     assert_eq!(fs::read(&path).unwrap(), before);
     // In place is fine for hard-linked files: every link sees the new header.
