@@ -31,8 +31,9 @@ pub trait SlotIo {
     }
 }
 
-/// [`SlotIo`] over an open file (positioned I/O; `sync` is `sync_data`, which covers the
-/// data written — the file size never changes in place).
+/// [`SlotIo`] over an open file: positional reads and writes (the file cursor does not move
+/// on Unix); `sync` is `sync_data`, which covers the data written — the file size never
+/// changes in place.
 #[derive(Debug)]
 pub struct FileSlotIo<'a> {
     file: &'a File,
@@ -46,11 +47,22 @@ impl<'a> FileSlotIo<'a> {
 }
 
 impl SlotIo for FileSlotIo<'_> {
+    #[cfg(unix)]
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        // Positional I/O: the file's cursor (which the caller may be using) does not move.
+        std::os::unix::fs::FileExt::read_exact_at(self.file, buf, offset)
+    }
+    #[cfg(unix)]
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self.file, buf, offset)
+    }
+    #[cfg(not(unix))]
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut f = self.file;
         f.seek(SeekFrom::Start(offset))?;
         f.read_exact(buf)
     }
+    #[cfg(not(unix))]
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let mut f = self.file;
         f.seek(SeekFrom::Start(offset))?;
