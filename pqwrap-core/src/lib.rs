@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod age;
+pub mod envelope;
 pub mod kem;
 pub mod keys;
