@@ -2,5 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod kem;
 pub mod keys;
+pub mod token;
