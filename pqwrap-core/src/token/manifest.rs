@@ -594,10 +594,10 @@ impl Capabilities {
                 }
                 Value::Uint(4) => {
                     let f = "capabilities.shell";
-                    let m = exact_map(f, val, 2)?;
+                    let [cmds, inter] = exact_map::<2>(f, val)?;
                     caps.shell = Some(ShellGrant {
-                        allowed_commands: texts(&format!("{f}.allowedCommands"), &m[0])?,
-                        interactive: match &m[1] {
+                        allowed_commands: texts(&format!("{f}.allowedCommands"), cmds)?,
+                        interactive: match inter {
                             Value::Bool(b) => *b,
                             _ => return Err(err(&format!("{f}.interactive"), "not a bool")),
                         },
@@ -605,18 +605,18 @@ impl Capabilities {
                 }
                 Value::Uint(5) => {
                     let f = "capabilities.quantum";
-                    let m = exact_map(f, val, 6)?;
-                    let uint = |i: usize, name: &str| match &m[i] {
+                    let [b, a, qb, sh, jb, rt] = exact_map::<6>(f, val)?;
+                    let uint = |v: &Value, name: &str| match v {
                         Value::Uint(n) => Ok(*n),
                         _ => Err(err(&format!("{f}.{name}"), "not an unsigned integer")),
                     };
                     caps.quantum = Some(QuantumGrant {
-                        backends: texts(&format!("{f}.backends"), &m[0])?,
-                        algorithms: texts(&format!("{f}.algorithms"), &m[1])?,
-                        max_qubits: uint(2, "maxQubits")?,
-                        max_shots: uint(3, "maxShots")?,
-                        max_jobs: uint(4, "maxJobs")?,
-                        max_runtime_secs: uint(5, "maxRuntime")?,
+                        backends: texts(&format!("{f}.backends"), b)?,
+                        algorithms: texts(&format!("{f}.algorithms"), a)?,
+                        max_qubits: uint(qb, "maxQubits")?,
+                        max_shots: uint(sh, "maxShots")?,
+                        max_jobs: uint(jb, "maxJobs")?,
+                        max_runtime_secs: uint(rt, "maxRuntime")?,
                     });
                 }
                 other => return Err(err("capabilities", format!("unknown label {other:?}"))),
@@ -664,11 +664,15 @@ fn texts(field: &str, v: &Value) -> Result<Vec<String>, ManifestError> {
 }
 
 /// A map whose keys are exactly 1..=n (in order, which deterministic CBOR guarantees).
-fn exact_map<'a>(field: &str, v: &'a Value, n: u64) -> Result<Vec<&'a Value>, ManifestError> {
+fn exact_map<'a, const N: usize>(
+    field: &str,
+    v: &'a Value,
+) -> Result<[&'a Value; N], ManifestError> {
+    let n = N;
     let Value::Map(entries) = v else {
         return Err(err(field, "not a map"));
     };
-    if entries.len() as u64 != n {
+    if entries.len() != n {
         return Err(err(field, format!("must have exactly the labels 1..={n}")));
     }
     let mut out = Vec::with_capacity(entries.len());
@@ -678,7 +682,8 @@ fn exact_map<'a>(field: &str, v: &'a Value, n: u64) -> Result<Vec<&'a Value>, Ma
         }
         out.push(val);
     }
-    Ok(out)
+    out.try_into()
+        .map_err(|_| err(field, format!("must have exactly the labels 1..={n}")))
 }
 
 #[cfg(test)]
