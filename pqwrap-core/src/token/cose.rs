@@ -116,6 +116,7 @@ fn parse_protected(bytes: &[u8]) -> Result<(i64, Kid), TokenError> {
         return Err(TokenError::Header("protected header is not a map".into()));
     };
     let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, None);
+    let mut unknown: Vec<&Value> = Vec::new();
     for (k, v) in &entries {
         match k.as_i64() {
             Some(HDR_ALG) => {
@@ -141,11 +142,7 @@ fn parse_protected(bytes: &[u8]) -> Result<(i64, Kid), TokenError> {
                 _ => return Err(TokenError::Header(format!("typ is not {TOKEN_TYPE:?}"))),
             },
             Some(HDR_CRIT) => crit = Some(v),
-            _ => {
-                return Err(TokenError::Header(format!(
-                    "unknown protected header label {k:?}"
-                )));
-            }
+            _ => unknown.push(k),
         }
     }
     if let Some(c) = crit {
@@ -163,6 +160,12 @@ fn parse_protected(bytes: &[u8]) -> Result<(i64, Kid), TokenError> {
                 _ => return Err(TokenError::UnknownCritical(format!("{l:?}"))),
             }
         }
+    }
+    // This profile accepts no parameters beyond alg, crit, kid and typ, critical or not.
+    if let Some(k) = unknown.first() {
+        return Err(TokenError::Header(format!(
+            "unknown protected header label {k:?}"
+        )));
     }
     let alg = alg.ok_or_else(|| TokenError::Header("alg missing".into()))?;
     let kid = kid.ok_or_else(|| TokenError::Header("kid missing".into()))?;
