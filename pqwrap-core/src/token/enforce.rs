@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::manifest::{self, ManifestError};
+use super::manifest::{self, Capabilities, ManifestError};
 use super::verify::VerifiedToken;
 
 /// A denial, with the reason.
@@ -145,9 +145,19 @@ pub fn is_within(path: &str, root: &str) -> bool {
 }
 
 impl VerifiedToken {
-    /// Checks `req`; `Ok(())` means allowed, otherwise the reason.
+    /// Checks `req` against the token's capabilities; `Ok(())` means allowed, otherwise the
+    /// reason.
     pub fn check(&self, req: &Request<'_>) -> Result<(), Denied> {
-        let caps = &self.claims().capabilities;
+        self.claims().capabilities.check(req)
+    }
+}
+
+impl Capabilities {
+    /// Whether these capabilities allow `req` (default deny). Enforcement points normally
+    /// call this through a [`VerifiedToken`]; it is public so that policies can be tested
+    /// and compared without signing.
+    pub fn check(&self, req: &Request<'_>) -> Result<(), Denied> {
+        let caps = self;
         match req {
             Request::Read(p) | Request::Write(p) => {
                 let write = matches!(req, Request::Write(_));
@@ -251,7 +261,9 @@ impl VerifiedToken {
             }
         }
     }
+}
 
+impl VerifiedToken {
     /// [`VerifiedToken::check`], after checking that the token is still live at `now`.
     pub fn check_at(&self, req: &Request<'_>, now: u64) -> Result<(), Denied> {
         if !self.is_live_at(now) {
