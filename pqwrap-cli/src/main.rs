@@ -18,12 +18,18 @@ struct Cli {
 enum Command {
     /// Generate an identity (hybrid post-quantum by default) or print its recipients.
     Keygen(cmd::keygen::Args),
+    /// ML-DSA capability tokens for agents: keygen, pubkey, issue, verify, check, narrow.
+    Token(cmd::token::Args),
+    /// Hash-chained audit logs.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code.into(),
