@@ -472,3 +472,40 @@ fn unknown_claims_and_bad_claim_types_are_rejected() {
         matches!(verifier(&k).verify(&t, NOW), Err(TokenError::Claims(m)) if m.contains("cti"))
     );
 }
+
+/// The token decoded in docs/TOKENS.md §9 is exactly what these inputs produce, and verifies.
+#[test]
+fn documented_token_vector_is_reproduced_and_verifies() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/TOKENS.md")).unwrap();
+    let after = doc.split("The same token in its text form").nth(1).unwrap();
+    let block = after.split("```").nth(1).unwrap();
+    let text: String = block.split_whitespace().collect();
+    let k = key(Algorithm::MlDsa65, 0x2a);
+    assert_eq!(
+        pqwrap_core::token::keys::hex_lower(k.public_key().kid()),
+        "037d2ea9ac05e0a3c12598f44fe1a84f75a39a08c48acf2a7747d185f2a920f9"
+    );
+    let m = pqwrap_core::token::Manifest::from_json(DESIGN_MANIFEST).unwrap();
+    let claims = pqwrap_core::token::Claims {
+        iss: Some("broker.example".into()),
+        sub: m.agent.clone(),
+        aud: "files.local".into(),
+        iat: 1_780_000_000,
+        nbf: 1_780_000_000,
+        exp: 1_780_003_600,
+        cti: *b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff",
+        cnf: None,
+        capabilities: m.capabilities,
+        ancestors: vec![],
+    };
+    let t = Issuer::new(key(Algorithm::MlDsa65, 0x2a))
+        .sign_claims(claims.clone())
+        .unwrap();
+    assert_eq!(t.to_text(), text);
+    assert_eq!(t.bytes.len(), 3603);
+    let v = Verifier::new(trust_of(&k), "files.local")
+        .verify_text(&text, 1_780_000_100)
+        .unwrap();
+    assert_eq!(*v.claims(), claims);
+}

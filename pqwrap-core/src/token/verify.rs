@@ -256,6 +256,15 @@ impl Verifier {
 /// A token whose signature, header, claims, time window, audience and revocation status have
 /// been checked. It can only be obtained from [`Verifier::verify`]; the enforcement checks
 /// (`may_read` and friends) are methods on it.
+///
+/// Its fields are private and it has no public constructor, so this does not compile:
+///
+/// ```compile_fail
+/// let forged = pqwrap_core::token::VerifiedToken {
+///     claims: todo!(), kid: [0; 32], alg: pqwrap_core::token::Algorithm::MlDsa65,
+///     verified_at: 0, leeway: 0,
+/// };
+/// ```
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
     claims: Claims,
