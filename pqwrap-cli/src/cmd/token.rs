@@ -21,7 +21,7 @@ use crate::exit::Status;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
-    command: Sub,
+    command: Box<Sub>,
 }
 
 #[derive(clap::Subcommand)]
@@ -91,6 +91,9 @@ enum Sub {
         token: PathBuf,
         #[command(flatten)]
         req: RequestArgs,
+        /// With --quantum: jobs already submitted under this token (for the maxJobs quota).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        jobs_submitted: u64,
     },
     /// Mint a child token with fewer capabilities and no longer a lifetime than its parent.
     Narrow {
@@ -162,7 +165,7 @@ struct RequestArgs {
 
 /// Runs `pqwrap token …`.
 pub fn run(args: Args) -> Result<Status> {
-    match args.command {
+    match *args.command {
         Sub::Keygen { alg, output } => keygen(&alg, &output),
         Sub::Pubkey { jwk, key } => {
             let k = load_key(&key)?;
@@ -243,7 +246,12 @@ pub fn run(args: Args) -> Result<Status> {
                 }
             }
         }
-        Sub::Check { v, token, req } => check(&v, &token, &req),
+        Sub::Check {
+            v,
+            token,
+            req,
+            jobs_submitted,
+        } => check(&v, &token, &req, jobs_submitted),
         Sub::Narrow {
             key,
             parent,
@@ -282,7 +290,7 @@ pub fn run(args: Args) -> Result<Status> {
     }
 }
 
-fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs) -> Result<Status> {
+fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -> Result<Status> {
     let (verifier, now) = build_verifier(v)?;
     let text = read_small(token)?;
     let job;
@@ -312,7 +320,7 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs) -> Result<Status> {
         job = QuantumJob::from_json(&read_small(j)?)?;
         Request::Submit {
             job: &job,
-            already_submitted: 0,
+            already_submitted: jobs_submitted,
         }
     } else {
         bail!("no request given");
