@@ -3,7 +3,10 @@
 //! A signing key is its 32-byte seed ξ (the RFC 9964 private key representation). Public keys
 //! are exported as a COSE_Key and as a JWK of key type AKP. A key's identifier (`kid`) is its
 //! RFC 9679 COSE Key Thumbprint with SHA-256: the hash of the deterministic CBOR encoding of
-//! the map `{1 (kty): 7 (AKP), 3 (alg): <alg>, -1 (pub): <public key bytes>}`.
+//! the map `{1 (kty): 7 (AKP), 3 (alg): <alg>, -1 (pub): <public key bytes>}` (RFC 9964 §6
+//! names kty, alg and pub as the AKP thumbprint members). In JWKs the `kid` member is, as in
+//! the RFC 9964 examples, the RFC 7638 JWK Thumbprint (SHA-256 of
+//! `{"alg":…,"kty":"AKP","pub":…}`); both are checked against the key when present.
 
 use std::fmt;
 use std::str::FromStr;
@@ -223,7 +226,7 @@ impl SigningKey {
         Zeroizing::new(format!(
             "{{\"kty\":\"AKP\",\"alg\":\"{}\",\"kid\":\"{}\",\"pub\":\"{}\",\"priv\":\"{}\"}}",
             self.public.alg.name(),
-            Base64UrlUnpadded::encode_string(&self.public.kid),
+            Base64UrlUnpadded::encode_string(&self.public.jwk_thumbprint()),
             Base64UrlUnpadded::encode_string(&self.public.bytes),
             priv_b64.as_str()
         ))
@@ -256,7 +259,7 @@ impl SigningKey {
             return Err(KeyError::Mismatch);
         }
         if let Some(kid) = jwk.kid
-            && kid != sk.public.kid
+            && kid != sk.public.jwk_thumbprint()
         {
             return Err(KeyError::Mismatch);
         }
@@ -432,13 +435,24 @@ impl PublicKey {
         PublicKey::from_cose_value(&v)
     }
 
+    /// The RFC 7638 JWK Thumbprint (SHA-256) of the public JWK: the `kid` of JWKs, as in the
+    /// RFC 9964 examples. (Tokens name keys by the COSE Key Thumbprint, [`PublicKey::kid`].)
+    pub fn jwk_thumbprint(&self) -> [u8; 32] {
+        let canonical = format!(
+            "{{\"alg\":\"{}\",\"kty\":\"AKP\",\"pub\":\"{}\"}}",
+            self.alg.name(),
+            Base64UrlUnpadded::encode_string(&self.bytes)
+        );
+        Sha256::digest(canonical.as_bytes()).into()
+    }
+
     /// The public JWK (RFC 9964 AKP): `{"kty":"AKP","alg":"ML-DSA-65","kid":…,"pub":…}`, where
-    /// `kid` is the base64url COSE Key Thumbprint.
+    /// `kid` is the base64url RFC 7638 JWK Thumbprint.
     pub fn to_jwk(&self) -> String {
         format!(
             "{{\"kty\":\"AKP\",\"alg\":\"{}\",\"kid\":\"{}\",\"pub\":\"{}\"}}",
             self.alg.name(),
-            Base64UrlUnpadded::encode_string(&self.kid),
+            Base64UrlUnpadded::encode_string(&self.jwk_thumbprint()),
             Base64UrlUnpadded::encode_string(&self.bytes)
         )
     }
@@ -460,10 +474,10 @@ impl PublicKey {
                 .ok_or_else(|| KeyError::Malformed("pub: missing".into()))?;
             let pk = PublicKey::from_bytes(jwk.alg, &p)?;
             if let Some(kid) = jwk.kid
-                && kid != pk.kid
+                && kid != pk.jwk_thumbprint()
             {
                 return Err(KeyError::Malformed(
-                    "kid: is not the key's thumbprint".into(),
+                    "kid: is not the key's JWK thumbprint (RFC 7638)".into(),
                 ));
             }
             Ok(pk)
