@@ -540,3 +540,33 @@ fn documented_token_vector_is_reproduced_and_verifies() {
         .unwrap();
     assert_eq!(*v.claims(), claims);
 }
+
+#[test]
+fn text_form_is_canonical_base64url() {
+    let k = key(Algorithm::MlDsa65, 1);
+    let text = encode_text(&token(&k));
+    // 3587-ish bytes: the last character carries unused low bits; setting them must fail.
+    let last = text.chars().last().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let idx = alphabet.find(last).unwrap();
+    let mut accepted = 0;
+    for other in alphabet.chars() {
+        if other == last {
+            continue;
+        }
+        let t = format!("{}{other}", &text[..text.len() - 1]);
+        if verifier(&k).verify_text(&t, NOW).is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 0, "last char {last} (index {idx}) has aliases");
+    for bad in [
+        format!("{text}="),
+        text.replace('-', "+"),
+        format!("{} {}", &text[..10], &text[10..]),
+    ] {
+        if bad != text {
+            assert!(verifier(&k).verify_text(&bad, NOW).is_err());
+        }
+    }
+}

@@ -121,26 +121,24 @@ impl Decoder<'_> {
                 Ok(v)
             }
             25 => {
-                let b = self.take(2)?;
-                let v = u64::from(u16::from_be_bytes([b[0], b[1]]));
+                let b: [u8; 2] = self.take(2)?.try_into().map_err(|_| CborError::Truncated)?;
+                let v = u64::from(u16::from_be_bytes(b));
                 if v <= 0xff {
                     return Err(CborError::NonCanonical);
                 }
                 Ok(v)
             }
             26 => {
-                let b = self.take(4)?;
-                let v = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| CborError::Truncated)?;
+                let v = u64::from(u32::from_be_bytes(b));
                 if v <= 0xffff {
                     return Err(CborError::NonCanonical);
                 }
                 Ok(v)
             }
             27 => {
-                let b = self.take(8)?;
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                let v = u64::from_be_bytes(a);
+                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| CborError::Truncated)?;
+                let v = u64::from_be_bytes(b);
                 if v <= 0xffff_ffff {
                     return Err(CborError::NonCanonical);
                 }
