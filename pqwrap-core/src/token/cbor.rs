@@ -66,7 +66,7 @@ pub enum CborError {
     /// Map keys not in deterministic (bytewise ascending) order.
     #[error("CBOR: map keys not in deterministic order")]
     KeyOrder,
-    /// Nested deeper than [`MAX_DEPTH`].
+    /// Nested deeper than 16 levels.
     #[error("CBOR: nested too deeply")]
     TooDeep,
 }
