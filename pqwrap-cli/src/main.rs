@@ -24,6 +24,10 @@ enum Command {
     Decrypt(cmd::decrypt::Args),
     /// Show an encrypted file's format and protection, without a key.
     Inspect(cmd::inspect::Args),
+    /// ML-DSA capability tokens for agents: keygen, pubkey, issue, verify, check, narrow.
+    Token(cmd::token::Args),
+    /// Hash-chained audit logs.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => cmd::encrypt::run(args),
         Command::Decrypt(args) => cmd::decrypt::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code.into(),

@@ -3,6 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod age;
+pub mod audit;
 pub mod envelope;
 pub mod kem;
 pub mod keys;
+pub mod token;
