@@ -120,7 +120,7 @@ fn in_place_rewrap_keeps_inode_links_mode_and_payload_and_wipes_the_old_slot() {
     assert_eq!((back.slot, back.sequence), (0, 3));
     assert_eq!(decrypt(&path, std::slice::from_ref(&old)).unwrap(), pt);
     assert_eq!(decrypt(&path, std::slice::from_ref(&new)).unwrap(), pt);
-    let u = Header::parse(&fs::read(&path).unwrap())
+    let u = Header::from_file(&File::open(&path).unwrap())
         .unwrap()
         .unlock(std::slice::from_ref(&old))
         .unwrap();

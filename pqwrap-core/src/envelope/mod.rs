@@ -336,6 +336,12 @@ impl Header {
         Self::from_parts(preamble, s0, s1)
     }
 
+    /// Reads the header area of an open file with positional reads (the file's cursor does
+    /// not move on Unix); only the header area is read.
+    pub fn from_file(file: &std::fs::File) -> Result<Self, EnvelopeError> {
+        rewrap::read_header(&mut FileSlotIo::new(file))
+    }
+
     /// The preamble.
     pub fn preamble(&self) -> &Preamble {
         &self.preamble
