@@ -12,8 +12,9 @@
 //! - [`is_native`], [`inspect`], [`inspect_file`] (no keys needed);
 //! - [`Header::read_from`] / [`Header::parse`] and [`Header::unlock`] →
 //!   [`UnlockedHeader::is_wrapped_to`] (idempotent re-wrap check);
-//! - [`rewrap_in_place`] (one open file, in place), [`rewrap_path`] (in place, or an atomic
-//!   rewrite with a larger header area when the new header does not fit).
+//! - [`rewrap_in_place`] (one open file) and [`rewrap_path`] (one path): in place, or an
+//!   atomic rewrite with a larger header area when the new header does not fit;
+//!   [`rewrap_io`] over any [`SlotIo`] (what the torn-write test drives).
 
 use std::io::{self, Read};
 
