@@ -177,7 +177,6 @@ impl Header {
         }
         let mut stanzas = Vec::new();
         loop {
-            let line_start = pos;
             let line = next_line(input, &mut pos)?;
             if let Some(rest) = line.strip_prefix(b"---") {
                 let b64 = rest
@@ -189,7 +188,6 @@ impl Header {
                 let mac: [u8; 32] = b64_decode(b64)
                     .and_then(|v| v.try_into().ok())
                     .ok_or_else(|| header_err("MAC is not canonical base64"))?;
-                let _ = line_start;
                 let bytes = input.get(..pos).unwrap_or_default().to_vec();
                 return Ok((
                     Header {

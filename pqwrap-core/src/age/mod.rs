@@ -290,10 +290,11 @@ impl<R: Read> Decryptor<R> {
         });
         let chained = io::Cursor::new(prefix).chain(input);
         let mut input = match detected {
-            Some(Armored(false)) => AgeInput::Binary(BufReader::with_capacity(
-                stream::ENCRYPTED_CHUNK_LEN + 1,
-                chained,
-            )),
+            // A capacity of one plaintext chunk lets the payload reader's full-chunk
+            // reads (64 KiB + tag) bypass the buffer once the header is consumed.
+            Some(Armored(false)) => {
+                AgeInput::Binary(BufReader::with_capacity(stream::CHUNK_LEN, chained))
+            }
             Some(Armored(true)) => AgeInput::Armored(BufReader::with_capacity(
                 stream::ENCRYPTED_CHUNK_LEN + 1,
                 armor::ArmoredReader::new(BufReader::new(chained)),
