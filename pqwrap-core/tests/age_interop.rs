@@ -65,7 +65,12 @@ fn interop_with_debian_age() {
     let recipient = id.to_recipient().to_string();
     let mut checked = 0;
 
-    for n in [0, 1000, 3 * age::stream::CHUNK_LEN + 17] {
+    for n in [
+        0,
+        1000,
+        3 * age::stream::CHUNK_LEN + 17,
+        16 * age::stream::CHUNK_LEN + 5,
+    ] {
         let pt = data(n);
         for armor in [false, true] {
             // age → pqwrap

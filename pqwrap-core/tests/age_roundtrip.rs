@@ -67,6 +67,34 @@ fn round_trip_sizes_recipients_and_armor() {
     }
 }
 
+/// The writer seals 16 chunks per batch: sizes around batch boundaries.
+#[test]
+fn round_trip_across_write_batches() {
+    let id = Identity::generate_x25519().expect("rng");
+    for n in [
+        16 * CHUNK - 1,
+        16 * CHUNK,
+        16 * CHUNK + 1,
+        17 * CHUNK,
+        32 * CHUNK + 7,
+    ] {
+        let pt = data(n);
+        for piece in [n, 100_000] {
+            let file = encrypt(&[id.to_recipient()], &pt, false, piece);
+            let (_, len) = Header::parse(&file).expect("parse");
+            assert_eq!(
+                age::stream::plaintext_len((file.len() - len) as u64),
+                Some(n as u64)
+            );
+            assert_eq!(
+                decrypt(&file, std::slice::from_ref(&id)).expect("ok"),
+                pt,
+                "{n}"
+            );
+        }
+    }
+}
+
 #[test]
 fn armor_lines_are_strict_64_columns() {
     let id = Identity::generate_x25519().expect("rng");

@@ -252,14 +252,24 @@ pub fn verify_payload<R: Read>(
     Ok(r.released)
 }
 
+/// Chunks sealed per batch by [`StreamWriter`] (1 MiB of plaintext), in parallel.
+const BATCH_CHUNKS: usize = 16;
+
 /// Encrypting writer: writes the payload nonce, then sealed chunks. Call
 /// [`StreamWriter::finish`] at the end; a writer dropped without it leaves a payload
 /// without a final chunk, which every reader rejects.
+///
+/// Plaintext is gathered in batches of 16 chunks laid out with room for their tags, and a
+/// full batch is sealed on the rayon pool (each chunk's nonce depends only on its index),
+/// then written with one call. Memory stays at one batch, about 1 MiB.
 pub struct StreamWriter<W: Write> {
     inner: W,
     cipher: ChaCha20Poly1305,
+    /// Index of the first chunk in `buf`.
     counter: u128,
+    /// `BATCH_CHUNKS` slots of `ENCRYPTED_CHUNK_LEN` bytes: plaintext then room for a tag.
     buf: Vec<u8>,
+    /// Plaintext bytes gathered in `buf` (slot `pos / CHUNK_LEN`, offset `pos % CHUNK_LEN`).
     pos: usize,
 }
 
@@ -273,28 +283,63 @@ impl<W: Write> StreamWriter<W> {
             inner,
             cipher: payload_cipher(file_key, &nonce),
             counter: 0,
-            buf: vec![0u8; ENCRYPTED_CHUNK_LEN],
+            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_LEN],
             pos: 0,
         })
     }
 
-    fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        if self.counter > MAX_COUNTER {
+    /// Seals slots `0..full` as full non-final chunks and, if `last_len` is given, slot
+    /// `full` as the final chunk holding that many bytes; then writes them all.
+    fn seal_and_write(&mut self, full: usize, last_len: Option<usize>) -> io::Result<()> {
+        let slots = full + usize::from(last_len.is_some());
+        if self.counter + slots as u128 > MAX_COUNTER + 1 {
             return Err(AgeError::Payload("too many chunks".into()).into_io());
         }
-        let nonce = chunk_nonce(self.counter, last);
-        let pt_len = self.pos;
-        let tag = seal_in_place(&self.cipher, &nonce, &[], &mut self.buf[..pt_len]);
-        self.buf[pt_len..pt_len + TAG_LEN].copy_from_slice(&tag);
-        self.inner.write_all(&self.buf[..pt_len + TAG_LEN])?;
-        self.counter += 1;
+        let cipher = &self.cipher;
+        let base = self.counter;
+        let seal = |i: usize, slot: &mut [u8]| {
+            let (pt, tag) = slot.split_at_mut(CHUNK_LEN);
+            let t = seal_in_place(cipher, &chunk_nonce(base + i as u128, false), &[], pt);
+            tag.copy_from_slice(&t);
+        };
+        let region = &mut self.buf[..full * ENCRYPTED_CHUNK_LEN];
+        if full > 1 {
+            use rayon::prelude::*;
+            region
+                .par_chunks_mut(ENCRYPTED_CHUNK_LEN)
+                .enumerate()
+                .for_each(|(i, slot)| seal(i, slot));
+        } else {
+            region
+                .chunks_mut(ENCRYPTED_CHUNK_LEN)
+                .enumerate()
+                .for_each(|(i, slot)| seal(i, slot));
+        }
+        let mut end = full * ENCRYPTED_CHUNK_LEN;
+        if let Some(len) = last_len {
+            let start = end;
+            let nonce = chunk_nonce(base + full as u128, true);
+            let t = seal_in_place(cipher, &nonce, &[], &mut self.buf[start..start + len]);
+            self.buf[start + len..start + len + TAG_LEN].copy_from_slice(&t);
+            end = start + len + TAG_LEN;
+        }
+        self.inner.write_all(&self.buf[..end])?;
+        self.counter += slots as u128;
         self.pos = 0;
         Ok(())
     }
 
     /// Seals the final chunk, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<W, AgeError> {
-        self.seal_chunk(true).map_err(AgeError::from_io)?;
+        // The final chunk is the last non-empty slot, or an empty slot 0 for an empty
+        // payload.
+        let (full, last_len) = match (self.pos / CHUNK_LEN, self.pos % CHUNK_LEN) {
+            (0, 0) => (0, 0),
+            (f, 0) => (f - 1, CHUNK_LEN),
+            (f, r) => (f, r),
+        };
+        self.seal_and_write(full, Some(last_len))
+            .map_err(AgeError::from_io)?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -305,13 +350,15 @@ impl<W: Write> Write for StreamWriter<W> {
         let mut data = data;
         let mut written = 0;
         while !data.is_empty() {
-            // A full buffer is sealed as non-final only once more data arrives, so the
+            // A full batch is sealed as non-final only once more data arrives, so the
             // final chunk is never empty unless the whole payload is.
-            if self.pos == CHUNK_LEN {
-                self.seal_chunk(false)?;
+            if self.pos == BATCH_CHUNKS * CHUNK_LEN {
+                self.seal_and_write(BATCH_CHUNKS, None)?;
             }
-            let n = (CHUNK_LEN - self.pos).min(data.len());
-            self.buf[self.pos..self.pos + n].copy_from_slice(&data[..n]);
+            let (slot, off) = (self.pos / CHUNK_LEN, self.pos % CHUNK_LEN);
+            let n = (CHUNK_LEN - off).min(data.len());
+            let at = slot * ENCRYPTED_CHUNK_LEN + off;
+            self.buf[at..at + n].copy_from_slice(&data[..n]);
             self.pos += n;
             written += n;
             data = &data[n..];
