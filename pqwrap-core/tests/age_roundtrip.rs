@@ -410,3 +410,34 @@ fn damage_across_read_batches_releases_the_authentic_prefix() {
         (15 * CHUNK, ErrorKind::Payload)
     );
 }
+
+#[test]
+fn protection_classification_is_conservative() {
+    let fk = FileKey::generate().expect("rng");
+    let pq = Identity::generate_hybrid().expect("rng").to_recipient();
+    let base = Header::wrap(&fk, &[pq], false).expect("wrap");
+    let with = |tags: &[&str]| {
+        let mut st = base.stanzas().to_vec();
+        for t in tags {
+            st.push(Stanza::new(t, vec![], vec![]).expect("stanza"));
+        }
+        Header::from_stanzas(&fk, st).expect("header").protection()
+    };
+    use age::Protection::*;
+    assert_eq!(with(&[]), PostQuantum);
+    assert_eq!(with(&["grease"]), PostQuantum);
+    assert_eq!(with(&["x7-grease"]), PostQuantum);
+    assert_eq!(with(&["ssh-ed25519"]), Mixed);
+    assert_eq!(with(&["age-plugin-thing"]), Mixed);
+    let only = |tags: &[&str]| {
+        let st = tags
+            .iter()
+            .map(|t| Stanza::new(t, vec![], vec![]).expect("stanza"))
+            .collect();
+        Header::from_stanzas(&fk, st).expect("header").protection()
+    };
+    assert_eq!(only(&["X25519", "piv-p256"]), Classical);
+    assert_eq!(only(&["X25519", "plugin"]), Classical);
+    assert_eq!(only(&["plugin"]), Unknown);
+    assert_eq!(only(&["scrypt"]), Passphrase);
+}

@@ -84,10 +84,10 @@ fn inspect_age(args: &Args, input: impl io::Read, name: &str) -> Result<Status> 
         age::Protection::PostQuantum => "post-quantum (every recipient is mlkem768x25519)",
         age::Protection::Classical => "classical only (X25519): re-wrap to post-quantum recipients",
         age::Protection::Mixed => {
-            "mixed: post-quantum and classical recipients (only classically secure)"
+            "mixed: post-quantum next to classical or unrecognised recipients (no stronger than those)"
         }
         age::Protection::Passphrase => "passphrase (scrypt)",
-        age::Protection::Unknown => "unknown recipient types",
+        age::Protection::Unknown => "unknown recipient types (plugins?)",
     };
     writeln!(out, "protection:  {what}")?;
     writeln!(out, "header:      {} bytes", header.len())?;
