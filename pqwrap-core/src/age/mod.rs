@@ -10,8 +10,8 @@
 //!   recovered ([`Header::unwrap_file_key`]); [`Header::wrap`] builds a fresh header.
 //! * Recipient stanzas: `X25519`, `scrypt` and `mlkem768x25519` (X-Wing through HPKE base
 //!   mode, see [`hpke`]).
-//! * [`stream`]: the payload, as streaming [`Read`](std::io::Read) /
-//!   [`Write`](std::io::Write) adapters with bounded memory, and [`stream::verify_payload`].
+//! * [`stream`]: the payload, as streaming `Read` /
+//!   `Write` adapters with bounded memory, and [`stream::verify_payload`].
 //! * [`armor`]: strict ASCII armor, streaming in both directions.
 //! * [`Decryptor`] / [`encrypt_writer`]: the whole file in one call each way.
 //!
