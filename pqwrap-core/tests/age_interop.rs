@@ -65,7 +65,12 @@ fn interop_with_debian_age() {
     let recipient = id.to_recipient().to_string();
     let mut checked = 0;
 
-    for n in [0, 1000, 3 * age::stream::CHUNK_LEN + 17] {
+    for n in [
+        0,
+        1000,
+        3 * age::stream::CHUNK_LEN + 17,
+        16 * age::stream::CHUNK_LEN + 5,
+    ] {
         let pt = data(n);
         for armor in [false, true] {
             // age → pqwrap
@@ -129,4 +134,72 @@ fn which_age_keygen() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+fn script_available() -> bool {
+    Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `age_cmd` under a pseudo-terminal (age reads passphrases only from a terminal),
+/// typing `passphrase` `times` times.
+fn age_with_tty(age_cmd: &str, passphrase: &str, times: usize) {
+    let typing: String = (0..times)
+        .map(|_| format!("sleep 0.5; printf '%s\\n' '{passphrase}'; "))
+        .collect();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("({typing}) | script -qfec \"{age_cmd}\" /dev/null"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sh runs");
+    assert!(st.success(), "{age_cmd} under a pty failed");
+}
+
+#[test]
+fn interop_scrypt_with_debian_age() {
+    if !age_available() || !script_available() {
+        eprintln!();
+        eprintln!("*****************************************************************");
+        eprintln!("*** SKIPPED interop_scrypt_with_debian_age: needs `age` and   ***");
+        eprintln!("*** `script` (util-linux) — nothing was checked against age  ***");
+        eprintln!("*****************************************************************");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("UTF-8 path");
+    let pw = "correct horse battery";
+    let pt = data(age::stream::CHUNK_LEN + 10);
+
+    // pqwrap → age
+    let fk = age::FileKey::generate().expect("rng");
+    let header =
+        age::Header::wrap_passphrase(&fk, &age::Passphrase::new(pw.into()), 12).expect("wrap");
+    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, false).expect("writer");
+    w.write_all(&pt).expect("write");
+    std::fs::write(dir.path().join("a.age"), w.finish().expect("finish")).expect("write");
+    age_with_tty(&format!("age -d -o {d}/a.out {d}/a.age"), pw, 1);
+    assert_eq!(
+        std::fs::read(dir.path().join("a.out")).expect("age output"),
+        pt
+    );
+
+    // age → pqwrap (age asks for the passphrase twice; work factor 18)
+    std::fs::write(dir.path().join("b.txt"), &pt).expect("write");
+    age_with_tty(&format!("age -p -o {d}/b.age {d}/b.txt"), pw, 2);
+    let file = std::fs::read(dir.path().join("b.age")).expect("age wrote");
+    let mut out = Vec::new();
+    age::Decryptor::new(&file[..])
+        .expect("header")
+        .decrypt(&[], &[age::Passphrase::new(pw.into())])
+        .expect("scrypt unwrap")
+        .read_to_end(&mut out)
+        .expect("payload");
+    assert_eq!(out, pt);
+    println!("interop with Debian age: scrypt both ways checked");
 }

@@ -67,6 +67,34 @@ fn round_trip_sizes_recipients_and_armor() {
     }
 }
 
+/// The writer seals 16 chunks per batch: sizes around batch boundaries.
+#[test]
+fn round_trip_across_write_batches() {
+    let id = Identity::generate_x25519().expect("rng");
+    for n in [
+        16 * CHUNK - 1,
+        16 * CHUNK,
+        16 * CHUNK + 1,
+        17 * CHUNK,
+        32 * CHUNK + 7,
+    ] {
+        let pt = data(n);
+        for piece in [n, 100_000] {
+            let file = encrypt(&[id.to_recipient()], &pt, false, piece);
+            let (_, len) = Header::parse(&file).expect("parse");
+            assert_eq!(
+                age::stream::plaintext_len((file.len() - len) as u64),
+                Some(n as u64)
+            );
+            assert_eq!(
+                decrypt(&file, std::slice::from_ref(&id)).expect("ok"),
+                pt,
+                "{n}"
+            );
+        }
+    }
+}
+
 #[test]
 fn armor_lines_are_strict_64_columns() {
     let id = Identity::generate_x25519().expect("rng");
@@ -302,4 +330,114 @@ fn verify_payload_first_chunk_and_whole() {
         ErrorKind::Payload
     );
     assert_eq!(format!("{fk:?}"), "FileKey(<redacted>)");
+}
+
+/// Reads until the error, returning what was released before it.
+fn released_then_error(file: &[u8], id: &Identity) -> (usize, ErrorKind) {
+    use std::io::BufRead;
+    let mut r = age::Decryptor::new(file)
+        .expect("header")
+        .decrypt(std::slice::from_ref(id), &[])
+        .expect("unwrap");
+    let mut n = 0;
+    loop {
+        match r.fill_buf() {
+            Ok([]) => panic!("no error after {n} bytes"),
+            Ok(b) => {
+                let l = b.len();
+                n += l;
+                r.consume(l);
+            }
+            Err(e) => {
+                // Errors are sticky.
+                assert!(r.fill_buf().is_err());
+                return (n, AgeError::from_io(e).kind());
+            }
+        }
+    }
+}
+
+/// Chunks are authenticated in parallel batches of 16, but released and failed exactly as
+/// if read one by one: everything before the bad chunk, then the error.
+#[test]
+fn damage_across_read_batches_releases_the_authentic_prefix() {
+    let id = Identity::generate_x25519().expect("rng");
+    let pt = data(40 * CHUNK + 5);
+    let file = encrypt(&[id.to_recipient()], &pt, false, pt.len());
+    let (_, hlen) = Header::parse(&file).expect("parse");
+    let start = hlen + 16;
+    let enc = CHUNK + 16;
+    for bad in [0, 5, 15, 16, 17, 31, 32, 40] {
+        let mut f = file.clone();
+        f[start + bad * enc + 3] ^= 0x80;
+        assert_eq!(
+            released_then_error(&f, &id),
+            (bad * CHUNK, ErrorKind::Payload),
+            "chunk {bad}"
+        );
+    }
+    for whole in [1, 15, 16, 17, 32, 40] {
+        let f = &file[..start + whole * enc];
+        assert_eq!(
+            released_then_error(f, &id),
+            (whole * CHUNK, ErrorKind::Payload),
+            "cut {whole}"
+        );
+    }
+    let mut f = file.clone();
+    f.extend_from_slice(&[0; 20]);
+    assert_eq!(released_then_error(&f, &id).1, ErrorKind::Payload);
+
+    // A final chunk that is full and last in its batch, then trailing data in the same
+    // batch or the next one.
+    let pt16 = data(16 * CHUNK);
+    let file16 = encrypt(&[id.to_recipient()], &pt16, false, pt16.len());
+    for extra in [1usize, 17, enc] {
+        let mut f = file16.clone();
+        f.extend(std::iter::repeat_n(7u8, extra));
+        assert_eq!(
+            released_then_error(&f, &id),
+            (16 * CHUNK, ErrorKind::Payload),
+            "+{extra}"
+        );
+    }
+    let pt15 = data(15 * CHUNK);
+    let file15 = encrypt(&[id.to_recipient()], &pt15, false, pt15.len());
+    let mut f = file15.clone();
+    f.extend(std::iter::repeat_n(7u8, enc));
+    assert_eq!(
+        released_then_error(&f, &id),
+        (15 * CHUNK, ErrorKind::Payload)
+    );
+}
+
+#[test]
+fn protection_classification_is_conservative() {
+    let fk = FileKey::generate().expect("rng");
+    let pq = Identity::generate_hybrid().expect("rng").to_recipient();
+    let base = Header::wrap(&fk, &[pq], false).expect("wrap");
+    let with = |tags: &[&str]| {
+        let mut st = base.stanzas().to_vec();
+        for t in tags {
+            st.push(Stanza::new(t, vec![], vec![]).expect("stanza"));
+        }
+        Header::from_stanzas(&fk, st).expect("header").protection()
+    };
+    use age::Protection::*;
+    assert_eq!(with(&[]), PostQuantum);
+    assert_eq!(with(&["grease"]), PostQuantum);
+    assert_eq!(with(&["x7-grease"]), PostQuantum);
+    assert_eq!(with(&["ssh-ed25519"]), Mixed);
+    assert_eq!(with(&["age-plugin-thing"]), Mixed);
+    let only = |tags: &[&str]| {
+        let st = tags
+            .iter()
+            .map(|t| Stanza::new(t, vec![], vec![]).expect("stanza"))
+            .collect();
+        Header::from_stanzas(&fk, st).expect("header").protection()
+    };
+    assert_eq!(only(&["X25519", "piv-p256"]), Classical);
+    assert_eq!(only(&["X25519", "plugin"]), Classical);
+    assert_eq!(only(&["plugin"]), Unknown);
+    assert_eq!(only(&["scrypt"]), Passphrase);
 }

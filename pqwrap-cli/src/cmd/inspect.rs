@@ -38,10 +38,17 @@ fn inspect_age(args: &Args, input: impl io::Read, name: &str) -> Result<Status> 
     let dec = age::Decryptor::new(input).map_err(|e| anyhow!("{name}: {e}"))?;
     let armored = dec.is_armored();
     let (header, mut rest) = dec.into_payload();
-    // Count the payload (nonce included) as binary bytes; through the armor decoder if
-    // armored, so the figure is the same either way.
-    let payload = io::copy(&mut rest, &mut io::sink())
-        .map_err(|e| anyhow!("{name}: {}", age::AgeError::from_io(e)))?;
+    // The payload size (nonce included) in binary bytes: from the file size when it is a
+    // binary regular file, otherwise by reading through (the armor decoder, if armored).
+    let file_len = std::fs::metadata(&args.file)
+        .ok()
+        .filter(|m| m.is_file() && args.file.as_os_str() != "-")
+        .map(|m| m.len());
+    let payload = match file_len {
+        Some(len) if !armored => len.saturating_sub(header.len() as u64),
+        _ => io::copy(&mut rest, &mut io::sink())
+            .map_err(|e| anyhow!("{name}: {}", age::AgeError::from_io(e)))?,
+    };
     let plaintext = age::stream::plaintext_len(payload);
     let protection = header.protection();
     let types = header.stanza_types();
@@ -77,10 +84,10 @@ fn inspect_age(args: &Args, input: impl io::Read, name: &str) -> Result<Status> 
         age::Protection::PostQuantum => "post-quantum (every recipient is mlkem768x25519)",
         age::Protection::Classical => "classical only (X25519): re-wrap to post-quantum recipients",
         age::Protection::Mixed => {
-            "mixed: post-quantum and classical recipients (only classically secure)"
+            "mixed: post-quantum next to classical or unrecognised recipients (no stronger than those)"
         }
         age::Protection::Passphrase => "passphrase (scrypt)",
-        age::Protection::Unknown => "unknown recipient types",
+        age::Protection::Unknown => "unknown recipient types (plugins?)",
     };
     writeln!(out, "protection:  {what}")?;
     writeln!(out, "header:      {} bytes", header.len())?;

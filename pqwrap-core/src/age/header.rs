@@ -97,18 +97,33 @@ impl Stanza {
     }
 }
 
-/// How a file is protected, judged from its stanza types.
+/// Stanza types of post-quantum recipients (age's hybrid and tagged hybrid types).
+const PQ_TYPES: &[&str] = &[MLKEM768X25519_TAG, "mlkem768p256tag"];
+/// Stanza types of classical public-key recipients: age's own (X25519, SSH, P-256 tag) and
+/// the common PIV plugin.
+const CLASSICAL_TYPES: &[&str] = &[X25519_TAG, "ssh-rsa", "ssh-ed25519", "p256tag", "piv-p256"];
+
+/// Whether a stanza type is GREASE (random filler some implementations add, e.g. rage's
+/// `…-grease`), which protects nothing and is not counted.
+fn is_grease(tag: &str) -> bool {
+    tag.ends_with("grease")
+}
+
+/// How a file is protected, judged from its stanza types (no key needed). Conservative:
+/// "post-quantum" only when every stanza that is not GREASE is of a post-quantum type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protection {
-    /// Every known stanza is post-quantum (`mlkem768x25519`).
+    /// Every (non-GREASE) stanza is post-quantum (`mlkem768x25519`).
     PostQuantum,
-    /// Every known stanza is classical public-key (`X25519`).
+    /// Every stanza of a known type is classical public-key (`X25519`, SSH, …) and none is
+    /// post-quantum.
     Classical,
-    /// Both post-quantum and classical public-key stanzas.
+    /// Post-quantum stanzas next to classical or unrecognised ones: the file is only as
+    /// strong as its weakest recipient.
     Mixed,
     /// A passphrase (`scrypt`) stanza.
     Passphrase,
-    /// No stanza of a type this implementation knows.
+    /// No stanza of a type this implementation recognises (e.g. plugin recipients).
     Unknown,
 }
 
@@ -177,7 +192,6 @@ impl Header {
         }
         let mut stanzas = Vec::new();
         loop {
-            let line_start = pos;
             let line = next_line(input, &mut pos)?;
             if let Some(rest) = line.strip_prefix(b"---") {
                 let b64 = rest
@@ -189,7 +203,6 @@ impl Header {
                 let mac: [u8; 32] = b64_decode(b64)
                     .and_then(|v| v.try_into().ok())
                     .ok_or_else(|| header_err("MAC is not canonical base64"))?;
-                let _ = line_start;
                 let bytes = input.get(..pos).unwrap_or_default().to_vec();
                 return Ok((
                     Header {
@@ -297,15 +310,26 @@ impl Header {
         self.stanzas.iter().map(|s| s.tag()).collect()
     }
 
-    /// How the file is protected, judged from the stanza types.
+    /// How the file is protected, judged from the stanza types; see [`Protection`].
     pub fn protection(&self) -> Protection {
-        let has = |t: &str| self.stanzas.iter().any(|s| s.tag == t);
-        match (has(MLKEM768X25519_TAG), has(X25519_TAG), has(SCRYPT_TAG)) {
-            (_, _, true) => Protection::Passphrase,
-            (true, true, _) => Protection::Mixed,
-            (true, false, _) => Protection::PostQuantum,
+        let (mut pq, mut classical, mut other) = (false, false, false);
+        for s in &self.stanzas {
+            let t = s.tag.as_str();
+            if t == SCRYPT_TAG {
+                return Protection::Passphrase;
+            } else if PQ_TYPES.contains(&t) {
+                pq = true;
+            } else if CLASSICAL_TYPES.contains(&t) {
+                classical = true;
+            } else if !is_grease(t) {
+                other = true;
+            }
+        }
+        match (pq, classical, other) {
+            (true, false, false) => Protection::PostQuantum,
+            (true, _, _) => Protection::Mixed,
             (false, true, _) => Protection::Classical,
-            (false, false, false) => Protection::Unknown,
+            (false, false, _) => Protection::Unknown,
         }
     }
 

@@ -10,8 +10,8 @@
 //!   recovered ([`Header::unwrap_file_key`]); [`Header::wrap`] builds a fresh header.
 //! * Recipient stanzas: `X25519`, `scrypt` and `mlkem768x25519` (X-Wing through HPKE base
 //!   mode, see [`hpke`]).
-//! * [`stream`]: the payload, as streaming [`Read`](std::io::Read) /
-//!   [`Write`](std::io::Write) adapters with bounded memory, and [`stream::verify_payload`].
+//! * [`stream`]: the payload, as streaming `Read` /
+//!   `Write` adapters with bounded memory, and [`stream::verify_payload`].
 //! * [`armor`]: strict ASCII armor, streaming in both directions.
 //! * [`Decryptor`] / [`encrypt_writer`]: the whole file in one call each way.
 //!
@@ -290,10 +290,11 @@ impl<R: Read> Decryptor<R> {
         });
         let chained = io::Cursor::new(prefix).chain(input);
         let mut input = match detected {
-            Some(Armored(false)) => AgeInput::Binary(BufReader::with_capacity(
-                stream::ENCRYPTED_CHUNK_LEN + 1,
-                chained,
-            )),
+            // A capacity of one plaintext chunk lets the payload reader's full-chunk
+            // reads (64 KiB + tag) bypass the buffer once the header is consumed.
+            Some(Armored(false)) => {
+                AgeInput::Binary(BufReader::with_capacity(stream::CHUNK_LEN, chained))
+            }
             Some(Armored(true)) => AgeInput::Armored(BufReader::with_capacity(
                 stream::ENCRYPTED_CHUNK_LEN + 1,
                 armor::ArmoredReader::new(BufReader::new(chained)),

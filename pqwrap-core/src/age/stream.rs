@@ -26,6 +26,8 @@ pub const CHUNK_LEN: usize = 64 * 1024;
 pub const ENCRYPTED_CHUNK_LEN: usize = CHUNK_LEN + TAG_LEN;
 /// Length of the payload nonce that precedes the chunks.
 pub const NONCE_LEN: usize = 16;
+/// Chunks per batch, sealed or opened in parallel (1 MiB of plaintext).
+const BATCH_CHUNKS: usize = 16;
 /// The chunk counter is 11 bytes: at most 2^88 chunks.
 const MAX_COUNTER: u128 = (1u128 << 88) - 1;
 
@@ -46,19 +48,34 @@ fn payload_err(msg: impl Into<String>) -> AgeError {
 
 /// Decrypting reader over a payload (nonce first). Also implements [`BufRead`], which
 /// hands out each authenticated chunk without a copy.
+///
+/// Chunks are read in batches of up to 16 (about 1 MiB) and, with the `parallel` feature,
+/// authenticated on the rayon pool; what is released, and when an error surfaces, is exactly as if they were read one
+/// by one: every chunk before a failure is released, then the error is returned.
 pub struct StreamReader<R: Read> {
     inner: R,
     cipher: ChaCha20Poly1305,
+    /// Global index of the first chunk of the current batch.
     counter: u128,
-    /// Ciphertext of the current chunk, decrypted in place.
+    /// Chunks per batch (1 for a single-chunk check).
+    batch: usize,
+    /// The current batch: chunk `i` at `i * ENCRYPTED_CHUNK_LEN`, decrypted in place.
     buf: Vec<u8>,
-    /// After the final chunk: the input was checked to end there.
-    eof_checked: bool,
-    /// Range of `buf` holding released, not yet consumed plaintext.
-    start: usize,
-    end: usize,
+    /// Plaintext lengths of the released chunks of the current batch.
+    lens: [usize; BATCH_CHUNKS],
+    /// Released chunks in the current batch.
+    ready: usize,
+    /// Chunk being consumed, and the offset in it.
+    cur: usize,
+    off: usize,
+    /// An error found in the batch, returned once the chunks before it are consumed.
+    pending: Option<AgeError>,
+    /// An error was returned: every later read fails too.
+    failed: bool,
     /// The final chunk has been authenticated.
     done: bool,
+    /// After the final chunk: the input was checked to end there.
+    eof_checked: bool,
     /// Plaintext bytes released so far.
     released: u64,
 }
@@ -66,7 +83,11 @@ pub struct StreamReader<R: Read> {
 impl<R: Read> StreamReader<R> {
     /// Reads the payload nonce from `inner` and prepares to decrypt. A missing or short
     /// nonce is a header error, as the age specification counts it.
-    pub fn new(file_key: &FileKey, mut inner: R) -> Result<Self, AgeError> {
+    pub fn new(file_key: &FileKey, inner: R) -> Result<Self, AgeError> {
+        Self::with_batch(file_key, inner, BATCH_CHUNKS)
+    }
+
+    fn with_batch(file_key: &FileKey, mut inner: R, batch: usize) -> Result<Self, AgeError> {
         let mut nonce = [0u8; NONCE_LEN];
         let mut got = 0;
         while got < NONCE_LEN {
@@ -82,15 +103,21 @@ impl<R: Read> StreamReader<R> {
             }
             got += n;
         }
+        let batch = batch.clamp(1, BATCH_CHUNKS);
         Ok(Self {
             inner,
             cipher: payload_cipher(file_key, &nonce),
             counter: 0,
-            buf: vec![0u8; ENCRYPTED_CHUNK_LEN],
-            eof_checked: false,
-            start: 0,
-            end: 0,
+            batch,
+            buf: vec![0u8; batch * ENCRYPTED_CHUNK_LEN],
+            lens: [0; BATCH_CHUNKS],
+            ready: 0,
+            cur: 0,
+            off: 0,
+            pending: None,
+            failed: false,
             done: false,
+            eof_checked: false,
             released: 0,
         })
     }
@@ -102,10 +129,10 @@ impl<R: Read> StreamReader<R> {
 
     /// Whether the final chunk has been authenticated and the input ended right after it.
     pub fn is_done(&self) -> bool {
-        self.done
+        self.done && self.eof_checked
     }
 
-    /// Reads up to `buf.len()` bytes, fewer only at end of input.
+    /// Reads up to `len` bytes into `buf`, fewer only at end of input.
     fn read_full(&mut self, len: usize) -> Result<usize, AgeError> {
         let mut filled = 0;
         while filled < len {
@@ -119,9 +146,27 @@ impl<R: Read> StreamReader<R> {
         Ok(filled)
     }
 
-    /// Reads and authenticates the next chunk into `buf[start..end]`. Returns false at the
-    /// end of the payload (after checking that nothing follows the final chunk).
-    fn next_chunk(&mut self) -> Result<bool, AgeError> {
+    fn open_chunk(&self, i: usize, len: usize, last: bool, slot: &mut [u8]) -> bool {
+        open_chunk(&self.cipher, self.counter + i as u128, len, last, slot)
+    }
+
+    /// Reads and authenticates the next batch. Returns false at the end of the payload
+    /// (after checking that nothing follows the final chunk).
+    fn next_batch(&mut self) -> Result<bool, AgeError> {
+        let r = self.next_batch_inner();
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn next_batch_inner(&mut self) -> Result<bool, AgeError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        if self.failed {
+            return Err(payload_err("the payload already failed to authenticate"));
+        }
         if self.done {
             if !self.eof_checked {
                 if self.read_full(1)? != 0 {
@@ -131,81 +176,179 @@ impl<R: Read> StreamReader<R> {
             }
             return Ok(false);
         }
-        let n = self.read_full(ENCRYPTED_CHUNK_LEN)?;
-        if n == 0 {
-            return Err(payload_err(if self.counter == 0 {
+        if self.counter + self.batch as u128 > MAX_COUNTER {
+            return Err(payload_err("too many chunks"));
+        }
+        let n = self.read_full(self.batch * ENCRYPTED_CHUNK_LEN)?;
+        let full = n / ENCRYPTED_CHUNK_LEN;
+        let rem = n % ENCRYPTED_CHUNK_LEN;
+        self.ready = 0;
+        self.cur = 0;
+        self.off = 0;
+
+        // Every full chunk is first tried as a non-final one, in parallel.
+        let mut ok = [false; BATCH_CHUNKS];
+        {
+            let cipher = &self.cipher;
+            let base = self.counter;
+            let region = &mut self.buf[..full * ENCRYPTED_CHUNK_LEN];
+            let one = |i: usize, slot: &mut [u8], ok: &mut bool| {
+                *ok = open_chunk(cipher, base + i as u128, CHUNK_LEN, false, slot);
+            };
+            #[cfg(feature = "parallel")]
+            let parallel = full > 1;
+            #[cfg(not(feature = "parallel"))]
+            let parallel = false;
+            if parallel {
+                #[cfg(feature = "parallel")]
+                {
+                    use rayon::prelude::*;
+                    region
+                        .par_chunks_mut(ENCRYPTED_CHUNK_LEN)
+                        .zip(ok[..full].par_iter_mut())
+                        .enumerate()
+                        .for_each(|(i, (slot, ok))| one(i, slot, ok));
+                }
+            } else {
+                for (i, (slot, ok)) in region
+                    .chunks_mut(ENCRYPTED_CHUNK_LEN)
+                    .zip(ok.iter_mut())
+                    .enumerate()
+                {
+                    one(i, slot, ok);
+                }
+            }
+        }
+        for (i, &good) in ok.iter().enumerate().take(full) {
+            let at = i * ENCRYPTED_CHUNK_LEN;
+            if good {
+                self.release(CHUNK_LEN);
+                continue;
+            }
+            // A full chunk that is not a valid non-final one may be the final chunk. The
+            // buffer is intact after a failed open (ChaCha20-Poly1305 authenticates before
+            // decrypting; CCTV's stream_last_chunk_full_second pins this).
+            let slot = &mut self.buf[at..at + ENCRYPTED_CHUNK_LEN];
+            if open_chunk(
+                &self.cipher,
+                self.counter + i as u128,
+                CHUNK_LEN,
+                true,
+                slot,
+            ) {
+                self.release(CHUNK_LEN);
+                self.done = true;
+                if at + ENCRYPTED_CHUNK_LEN < n {
+                    self.defer(payload_err("trailing data after the final chunk"));
+                }
+            } else {
+                self.defer(self.chunk_failure(i));
+            }
+            return Ok(true);
+        }
+        let idx = self.counter + full as u128;
+        if rem > 0 {
+            // A short chunk is the final one.
+            let at = full * ENCRYPTED_CHUNK_LEN;
+            if rem < TAG_LEN {
+                self.defer(payload_err(
+                    "payload truncated (chunk shorter than its tag)",
+                ));
+            } else if rem == TAG_LEN && idx > 0 {
+                self.defer(payload_err("final chunk is empty in a non-empty payload"));
+            } else {
+                let mut slot = std::mem::take(&mut self.buf);
+                let good = self.open_chunk(full, rem - TAG_LEN, true, &mut slot[at..at + rem]);
+                self.buf = slot;
+                if good {
+                    self.release(rem - TAG_LEN);
+                    self.done = true;
+                } else {
+                    self.defer(self.chunk_failure(full));
+                }
+            }
+        } else if full < self.batch {
+            // The input ended right after a non-final chunk (or at once).
+            self.defer(payload_err(if idx == 0 {
                 "payload is missing"
             } else {
                 "payload truncated (no final chunk)"
             }));
         }
-        // A short chunk can only be the final one; a full chunk is final only if it
-        // authenticates as such (then the input must end right after it).
-        let mut last = n < ENCRYPTED_CHUNK_LEN;
-        if n < TAG_LEN {
-            return Err(payload_err(
-                "payload truncated (chunk shorter than its tag)",
-            ));
-        }
-        if last && n == TAG_LEN && self.counter > 0 {
-            return Err(payload_err("final chunk is empty in a non-empty payload"));
-        }
-        let pt_len = n - TAG_LEN;
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&self.buf[pt_len..n]);
-        // On a tag failure the ChaCha20-Poly1305 implementation leaves the buffer
-        // untouched (it authenticates before decrypting), so a full chunk can be retried
-        // as the final one without a copy. CCTV's stream_last_chunk_full_second pins this.
-        let mut ok = open_in_place(
-            &self.cipher,
-            &chunk_nonce(self.counter, last),
-            &[],
-            &mut self.buf[..pt_len],
-            &tag,
-        )
-        .is_ok();
-        if !ok && !last {
-            last = true;
-            ok = open_in_place(
-                &self.cipher,
-                &chunk_nonce(self.counter, true),
-                &[],
-                &mut self.buf[..pt_len],
-                &tag,
-            )
-            .is_ok();
-        }
-        if !ok {
-            return Err(payload_err(format!(
-                "chunk {} does not authenticate (altered, reordered or truncated)",
-                self.counter
-            )));
-        }
-        if last {
-            self.done = true;
-        } else if self.counter >= MAX_COUNTER {
-            return Err(payload_err("too many chunks"));
-        } else {
-            self.counter += 1;
-        }
-        self.start = 0;
-        self.end = pt_len;
-        self.released += pt_len as u64;
+        self.counter += full as u128;
         Ok(true)
     }
+
+    fn chunk_failure(&self, i: usize) -> AgeError {
+        payload_err(format!(
+            "chunk {} does not authenticate (altered, reordered or truncated)",
+            self.counter + i as u128
+        ))
+    }
+
+    fn release(&mut self, len: usize) {
+        self.lens[self.ready] = len;
+        self.ready += 1;
+        self.released += len as u64;
+    }
+
+    fn defer(&mut self, e: AgeError) {
+        self.pending = Some(e);
+    }
+
+    /// Authenticates the next chunk only (for [`verify_payload`]).
+    fn first_chunk(&mut self) -> Result<(), AgeError> {
+        self.next_batch()?;
+        if self.ready == 0
+            && let Some(e) = self.pending.take()
+        {
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Opens chunk `index` in place: `slot` holds `len` bytes of ciphertext and the tag.
+fn open_chunk(
+    cipher: &ChaCha20Poly1305,
+    index: u128,
+    len: usize,
+    last: bool,
+    slot: &mut [u8],
+) -> bool {
+    let Some((ct, rest)) = slot.split_at_mut_checked(len) else {
+        return false;
+    };
+    let Some(tag) = rest
+        .get(..TAG_LEN)
+        .and_then(|t| <[u8; TAG_LEN]>::try_from(t).ok())
+    else {
+        return false;
+    };
+    open_in_place(cipher, &chunk_nonce(index, last), &[], ct, &tag).is_ok()
 }
 
 impl<R: Read> BufRead for StreamReader<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.start == self.end {
-            if !self.next_chunk().map_err(AgeError::into_io)? {
+        loop {
+            while self.cur < self.ready && self.off == self.lens[self.cur] {
+                self.cur += 1;
+                self.off = 0;
+            }
+            if self.cur < self.ready {
+                break;
+            }
+            if !self.next_batch().map_err(AgeError::into_io)? {
                 return Ok(&[]);
             }
         }
-        Ok(&self.buf[self.start..self.end])
+        let at = self.cur * ENCRYPTED_CHUNK_LEN;
+        Ok(&self.buf[at + self.off..at + self.lens[self.cur]])
     }
     fn consume(&mut self, amt: usize) {
-        self.start = (self.start + amt).min(self.end);
+        if self.cur < self.ready {
+            self.off = (self.off + amt).min(self.lens[self.cur]);
+        }
     }
 }
 
@@ -243,23 +386,31 @@ pub fn verify_payload<R: Read>(
     reader: R,
     first_chunk_only: bool,
 ) -> Result<u64, AgeError> {
-    let mut r = StreamReader::new(file_key, reader)?;
-    while r.next_chunk()? {
-        if first_chunk_only {
-            break;
-        }
+    if first_chunk_only {
+        let mut r = StreamReader::with_batch(file_key, reader, 1)?;
+        r.first_chunk()?;
+        return Ok(r.released);
     }
+    let mut r = StreamReader::new(file_key, reader)?;
+    while r.next_batch()? {}
     Ok(r.released)
 }
 
 /// Encrypting writer: writes the payload nonce, then sealed chunks. Call
 /// [`StreamWriter::finish`] at the end; a writer dropped without it leaves a payload
 /// without a final chunk, which every reader rejects.
+///
+/// Plaintext is gathered in batches of 16 chunks laid out with room for their tags, and a
+/// full batch is sealed (on the rayon pool with the `parallel` feature; each chunk's nonce
+/// depends only on its index), then written with one call. Memory stays at one batch, about 1 MiB.
 pub struct StreamWriter<W: Write> {
     inner: W,
     cipher: ChaCha20Poly1305,
+    /// Index of the first chunk in `buf`.
     counter: u128,
+    /// `BATCH_CHUNKS` slots of `ENCRYPTED_CHUNK_LEN` bytes: plaintext then room for a tag.
     buf: Vec<u8>,
+    /// Plaintext bytes gathered in `buf` (slot `pos / CHUNK_LEN`, offset `pos % CHUNK_LEN`).
     pos: usize,
 }
 
@@ -273,28 +424,70 @@ impl<W: Write> StreamWriter<W> {
             inner,
             cipher: payload_cipher(file_key, &nonce),
             counter: 0,
-            buf: vec![0u8; ENCRYPTED_CHUNK_LEN],
+            buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_LEN],
             pos: 0,
         })
     }
 
-    fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        if self.counter > MAX_COUNTER {
+    /// Seals slots `0..full` as full non-final chunks and, if `last_len` is given, slot
+    /// `full` as the final chunk holding that many bytes; then writes them all.
+    fn seal_and_write(&mut self, full: usize, last_len: Option<usize>) -> io::Result<()> {
+        let slots = full + usize::from(last_len.is_some());
+        if self.counter + slots as u128 > MAX_COUNTER + 1 {
             return Err(AgeError::Payload("too many chunks".into()).into_io());
         }
-        let nonce = chunk_nonce(self.counter, last);
-        let pt_len = self.pos;
-        let tag = seal_in_place(&self.cipher, &nonce, &[], &mut self.buf[..pt_len]);
-        self.buf[pt_len..pt_len + TAG_LEN].copy_from_slice(&tag);
-        self.inner.write_all(&self.buf[..pt_len + TAG_LEN])?;
-        self.counter += 1;
+        let cipher = &self.cipher;
+        let base = self.counter;
+        let seal = |i: usize, slot: &mut [u8]| {
+            let (pt, tag) = slot.split_at_mut(CHUNK_LEN);
+            let t = seal_in_place(cipher, &chunk_nonce(base + i as u128, false), &[], pt);
+            tag.copy_from_slice(&t);
+        };
+        let region = &mut self.buf[..full * ENCRYPTED_CHUNK_LEN];
+        #[cfg(feature = "parallel")]
+        let parallel = full > 1;
+        #[cfg(not(feature = "parallel"))]
+        let parallel = false;
+        if parallel {
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                region
+                    .par_chunks_mut(ENCRYPTED_CHUNK_LEN)
+                    .enumerate()
+                    .for_each(|(i, slot)| seal(i, slot));
+            }
+        } else {
+            region
+                .chunks_mut(ENCRYPTED_CHUNK_LEN)
+                .enumerate()
+                .for_each(|(i, slot)| seal(i, slot));
+        }
+        let mut end = full * ENCRYPTED_CHUNK_LEN;
+        if let Some(len) = last_len {
+            let start = end;
+            let nonce = chunk_nonce(base + full as u128, true);
+            let t = seal_in_place(cipher, &nonce, &[], &mut self.buf[start..start + len]);
+            self.buf[start + len..start + len + TAG_LEN].copy_from_slice(&t);
+            end = start + len + TAG_LEN;
+        }
+        self.inner.write_all(&self.buf[..end])?;
+        self.counter += slots as u128;
         self.pos = 0;
         Ok(())
     }
 
     /// Seals the final chunk, flushes, and returns the inner writer.
     pub fn finish(mut self) -> Result<W, AgeError> {
-        self.seal_chunk(true).map_err(AgeError::from_io)?;
+        // The final chunk is the last non-empty slot, or an empty slot 0 for an empty
+        // payload.
+        let (full, last_len) = match (self.pos / CHUNK_LEN, self.pos % CHUNK_LEN) {
+            (0, 0) => (0, 0),
+            (f, 0) => (f - 1, CHUNK_LEN),
+            (f, r) => (f, r),
+        };
+        self.seal_and_write(full, Some(last_len))
+            .map_err(AgeError::from_io)?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -305,13 +498,15 @@ impl<W: Write> Write for StreamWriter<W> {
         let mut data = data;
         let mut written = 0;
         while !data.is_empty() {
-            // A full buffer is sealed as non-final only once more data arrives, so the
+            // A full batch is sealed as non-final only once more data arrives, so the
             // final chunk is never empty unless the whole payload is.
-            if self.pos == CHUNK_LEN {
-                self.seal_chunk(false)?;
+            if self.pos == BATCH_CHUNKS * CHUNK_LEN {
+                self.seal_and_write(BATCH_CHUNKS, None)?;
             }
-            let n = (CHUNK_LEN - self.pos).min(data.len());
-            self.buf[self.pos..self.pos + n].copy_from_slice(&data[..n]);
+            let (slot, off) = (self.pos / CHUNK_LEN, self.pos % CHUNK_LEN);
+            let n = (CHUNK_LEN - off).min(data.len());
+            let at = slot * ENCRYPTED_CHUNK_LEN + off;
+            self.buf[at..at + n].copy_from_slice(&data[..n]);
             self.pos += n;
             written += n;
             data = &data[n..];
