@@ -183,14 +183,22 @@ impl Source {
         }
     }
 
-    /// The directory holding the file (for `*at` calls of format code run in place).
-    pub fn dir(&self) -> &OwnedFd {
-        &self.dir
-    }
-
-    /// The file's name in [`Source::dir`].
-    pub fn name(&self) -> &std::ffi::OsStr {
-        &self.name
+    /// Opens the same inode again for reading and writing, for a re-write in place (the
+    /// native format's header slots). Fails if the name no longer refers to the inode we
+    /// locked, or if we may not write to it.
+    pub fn reopen_rw(&self) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            &self.name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        if (meta.dev(), meta.ino()) != (self.snap.dev, self.snap.ino) {
+            return Err(io::Error::other("the name now refers to another file"));
+        }
+        Ok(file)
     }
 }
 

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod commit;
+pub mod inventory;
 pub mod progress;
 pub mod report;
 pub mod walk;

@@ -464,6 +464,30 @@ fn commit_api_detects_change_between_stage_and_commit() {
     no_temporaries(d.path());
 }
 
+#[test]
+fn reopen_rw_is_the_same_inode_or_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("f");
+    std::fs::write(&f, b"0123456789").unwrap();
+    let src = commit::open_source(&f).unwrap();
+    let rw = src.reopen_rw().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&rw, b"ab", 2).unwrap();
+    drop(rw);
+    assert_eq!(std::fs::read(&f).unwrap(), b"01ab456789");
+    assert!(
+        src.check_unchanged().is_err(),
+        "our own write is a change too"
+    );
+    // The lock is held until the source is dropped.
+    assert!(matches!(commit::open_source(&f), Err(OpenError::Locked)));
+    drop(src);
+    // Swapped under us: refused.
+    let src = commit::open_source(&f).unwrap();
+    std::fs::write(d.path().join("g"), b"other").unwrap();
+    std::fs::rename(d.path().join("g"), &f).unwrap();
+    assert!(src.reopen_rw().is_err());
+}
+
 /// The crash test of this machinery: a child process runs the job over a few hundred files
 /// and is killed with SIGKILL at a random moment, many times; after every kill each file must
 /// be exactly the old or the new version (payload intact), and the next run must clean the
