@@ -494,8 +494,18 @@ fn reopen_rw_is_the_same_inode_or_an_error() {
 /// leftovers and finish. (The same test over real age files drives the `pqwrap` binary.)
 #[test]
 fn sigkill_at_random_moments_never_loses_a_file() {
-    const FILES: usize = 400;
-    const RUNS: usize = 12;
+    sigkill_test(400, 12, 60_000);
+}
+
+/// The same, bigger: `cargo test -p pqwrap-cli sigkill_big -- --ignored --nocapture`.
+#[test]
+#[ignore = "long: 4,000 files x 60 kills"]
+fn sigkill_big() {
+    sigkill_test(4_000, 60, 400_000);
+}
+
+#[allow(non_snake_case)]
+fn sigkill_test(FILES: usize, RUNS: usize, max_delay_us: u64) {
     let d = tempfile::tempdir().unwrap();
     let mut payloads = Vec::new();
     for i in 0..FILES {
@@ -518,7 +528,7 @@ fn sigkill_at_random_moments_never_loses_a_file() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(2_000 + seed % 60_000);
+        let delay = Duration::from_micros(2_000 + seed % max_delay_us);
         let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
