@@ -598,9 +598,16 @@ fn crash_child() {
     let Some(dir) = std::env::var_os("PQWRAP_CRASH_DIR") else {
         return;
     };
+    // The crash test uses small batches so that kills land between commits; by hand (e.g. to
+    // compare durability modes on a big tree) the defaults can be kept.
+    let by_hand = std::env::var_os("PQWRAP_CRASH_DEFAULTS").is_some();
     let o = Options {
         jobs: 2,
-        batch_files: 16,
+        batch_files: if by_hand { 128 } else { 16 },
+        durability: match std::env::var("PQWRAP_CRASH_SYNC").as_deref() {
+            Ok("per-file") => Durability::PerFile,
+            _ => Durability::Group,
+        },
         ..Options::default()
     };
     let reporter = Reporter::new(None);
