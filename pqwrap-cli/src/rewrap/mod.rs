@@ -41,6 +41,8 @@ pub struct Info {
     pub old_stanzas: Vec<String>,
     /// Stanza types written (or that would be).
     pub new_stanzas: Vec<String>,
+    /// A remark for the report (e.g. how "already done" was decided).
+    pub note: Option<String>,
 }
 
 /// A check run on the finished temporary before it is committed (read it back, open it with
@@ -355,6 +357,7 @@ fn committer(
             rec.format = c.payload.info.format;
             rec.old_stanzas = &c.payload.info.old_stanzas;
             rec.new_stanzas = &c.payload.info.new_stanzas;
+            rec.note = c.payload.info.note.as_deref();
             rec.warnings = &c.warnings;
             rec.bytes = Some(if outcome == Outcome::Rewrapped {
                 c.bytes

@@ -39,6 +39,8 @@ pub enum Reason {
     SpecialFile,
     /// Not an encrypted file of a format pqwrap knows.
     NotEncrypted,
+    /// Passphrase-encrypted (age scrypt): no public-key wrap to replace.
+    Passphrase,
     /// A pqwrap temporary held by another running job.
     TemporaryInUse,
     /// A directory named like a pqwrap temporary: not descended into.
@@ -68,6 +70,7 @@ impl Reason {
             Reason::Symlink => "symlink",
             Reason::SpecialFile => "special file",
             Reason::NotEncrypted => "not encrypted",
+            Reason::Passphrase => "passphrase-encrypted",
             Reason::TemporaryInUse => "temporary of a running job",
             Reason::TemporaryDirectory => "directory named like a temporary",
             Reason::Unreadable => "unreadable",
@@ -110,6 +113,9 @@ pub struct Record<'a> {
     /// Things not carried over that did not stop the re-wrap.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub warnings: &'a [String],
+    /// A remark for people (e.g. how "already done" was decided).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'a str>,
     /// Size of the file after the operation (bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
@@ -129,6 +135,7 @@ impl<'a> Record<'a> {
             reason: None,
             error: None,
             warnings: &[],
+            note: None,
             bytes: None,
         }
     }

@@ -36,6 +36,7 @@ fn info(old: &str, new: &str) -> Info {
         format: Some("test"),
         old_stanzas: vec![old.into()],
         new_stanzas: vec![new.into()],
+        note: None,
     }
 }
 
