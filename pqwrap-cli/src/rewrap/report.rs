@@ -211,6 +211,11 @@ impl Summary {
                 s.push_str(&format!("{word:<14}{n} ({})\n", self.by_reason(outcome)));
             }
         }
+        if n == 0 && self.count(Outcome::Failed) == 0 && self.count(Outcome::AlreadyDone) > 0 {
+            s.push_str(
+                "nothing to change: every encrypted file is already wrapped to the targets\n",
+            );
+        }
         let cleaned = self.count(Outcome::Cleaned);
         if cleaned > 0 {
             let word = if dry_run {

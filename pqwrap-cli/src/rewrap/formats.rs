@@ -1,0 +1,394 @@
+//! The per-format work of `pqwrap rewrap` and `pqwrap scan`: age files (binary and armored)
+//! and pqwrap native files. The cryptography and the parsing are `pqwrap_core`'s; this module
+//! decides, per file, what the job does ([`FormatJob`]) or what the file is ([`Classifier`]).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+
+use pqwrap_core::age::{self, AgeError, FileKey, Header};
+use pqwrap_core::keys::{Identity, Recipient};
+
+use super::commit::{Body, Source};
+use super::inventory::{Class, Classify, Protection};
+use super::report::Reason;
+use super::{Info, Plan};
+
+/// Bytes read from the start of a file to recognise its format.
+const SNIFF_LEN: usize = 256;
+
+/// The stanza type age writes for a recipient.
+fn stanza_type(r: &Recipient) -> &'static str {
+    match r {
+        Recipient::Hybrid(_) => "mlkem768x25519",
+        Recipient::X25519(_) => "X25519",
+    }
+}
+
+/// The re-wrap job over age and native files.
+pub struct FormatJob {
+    identities: Vec<Identity>,
+    /// The identities among `identities` whose recipient is a target: a file they open and
+    /// whose stanzas match the targets' is verifiably done.
+    target_identities: Vec<Identity>,
+    recipients: Vec<Recipient>,
+    /// Multiset of the stanza types the targets produce.
+    target_types: BTreeMap<&'static str, usize>,
+    reencrypt: bool,
+    verify_all_chunks: bool,
+    allow_classical: bool,
+}
+
+impl FormatJob {
+    /// A job re-wrapping (or, with `reencrypt`, re-encrypting) to `recipients` files that one
+    /// of `identities` opens.
+    pub fn new(
+        identities: Vec<Identity>,
+        recipients: Vec<Recipient>,
+        reencrypt: bool,
+        verify_all_chunks: bool,
+        allow_classical: bool,
+    ) -> FormatJob {
+        let targets: Vec<String> = recipients.iter().map(ToString::to_string).collect();
+        let target_identities = identities
+            .iter()
+            .filter(|id| targets.contains(&id.to_recipient().to_string()))
+            .cloned()
+            .collect();
+        let mut target_types = BTreeMap::new();
+        for r in &recipients {
+            *target_types.entry(stanza_type(r)).or_default() += 1;
+        }
+        FormatJob {
+            identities,
+            target_identities,
+            recipients,
+            target_types,
+            reencrypt,
+            verify_all_chunks,
+            allow_classical,
+        }
+    }
+
+    fn new_types(&self) -> Vec<String> {
+        self.recipients
+            .iter()
+            .map(|r| stanza_type(r).to_string())
+            .collect()
+    }
+
+    /// Whether `header`'s stanzas are, by type and number, what the targets would produce.
+    fn shape_matches(&self, header: &Header) -> bool {
+        let mut types: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in header.stanza_types() {
+            *types.entry(t).or_default() += 1;
+        }
+        types.len() == self.target_types.len()
+            && self
+                .target_types
+                .iter()
+                .all(|(t, n)| types.get(t) == Some(n))
+    }
+
+    fn plan_age<'a>(&'a self, src: &Source, armored: bool) -> Plan<'a> {
+        let format = if armored { "age-armored" } else { "age" };
+        let mut info = Info {
+            format: Some(format),
+            ..Info::default()
+        };
+        let header = match read_age_header(&src.file) {
+            Ok(h) => h,
+            Err(e) => {
+                return Plan::Fail {
+                    info,
+                    reason: Reason::Corrupt,
+                    message: e.to_string(),
+                };
+            }
+        };
+        info.old_stanzas = header
+            .stanza_types()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let fail = |info, reason, message: String| Plan::Fail {
+            info,
+            reason,
+            message,
+        };
+
+        // Idempotency: a file whose stanzas are exactly what the targets produce is done if a
+        // target identity opens it (verified), or if no identity we hold opens it (its
+        // stanzas are not for the old keys: it was re-wrapped by an earlier run).
+        if !self.reencrypt && self.shape_matches(&header) {
+            info.new_stanzas = info.old_stanzas.clone();
+            if !self.target_identities.is_empty() {
+                match header.unwrap_file_key(
+                    &self.target_identities,
+                    &[],
+                    age::DEFAULT_MAX_WORK_FACTOR,
+                ) {
+                    Ok(_) => return Plan::AlreadyDone { info },
+                    Err(AgeError::NoMatch) => {}
+                    Err(e) => return fail(info, reason_of(&e), e.to_string()),
+                }
+            }
+            match header.unwrap_file_key(&self.identities, &[], age::DEFAULT_MAX_WORK_FACTOR) {
+                Err(AgeError::NoMatch) => {
+                    info.note = Some(
+                        "stanzas match the target recipients and no old identity opens it; \
+                         pass the new identity with -i to verify"
+                            .into(),
+                    );
+                    return Plan::AlreadyDone { info };
+                }
+                // An old identity opens it: it still needs re-wrapping (e.g. a post-quantum
+                // key being rotated).
+                Ok(_) => {}
+                Err(e) => return fail(info, reason_of(&e), e.to_string()),
+            }
+        }
+        if header.protection() == age::Protection::Passphrase {
+            // No public-key wrap for a quantum computer to break, and no identity opens it.
+            return Plan::Skip {
+                info,
+                reason: Reason::Passphrase,
+                message: "passphrase-encrypted (scrypt): not re-wrapped".into(),
+            };
+        }
+        info.new_stanzas = self.new_types();
+        let file_key =
+            match header.unwrap_file_key(&self.identities, &[], age::DEFAULT_MAX_WORK_FACTOR) {
+                Ok(k) => k,
+                Err(AgeError::NoMatch) => {
+                    let msg = "none of the given identities opens this file".to_string();
+                    return fail(info, Reason::NoIdentity, msg);
+                }
+                Err(e) => return fail(info, reason_of(&e), e.to_string()),
+            };
+        // The payload must authenticate under the file key before anything is written (the
+        // first chunk, or all of them with --verify-payload).
+        if let Err(e) = verify_age_payload(&src.file, &file_key, !self.verify_all_chunks) {
+            return fail(info, Reason::Corrupt, format!("payload: {e}"));
+        }
+        if self.reencrypt {
+            return self.plan_age_reencrypt(info, file_key, armored);
+        }
+        let new_header = match Header::wrap(&file_key, &self.recipients, self.allow_classical) {
+            Ok(h) => h,
+            Err(e) => return fail(info, Reason::Io, e.to_string()),
+        };
+        let expected = new_header.as_bytes().to_vec();
+        let body = if armored {
+            let new_header = new_header.clone();
+            Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
+                // Decode the armor, replace the header, encode again: the payload bytes are
+                // carried unchanged, only their base64 moves.
+                let dec = age::Decryptor::new(BufReader::new(reader_at_start(src)?))
+                    .map_err(AgeError::into_io)?;
+                let (_, mut payload) = dec.into_payload();
+                let mut w = age::armor::ArmoredWriter::new(out)?;
+                w.write_all(new_header.as_bytes())?;
+                io::copy(&mut payload, &mut w)?;
+                w.finish()?;
+                Ok(())
+            }))
+        } else {
+            Body::PrefixCopy {
+                prefix: new_header.as_bytes().to_vec(),
+                tail_offset: header.len() as u64,
+            }
+        };
+        let all = self.verify_all_chunks;
+        Plan::Replace {
+            info,
+            body,
+            verify: Some(Box::new(move |temp: &File| {
+                verify_written(temp, &expected, &file_key, armored, all)
+            })),
+        }
+    }
+
+    fn plan_age_reencrypt<'a>(&'a self, info: Info, old_key: FileKey, armored: bool) -> Plan<'a> {
+        let new_key = match FileKey::generate() {
+            Ok(k) => k,
+            Err(e) => {
+                return Plan::Fail {
+                    info,
+                    reason: Reason::Io,
+                    message: e.to_string(),
+                };
+            }
+        };
+        let new_header = match Header::wrap(&new_key, &self.recipients, self.allow_classical) {
+            Ok(h) => h,
+            Err(e) => {
+                return Plan::Fail {
+                    info,
+                    reason: Reason::Io,
+                    message: e.to_string(),
+                };
+            }
+        };
+        let expected = new_header.as_bytes().to_vec();
+        let key_for_body = new_key.clone();
+        let body = Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
+            // Streaming: one chunk of plaintext in memory at a time; every old chunk is
+            // authenticated as it is read, so a damaged payload fails the file.
+            let dec = age::Decryptor::new(BufReader::new(reader_at_start(src)?))
+                .map_err(AgeError::into_io)?;
+            let mut plain = dec
+                .decrypt_with_file_key(&old_key)
+                .map_err(AgeError::into_io)?;
+            let mut w = age::encrypt_writer(out, &key_for_body, &new_header, armored)
+                .map_err(AgeError::into_io)?;
+            io::copy(&mut plain, &mut w)?;
+            w.finish().map_err(AgeError::into_io)?;
+            Ok(())
+        }));
+        let all = self.verify_all_chunks;
+        Plan::Replace {
+            info,
+            body,
+            verify: Some(Box::new(move |temp: &File| {
+                verify_written(temp, &expected, &new_key, armored, all)
+            })),
+        }
+    }
+}
+
+impl super::Job for FormatJob {
+    fn plan<'a>(&'a self, src: &Source) -> Plan<'a> {
+        let mut head = [0u8; SNIFF_LEN];
+        let n = match read_prefix(&src.file, &mut head) {
+            Ok(n) => n,
+            Err(e) => {
+                return Plan::Fail {
+                    info: Info::default(),
+                    reason: Reason::Unreadable,
+                    message: e.to_string(),
+                };
+            }
+        };
+        let head = head.get(..n).unwrap_or_default();
+        if let Some(age::Armored(armored)) = age::is_age(head) {
+            return self.plan_age(src, armored);
+        }
+        Plan::Skip {
+            info: Info::default(),
+            reason: Reason::NotEncrypted,
+            message: String::new(),
+        }
+    }
+}
+
+fn reason_of(e: &AgeError) -> Reason {
+    match e {
+        AgeError::NoMatch => Reason::NoIdentity,
+        AgeError::Io(_) => Reason::Unreadable,
+        _ => Reason::Corrupt,
+    }
+}
+
+/// Reads up to `buf.len()` bytes from offset 0 (fewer only at end of file).
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = file.read_at(buf.get_mut(got..).unwrap_or_default(), got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// A reader over `file` from its start, independent of other readers of the same file.
+fn reader_at_start(file: &File) -> io::Result<File> {
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f)
+}
+
+/// Parses the header of an age file, armored or not (bounded by `MAX_HEADER_LEN`).
+fn read_age_header(file: &File) -> Result<Header, AgeError> {
+    let dec = age::Decryptor::new(BufReader::new(reader_at_start(file)?))?;
+    Ok(dec.header().clone())
+}
+
+/// Authenticates the payload of the age file in `file` under `key`.
+fn verify_age_payload(file: &File, key: &FileKey, first_chunk_only: bool) -> Result<u64, AgeError> {
+    let dec = age::Decryptor::new(BufReader::new(reader_at_start(file)?))?;
+    let (_, payload) = dec.into_payload();
+    age::stream::verify_payload(key, payload, first_chunk_only)
+}
+
+/// The check of a written temporary: it parses as an age file (armored as the original),
+/// its header is exactly the one we built, the header MAC verifies under the file key, and
+/// the payload authenticates under it (the first chunk, or every chunk).
+fn verify_written(
+    temp: &File,
+    expected_header: &[u8],
+    key: &FileKey,
+    armored: bool,
+    all_chunks: bool,
+) -> Result<(), String> {
+    let dec = age::Decryptor::new(BufReader::new(
+        reader_at_start(temp).map_err(|e| e.to_string())?,
+    ))
+    .map_err(|e| format!("the new file does not parse: {e}"))?;
+    if dec.is_armored() != armored {
+        return Err("the new file's armor does not match the original's".into());
+    }
+    if dec.header().as_bytes() != expected_header {
+        return Err("the new file's header is not the one built".into());
+    }
+    dec.header()
+        .verify_mac(key)
+        .map_err(|e| format!("the new header does not carry the file key: {e}"))?;
+    let (_, payload) = dec.into_payload();
+    age::stream::verify_payload(key, payload, !all_chunks)
+        .map_err(|e| format!("the new file's payload does not authenticate: {e}"))?;
+    Ok(())
+}
+
+/// `pqwrap scan`'s classifier: format and protection from the header alone, without keys.
+pub struct Classifier;
+
+impl Classify for Classifier {
+    fn classify(&self, file: &File, _size: u64) -> io::Result<Class> {
+        let mut head = [0u8; SNIFF_LEN];
+        let n = read_prefix(file, &mut head)?;
+        let head = head.get(..n).unwrap_or_default();
+        if let Some(age::Armored(armored)) = age::is_age(head) {
+            let format = Some(if armored { "age-armored" } else { "age" });
+            let protection = match read_age_header(file) {
+                Ok(h) => match h.protection() {
+                    age::Protection::PostQuantum => Protection::PostQuantum,
+                    age::Protection::Classical => Protection::Classical,
+                    age::Protection::Mixed => Protection::Mixed,
+                    age::Protection::Passphrase => Protection::Passphrase,
+                    age::Protection::Unknown => Protection::Unknown,
+                },
+                Err(AgeError::Io(e)) => return Err(e),
+                Err(_) => Protection::Unknown,
+            };
+            return Ok(Class { format, protection });
+        }
+        Ok(Class {
+            format: None,
+            protection: Protection::NotEncrypted,
+        })
+    }
+}
+
+/// Reads an age file's plaintext (for the demo and tests).
+pub fn decrypt_age_file(path: &std::path::Path, ids: &[Identity]) -> anyhow::Result<Vec<u8>> {
+    let f = File::open(path)?;
+    let dec = age::Decryptor::new(BufReader::new(f))?;
+    let mut r = dec.decrypt(ids, &[])?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out)?;
+    Ok(out)
+}
