@@ -21,12 +21,27 @@ struct Cli {
 enum Command {
     /// Generate an identity (hybrid post-quantum by default) or print its recipients.
     Keygen(cmd::keygen::Args),
+    /// Encrypt a file to recipients or with a passphrase.
+    Encrypt(cmd::encrypt::Args),
+    /// Decrypt a file (its format is detected).
+    Decrypt(cmd::decrypt::Args),
+    /// Show an encrypted file's format and protection, without a key.
+    Inspect(cmd::inspect::Args),
+    /// ML-DSA capability tokens for agents: keygen, pubkey, issue, verify, check, narrow.
+    Token(cmd::token::Args),
+    /// Hash-chained audit logs.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Encrypt(args) => cmd::encrypt::run(args),
+        Command::Decrypt(args) => cmd::decrypt::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code.into(),

@@ -2,5 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod age;
+pub mod audit;
+pub mod envelope;
 pub mod kem;
 pub mod keys;
+pub mod token;

@@ -1,1 +1,4 @@
+//! pqwrap's own known-answer vectors: generation (the `regen` binary) and checking (the
+//! crate's tests). See README.md.
 
+pub mod native;

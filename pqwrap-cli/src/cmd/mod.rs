@@ -1,3 +1,10 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args) -> anyhow::Result<Status>`.
 
+pub mod audit;
+pub mod decrypt;
+pub mod encrypt;
+pub mod format;
+pub mod inspect;
+pub mod io_util;
 pub mod keygen;
+pub mod token;

@@ -1,0 +1,62 @@
+//! X-Wing: pqwrap's KEM against the `x-wing` crate, measured in the same run.
+//!
+//! `cargo bench -p pqwrap-benches --bench kem`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use x_wing::{Decapsulate, Decapsulator};
+
+const SEED: [u8; 32] = [0x42; 32];
+const ESEED: [u8; 64] = [0x17; 64];
+
+fn keygen(c: &mut Criterion) {
+    let mut g = c.benchmark_group("xwing/keygen");
+    g.bench_function("pqwrap", |b| {
+        b.iter(|| pqwrap_core::kem::SecretKey::from_seed(black_box(&SEED)))
+    });
+    g.bench_function("x-wing", |b| {
+        b.iter(|| x_wing::DecapsulationKey::from(black_box(SEED)))
+    });
+    g.finish();
+}
+
+fn encapsulate(c: &mut Criterion) {
+    let ours = pqwrap_core::kem::SecretKey::from_seed(&SEED);
+    let theirs = x_wing::DecapsulationKey::from(SEED);
+    let mut g = c.benchmark_group("xwing/encapsulate");
+    g.bench_function("pqwrap", |b| {
+        b.iter(|| {
+            ours.public_key()
+                .encapsulate_derand(black_box(&ESEED))
+                .unwrap()
+        })
+    });
+    g.bench_function("x-wing", |b| {
+        b.iter(|| {
+            theirs
+                .encapsulation_key()
+                .encapsulate_deterministic(black_box(&ESEED.into()))
+        })
+    });
+    g.finish();
+}
+
+fn decapsulate(c: &mut Criterion) {
+    let ours = pqwrap_core::kem::SecretKey::from_seed(&SEED);
+    let theirs = x_wing::DecapsulationKey::from(SEED);
+    let (ct, _) = ours.public_key().encapsulate_derand(&ESEED).unwrap();
+    let (their_ct, _) = theirs
+        .encapsulation_key()
+        .encapsulate_deterministic(&ESEED.into());
+    let mut g = c.benchmark_group("xwing/decapsulate");
+    g.bench_function("pqwrap", |b| {
+        b.iter(|| ours.decapsulate(black_box(&ct)).unwrap())
+    });
+    g.bench_function("x-wing", |b| {
+        b.iter(|| theirs.decapsulate(black_box(&their_ct)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, keygen, encapsulate, decapsulate);
+criterion_main!(benches);

@@ -1,0 +1,100 @@
+//! `pqwrap decrypt`: decrypt a file, recognising its format by itself.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use pqwrap_core::age::{self, AgeError};
+use pqwrap_core::keys::{self, Identity};
+
+use super::format::{self, Format};
+use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
+use crate::exit::Status;
+
+/// Decrypt a file (standard input by default); the format is detected.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Identity file (`AGE-SECRET-KEY-PQ-1…` / `AGE-SECRET-KEY-1…` lines). Repeatable.
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    identities: Vec<PathBuf>,
+
+    /// For passphrase-encrypted files: read the passphrase from the first line of FILE
+    /// instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+
+    /// Highest scrypt work factor (log2 N) accepted for passphrase-encrypted files.
+    #[arg(long, value_name = "N", default_value_t = age::DEFAULT_MAX_WORK_FACTOR)]
+    max_work_factor: u8,
+
+    /// Write the plaintext to FILE (appears only if the whole file authenticates).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// The file to decrypt (default: standard input).
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+}
+
+fn load_identities(paths: &[PathBuf]) -> Result<Vec<Identity>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let text = super::keygen::read_to_string_bounded(
+            std::fs::File::open(p)
+                .with_context(|| format!("cannot open identity file {}", p.display()))?,
+        )
+        .with_context(|| format!("cannot read identity file {}", p.display()))?;
+        out.extend(
+            keys::parse_identities(&text)
+                .with_context(|| format!("{}: invalid identity file", p.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// A failure message naming the file and the failure kind.
+fn describe(name: &str, e: AgeError) -> anyhow::Error {
+    let e = match e {
+        AgeError::Io(io) => AgeError::from_io(io),
+        other => other,
+    };
+    anyhow!("{name}: {e}")
+}
+
+/// Runs `pqwrap decrypt`.
+pub fn run(args: Args) -> Result<Status> {
+    let (input, name) = open_input(args.input.as_deref())?;
+    let (prefix, input) = format::peek(input).with_context(|| format!("cannot read {name}"))?;
+    match format::detect(&prefix) {
+        Some((Format::Age, _)) => decrypt_age(&args, input, &name),
+        None => Err(anyhow!(
+            "{name}: not an encrypted file in a format pqwrap knows"
+        )),
+    }
+}
+
+fn decrypt_age(args: &Args, input: impl Read, name: &str) -> Result<Status> {
+    let dec = age::Decryptor::new(input).map_err(|e| describe(name, e))?;
+    let needs_passphrase = dec.header().protection() == age::Protection::Passphrase;
+    let identities = load_identities(&args.identities)?;
+    let mut passphrases = Vec::new();
+    if needs_passphrase {
+        let p = read_passphrase(args.passphrase_file.as_deref(), false)?;
+        passphrases.push(age::Passphrase::new(p.to_string()));
+    } else if identities.is_empty() {
+        eprintln!("pqwrap: {name} is encrypted to recipients: give an identity with -i FILE");
+        return Ok(Status::Usage);
+    }
+    let file_key = dec
+        .header()
+        .unwrap_file_key(&identities, &passphrases, args.max_work_factor)
+        .map_err(|e| describe(name, e))?;
+    let mut reader = dec
+        .decrypt_with_file_key(&file_key)
+        .map_err(|e| describe(name, e))?;
+    let mut out = Output::open(args.output.as_deref(), false)?;
+    // On error `out` is dropped uncommitted: a file output never appears.
+    copy_buffered(&mut reader, &mut out).map_err(|e| describe(name, AgeError::from_io(e)))?;
+    out.commit()?;
+    Ok(Status::Success)
+}

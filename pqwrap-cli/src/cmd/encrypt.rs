@@ -1,0 +1,147 @@
+//! `pqwrap encrypt`: encrypt a file to recipients (or a passphrase).
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use pqwrap_core::age;
+use pqwrap_core::keys::{self, Recipient};
+
+use super::format::Format;
+use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
+use crate::exit::Status;
+
+/// Encrypt a file (standard input by default) to recipients or with a passphrase.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "age")]
+    format: Format,
+
+    /// Encrypt to RECIPIENT (`age1pq1…` post-quantum or `age1…` classical). Repeatable.
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    recipients: Vec<String>,
+
+    /// Encrypt to every recipient listed in FILE (one per line, `#` comments). Repeatable.
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    recipients_files: Vec<PathBuf>,
+
+    /// Encrypt with a passphrase (read from the terminal, or --passphrase-file).
+    #[arg(short, long, conflicts_with_all = ["recipients", "recipients_files"])]
+    passphrase: bool,
+
+    /// With -p: read the passphrase from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+
+    /// With -p: scrypt work factor (log2 N).
+    #[arg(long, value_name = "N", default_value_t = age::DEFAULT_WORK_FACTOR,
+          value_parser = clap::value_parser!(u8).range(1..=30), requires = "passphrase")]
+    work_factor: u8,
+
+    /// Allow post-quantum and classical recipients in one file (the classical stanza
+    /// makes the file only classically secure).
+    #[arg(long)]
+    allow_mixed: bool,
+
+    /// ASCII-armor the output.
+    #[arg(short, long)]
+    armor: bool,
+
+    /// Write to FILE instead of standard output (appears only once complete).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// The file to encrypt (default: standard input).
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+}
+
+fn collect_recipients(args: &Args) -> Result<Vec<Recipient>> {
+    let mut out = Vec::new();
+    for r in &args.recipients {
+        out.push(
+            r.parse::<Recipient>()
+                .with_context(|| format!("invalid recipient {r:?}"))?,
+        );
+    }
+    for f in &args.recipients_files {
+        let text = super::keygen::read_to_string_bounded(
+            std::fs::File::open(f)
+                .with_context(|| format!("cannot open recipients file {}", f.display()))?,
+        )
+        .with_context(|| format!("cannot read recipients file {}", f.display()))?;
+        out.extend(
+            keys::parse_recipients(&text)
+                .with_context(|| format!("{}: invalid recipients file", f.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Runs `pqwrap encrypt`.
+pub fn run(args: Args) -> Result<Status> {
+    match args.format {
+        Format::Age => encrypt_age(&args),
+    }
+}
+
+fn encrypt_age(args: &Args) -> Result<Status> {
+    let file_key = age::FileKey::generate()?;
+    let header = if args.passphrase {
+        let pass = read_passphrase(args.passphrase_file.as_deref(), true)?;
+        age::Header::wrap_passphrase(
+            &file_key,
+            &age::Passphrase::new(pass.to_string()),
+            args.work_factor,
+        )?
+    } else {
+        let recipients = collect_recipients(args)?;
+        if recipients.is_empty() {
+            eprintln!("pqwrap: give at least one -r/-R recipient, or -p");
+            return Ok(Status::Usage);
+        }
+        age::Header::wrap(&file_key, &recipients, args.allow_mixed).map_err(|e| {
+            if matches!(e, age::AgeError::Encrypt(_)) && !args.allow_mixed {
+                anyhow::anyhow!("{e} (pass --allow-mixed to do it anyway)")
+            } else {
+                e.into()
+            }
+        })?
+    };
+    let (input, name) = open_input(args.input.as_deref())?;
+    let out = Output::open(args.output.as_deref(), !args.armor)?;
+    let mut w = age::encrypt_writer(out, &file_key, &header, args.armor)?;
+    let mut input = BufReader::with_capacity(age::stream::CHUNK_LEN, input);
+    copy_buffered(&mut input, &mut w).with_context(|| format!("encrypting {name}"))?;
+    w.flush()?;
+    let out = w.finish().with_context(|| format!("encrypting {name}"))?;
+    out.commit()?;
+    Ok(Status::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_format_is_rejected_by_clap() {
+        use clap::ValueEnum;
+        assert!(Format::from_str("age", false).is_ok());
+        assert!(Format::from_str("nope", false).is_err());
+    }
+
+    #[test]
+    fn mixed_refused_without_flag() {
+        let pq = keys::Identity::generate_hybrid()
+            .expect("rng")
+            .to_recipient();
+        let cl = keys::Identity::generate_x25519()
+            .expect("rng")
+            .to_recipient();
+        let fk = age::FileKey::generate().expect("rng");
+        let e = age::Header::wrap(&fk, &[pq.clone(), cl.clone()], false).unwrap_err();
+        assert_eq!(e.kind(), age::ErrorKind::Encrypt);
+        assert!(age::Header::wrap(&fk, &[pq, cl], true).is_ok());
+    }
+}

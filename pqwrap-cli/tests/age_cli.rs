@@ -1,0 +1,174 @@
+//! The `pqwrap encrypt/decrypt/inspect` commands on real files, for age.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pqwrap(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("pqwrap runs")
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn keygen(dir: &Path, name: &str, classical: bool) -> String {
+    let mut args = vec!["keygen", "-o", name];
+    if classical {
+        args.push("--classical");
+    }
+    let o = pqwrap(&args, dir);
+    ok(&o);
+    String::from_utf8(o.stderr)
+        .expect("UTF-8")
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_owned()
+}
+
+#[test]
+fn encrypt_decrypt_inspect_and_failures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let pq = keygen(d, "pq.key", false);
+    let cl = keygen(d, "cl.key", true);
+    let other = keygen(d, "other.key", false);
+    let pt: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("plain"), &pt).expect("write");
+    std::fs::write(d.join("recips"), format!("# mine\n{pq}\n")).expect("write");
+
+    // Post-quantum, via -R, binary; decrypt to -o.
+    ok(&pqwrap(
+        &[
+            "encrypt", "--format", "age", "-R", "recips", "-o", "pq.age", "plain",
+        ],
+        d,
+    ));
+    ok(&pqwrap(
+        &["decrypt", "-i", "pq.key", "-o", "out", "pq.age"],
+        d,
+    ));
+    assert_eq!(std::fs::read(d.join("out")).expect("out"), pt);
+
+    // Armored, to stdout; decrypt detects the armor.
+    let o = pqwrap(&["encrypt", "-r", &pq, "-a", "plain"], d);
+    ok(&o);
+    assert!(
+        o.stdout
+            .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
+    );
+    std::fs::write(d.join("pq.asc"), &o.stdout).expect("write");
+    let o = pqwrap(&["decrypt", "-i", "pq.key", "pq.asc"], d);
+    ok(&o);
+    assert_eq!(o.stdout, pt);
+
+    // Wrong identity: a clear message, non-zero exit, no output file.
+    let o = pqwrap(&["decrypt", "-i", "other.key", "-o", "nope", "pq.age"], d);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pq.age") && err.contains("no identity matched"),
+        "{err}"
+    );
+    assert!(!d.join("nope").exists());
+    let _ = other;
+
+    // Truncated payload: the partial plaintext never appears at -o.
+    let file = std::fs::read(d.join("pq.age")).expect("read");
+    std::fs::write(d.join("trunc.age"), &file[..file.len() - 1000]).expect("write");
+    let o = pqwrap(
+        &["decrypt", "-i", "pq.key", "-o", "partial", "trunc.age"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("payload"));
+    assert!(!d.join("partial").exists());
+    assert!(
+        std::fs::read_dir(d).expect("dir").all(|e| !e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".pqwrap-")),
+        "temporary file left behind"
+    );
+
+    // Mixing post-quantum and classical recipients needs --allow-mixed.
+    let o = pqwrap(
+        &["encrypt", "-r", &pq, "-r", &cl, "-o", "mixed.age", "plain"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-mixed"));
+    assert!(!d.join("mixed.age").exists());
+    ok(&pqwrap(
+        &[
+            "encrypt",
+            "--allow-mixed",
+            "-r",
+            &pq,
+            "-r",
+            &cl,
+            "-o",
+            "mixed.age",
+            "plain",
+        ],
+        d,
+    ));
+    ok(&pqwrap(
+        &["decrypt", "-i", "cl.key", "-o", "out2", "mixed.age"],
+        d,
+    ));
+    assert_eq!(std::fs::read(d.join("out2")).expect("out2"), pt);
+
+    // Passphrase, from a file.
+    std::fs::write(d.join("pw"), "correct horse\n").expect("write");
+    ok(&pqwrap(
+        &[
+            "encrypt",
+            "-p",
+            "--passphrase-file",
+            "pw",
+            "--work-factor",
+            "10",
+            "-o",
+            "pw.age",
+            "plain",
+        ],
+        d,
+    ));
+    ok(&pqwrap(
+        &["decrypt", "--passphrase-file", "pw", "-o", "out3", "pw.age"],
+        d,
+    ));
+    assert_eq!(std::fs::read(d.join("out3")).expect("out3"), pt);
+
+    // Inspect, without keys.
+    for (f, prot, armored) in [
+        ("pq.age", "post-quantum", false),
+        ("pq.asc", "post-quantum", true),
+        ("mixed.age", "mixed", false),
+        ("pw.age", "passphrase", false),
+    ] {
+        let o = pqwrap(&["inspect", "--json", f], d);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(v["format"], "age");
+        assert_eq!(v["protection"], prot, "{f}");
+        assert_eq!(v["armored"], armored, "{f}");
+        assert_eq!(v["plaintext_bytes"], pt.len() as u64, "{f}");
+    }
+    let o = pqwrap(&["inspect", "plain"], d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an encrypted file"));
+
+    // Unknown format names are a usage error.
+    let o = pqwrap(&["encrypt", "--format", "nope", "-r", &pq, "plain"], d);
+    assert_eq!(o.status.code(), Some(2));
+}

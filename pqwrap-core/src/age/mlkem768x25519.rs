@@ -1,0 +1,75 @@
+//! The post-quantum `mlkem768x25519` recipient stanza (C2SP age):
+//! `-> mlkem768x25519 <base64 enc>` with the 1120-byte X-Wing encapsulation, body the
+//! 16-byte file key sealed by HPKE base mode (X-Wing, HKDF-SHA256, ChaCha20-Poly1305),
+//! info `age-encryption.org/mlkem768x25519`, empty aad — 32 bytes.
+
+use zeroize::Zeroizing;
+
+use super::header::{MLKEM768X25519_TAG, Stanza};
+use super::hpke::{self, HpkeError};
+use super::primitives::{b64_decode, b64_encode};
+use super::{AgeError, FILE_KEY_LEN, FileKey};
+use crate::kem::{self, KemError};
+
+const INFO: &[u8] = b"age-encryption.org/mlkem768x25519";
+const BODY_LEN: usize = FILE_KEY_LEN + 16;
+
+fn kem_err(e: KemError) -> AgeError {
+    match e {
+        KemError::Rng => AgeError::Random,
+        other => AgeError::Encrypt(other.to_string()),
+    }
+}
+
+/// Wraps `file_key` to the X-Wing public key `pk`.
+pub(crate) fn wrap(file_key: &FileKey, pk: &kem::PublicKey) -> Result<Stanza, AgeError> {
+    let (enc, mut ctx) = hpke::setup_base_s(pk, INFO).map_err(|e| match e {
+        HpkeError::Kem(k) => kem_err(k),
+        other => AgeError::Encrypt(other.to_string()),
+    })?;
+    let body = ctx
+        .seal(&[], file_key.expose())
+        .map_err(|e| AgeError::Encrypt(e.to_string()))?;
+    Stanza::new(MLKEM768X25519_TAG, vec![b64_encode(enc.as_bytes())], body)
+}
+
+/// Tries to unwrap an `mlkem768x25519` stanza: `Ok(None)` if it is not for `sk`, an error
+/// if it is malformed (argument count, non-canonical or wrong-length enc or body, a
+/// low-order X25519 share).
+pub(crate) fn unwrap(sk: &kem::SecretKey, stanza: &Stanza) -> Result<Option<FileKey>, AgeError> {
+    let [arg] = stanza.args() else {
+        return Err(AgeError::Header(
+            "mlkem768x25519 stanza must have exactly one argument".into(),
+        ));
+    };
+    let enc = b64_decode(arg.as_bytes())
+        .filter(|v| v.len() == kem::CIPHERTEXT_LEN)
+        .ok_or_else(|| AgeError::Header("mlkem768x25519 enc is not 1120 canonical bytes".into()))?;
+    let enc = kem::Ciphertext::from_bytes(&enc)
+        .map_err(|e| AgeError::Header(format!("mlkem768x25519 enc: {e}")))?;
+    if stanza.body().len() != BODY_LEN {
+        return Err(AgeError::Header(
+            "mlkem768x25519 stanza body is not 32 bytes".into(),
+        ));
+    }
+    let mut ctx = match hpke::setup_base_r(&enc, sk, INFO) {
+        Ok(c) => c,
+        Err(HpkeError::Kem(KemError::NonContributory)) => {
+            return Err(AgeError::Header(
+                "mlkem768x25519 X25519 share is a low-order point".into(),
+            ));
+        }
+        Err(e) => return Err(AgeError::Header(format!("mlkem768x25519: {e}"))),
+    };
+    match ctx.open(&[], stanza.body()) {
+        Ok(pt) => {
+            let key: Zeroizing<[u8; FILE_KEY_LEN]> = Zeroizing::new(
+                pt.as_slice()
+                    .try_into()
+                    .map_err(|_| AgeError::Header("wrapped file key length".into()))?,
+            );
+            Ok(Some(FileKey(key)))
+        }
+        Err(_) => Ok(None),
+    }
+}

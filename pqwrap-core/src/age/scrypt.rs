@@ -1,0 +1,131 @@
+//! The passphrase recipient stanza: `-> scrypt <base64 16-byte salt> <log2 N>`, body the
+//! file key sealed under scrypt(passphrase, "age-encryption.org/v1/scrypt" ‖ salt, N, r=8,
+//! p=1). It must be the only stanza of its header.
+
+use core::fmt;
+
+use zeroize::Zeroizing;
+
+use super::header::{SCRYPT_TAG, Stanza};
+use super::primitives::{b64_decode, b64_encode, open_file_key, seal_file_key};
+use super::{AgeError, FileKey};
+
+const SALT_LABEL: &[u8] = b"age-encryption.org/v1/scrypt";
+const SALT_LEN: usize = 16;
+
+/// Work factor (log2 N) used when encrypting with a passphrase: about a second, 256 MiB.
+pub const DEFAULT_WORK_FACTOR: u8 = 18;
+/// Highest work factor accepted when decrypting unless the caller allows more (log2 N =
+/// 22 is 4 GiB of memory for scrypt).
+pub const DEFAULT_MAX_WORK_FACTOR: u8 = 22;
+/// Work factors above this are refused outright: scrypt's memory would not fit in a
+/// 64-bit address space sensibly.
+const ABSOLUTE_MAX_WORK_FACTOR: u8 = 40;
+
+/// A passphrase. Zeroized on drop; Debug prints nothing.
+#[derive(Clone)]
+pub struct Passphrase(Zeroizing<String>);
+
+impl Passphrase {
+    /// Wraps a passphrase string.
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+fn derive(
+    passphrase: &Passphrase,
+    salt: &[u8; SALT_LEN],
+    log_n: u8,
+) -> Result<Zeroizing<[u8; 32]>, AgeError> {
+    let mut full_salt = [0u8; SALT_LABEL.len() + SALT_LEN];
+    full_salt[..SALT_LABEL.len()].copy_from_slice(SALT_LABEL);
+    full_salt[SALT_LABEL.len()..].copy_from_slice(salt);
+    let params = ::scrypt::Params::new(log_n, 8, 1)
+        .map_err(|_| AgeError::Header("invalid scrypt parameters".into()))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    ::scrypt::scrypt(passphrase.bytes(), &full_salt, &params, &mut key[..])
+        .map_err(|_| AgeError::Header("invalid scrypt output length".into()))?;
+    Ok(key)
+}
+
+/// Wraps `file_key` under `passphrase` with log2 N = `work_factor`.
+pub(crate) fn wrap(
+    file_key: &FileKey,
+    passphrase: &Passphrase,
+    work_factor: u8,
+) -> Result<Stanza, AgeError> {
+    if work_factor == 0 || work_factor > ABSOLUTE_MAX_WORK_FACTOR {
+        return Err(AgeError::Encrypt("scrypt work factor out of range".into()));
+    }
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|_| AgeError::Random)?;
+    let key = derive(passphrase, &salt, work_factor)?;
+    let body = seal_file_key(&key, &[0u8; 12], file_key.expose());
+    Stanza::new(
+        SCRYPT_TAG,
+        vec![b64_encode(&salt), work_factor.to_string()],
+        body.to_vec(),
+    )
+}
+
+/// Parses a work factor: decimal, no sign, no leading zero, 1..=max.
+fn parse_work_factor(s: &str, max: u8) -> Result<u8, AgeError> {
+    let bad = || AgeError::Header("scrypt work factor is not a canonical decimal".into());
+    if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
+        return Err(bad());
+    }
+    let n: u8 = s.parse().map_err(|_| bad())?;
+    if n > max {
+        return Err(AgeError::Header(format!(
+            "scrypt work factor {n} exceeds the limit {max}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Tries to unwrap an `scrypt` stanza with `passphrase`: `Ok(None)` for a wrong
+/// passphrase, an error for a malformed stanza or a work factor above `max_work_factor`.
+pub(crate) fn unwrap(
+    passphrase: &Passphrase,
+    stanza: &Stanza,
+    max_work_factor: u8,
+) -> Result<Option<FileKey>, AgeError> {
+    let [salt, wf] = stanza.args() else {
+        return Err(AgeError::Header(
+            "scrypt stanza must have exactly two arguments".into(),
+        ));
+    };
+    let salt: [u8; SALT_LEN] = b64_decode(salt.as_bytes())
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| AgeError::Header("scrypt salt is not 16 canonical bytes".into()))?;
+    let log_n = parse_work_factor(wf, max_work_factor.min(ABSOLUTE_MAX_WORK_FACTOR))?;
+    let body: &[u8; 32] = stanza
+        .body()
+        .try_into()
+        .map_err(|_| AgeError::Header("scrypt stanza body is not 32 bytes".into()))?;
+    let key = derive(passphrase, &salt, log_n)?;
+    Ok(open_file_key(&key, &[0u8; 12], body).map(FileKey))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_factor_canonical() {
+        assert_eq!(parse_work_factor("10", 22).ok(), Some(10));
+        for bad in ["", "0", "010", "+1", "1a", "23", "255", "-1", " 1"] {
+            assert!(parse_work_factor(bad, 22).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! An append-only, hash-chained JSON-lines log, for issued tokens and re-wrapped files alike.
+//!
+//! Each line is one JSON object, written exactly as
+//!
+//! ```text
+//! {"seq":N,"prev":"<hex SHA-256 of line N-1>","record":{…},"hash":"<hex SHA-256>"}
+//! ```
+//!
+//! where `hash` is SHA-256 over the exact bytes of the line before `,"hash":"` (so no
+//! canonical JSON is needed to check it), `seq` counts from 1 and `prev` of line 1 is 64 zeros.
+//! [`verify`] recomputes every hash and link and names the first line that was edited,
+//! removed, inserted or moved. Removing lines from the *end* leaves a valid shorter chain; to
+//! detect that, keep the head hash ([`Summary::head`]) somewhere else (a ticket, a second log).
+//!
+//! One [`AuditLog`] holds an exclusive `flock` on the file while open, so two processes cannot
+//! interleave appends; within a process, share it behind a `Mutex`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Longest line accepted (bytes, without the newline).
+pub const MAX_LINE: usize = 1 << 20;
+/// `prev` of the first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Length of `,"hash":"` + 64 hex digits + `"}`.
+const SUFFIX_LEN: usize = 9 + 64 + 2;
+
+/// Why a log could not be read, written or verified.
+#[derive(Debug, Error)]
+pub enum AuditError {
+    /// Reading or writing the file failed.
+    #[error("audit log I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// Line `line` (1-based) breaks the chain; `what` says how.
+    #[error("audit log line {line}: {what}")]
+    Broken {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The record to append is not a JSON object.
+    #[error("audit record must be a JSON object")]
+    NotAnObject,
+}
+
+/// The state of a verified log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Number of lines.
+    pub lines: u64,
+    /// Hash of the last line (GENESIS for an empty log): anchor it elsewhere to detect
+    /// truncation.
+    pub head: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    seq: u64,
+    prev: String,
+    record: serde_json::Value,
+    hash: String,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    crate::token::keys::hex_lower(&Sha256::digest(b))
+}
+
+fn broken(line: u64, what: impl Into<String>) -> AuditError {
+    AuditError::Broken {
+        line,
+        what: what.into(),
+    }
+}
+
+/// Checks one line given the expected sequence number and previous hash; returns its hash.
+fn check_line(line_no: u64, line: &[u8], prev_hash: &str) -> Result<String, AuditError> {
+    let text = std::str::from_utf8(line).map_err(|_| broken(line_no, "not UTF-8 (edited)"))?;
+    let parsed: Line = serde_json::from_str(text).map_err(|e| {
+        broken(
+            line_no,
+            format!("not a log entry ({e}); edited or inserted"),
+        )
+    })?;
+    if !parsed.record.is_object() {
+        return Err(broken(line_no, "record is not an object (edited)"));
+    }
+    let expected_suffix = format!(",\"hash\":\"{}\"}}", parsed.hash);
+    if parsed.hash.len() != 64 || text.len() < SUFFIX_LEN || !text.ends_with(&expected_suffix) {
+        return Err(broken(line_no, "malformed hash field (edited)"));
+    }
+    let prefix = &line[..line.len() - SUFFIX_LEN];
+    let computed = sha256_hex(prefix);
+    if computed != parsed.hash {
+        return Err(broken(
+            line_no,
+            "content does not match its hash (line edited)",
+        ));
+    }
+    if parsed.seq != line_no {
+        return Err(broken(
+            line_no,
+            format!(
+                "sequence number {} where {line_no} was expected (lines removed, inserted or reordered)",
+                parsed.seq
+            ),
+        ));
+    }
+    if parsed.prev != prev_hash {
+        return Err(broken(
+            line_no,
+            "does not chain to the line before it (that line was edited, or lines were removed, inserted or reordered)",
+        ));
+    }
+    Ok(parsed.hash)
+}
+
+/// Verifies a whole log read from `reader`.
+pub fn verify_reader(reader: impl Read) -> Result<Summary, AuditError> {
+    let mut r = BufReader::new(reader);
+    let mut buf = Vec::new();
+    let mut prev = GENESIS.to_owned();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let got = (&mut r)
+            .take(MAX_LINE as u64 + 2)
+            .read_until(b'\n', &mut buf)?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        if buf.last() != Some(&b'\n') {
+            if buf.len() > MAX_LINE {
+                return Err(broken(n, "line too long"));
+            }
+            return Err(broken(
+                n,
+                "incomplete last line (no newline): torn write or truncation",
+            ));
+        }
+        buf.pop();
+        prev = check_line(n, &buf, &prev)?;
+    }
+    Ok(Summary {
+        lines: n,
+        head: prev,
+    })
+}
+
+/// Verifies the log at `path`.
+pub fn verify(path: &Path) -> Result<Summary, AuditError> {
+    verify_reader(File::open(path)?)
+}
+
+/// An open log, positioned for appending.
+pub struct AuditLog {
+    file: File,
+    seq: u64,
+    head: String,
+}
+
+impl AuditLog {
+    /// Opens (creating if needed, mode 0640) and locks the log, verifying the existing chain
+    /// first: a broken log is not appended to.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .open(path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(std::io::Error::from)?;
+        let summary = verify_reader(&file)?;
+        Ok(AuditLog {
+            file,
+            seq: summary.lines,
+            head: summary.head,
+        })
+    }
+
+    /// Appends `record` (a JSON object) and syncs it to disk; returns the new line's hash.
+    pub fn append(&mut self, record: &serde_json::Value) -> Result<String, AuditError> {
+        if !record.is_object() {
+            return Err(AuditError::NotAnObject);
+        }
+        let seq = self.seq + 1;
+        let prefix = format!(
+            "{{\"seq\":{seq},\"prev\":\"{}\",\"record\":{}",
+            self.head,
+            serde_json::to_string(record).map_err(std::io::Error::other)?
+        );
+        let hash = sha256_hex(prefix.as_bytes());
+        let line = format!("{prefix},\"hash\":\"{hash}\"}}\n");
+        if line.len() > MAX_LINE {
+            return Err(broken(seq, "record too large"));
+        }
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        self.seq = seq;
+        self.head = hash.clone();
+        Ok(hash)
+    }
+
+    /// Lines in the log.
+    pub fn len(&self) -> u64 {
+        self.seq
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.seq == 0
+    }
+
+    /// Hash of the last line.
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+}

@@ -1,0 +1,714 @@
+//! The capability manifest: what an agent may do.
+//!
+//! Accepted as JSON exactly in the shape of the design brief:
+//!
+//! ```json
+//! {"agent": "cowork-session-1234",
+//!  "capabilities": {
+//!    "fileAccess": [{"path": "/home/user/Documents/Contracts", "mode": "read"}],
+//!    "network": [{"host": "internal-api.company.local", "port": 443}],
+//!    "clipboard": false,
+//!    "shell": {"allowedCommands": ["/usr/bin/less"], "interactive": false},
+//!    "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
+//!                "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}},
+//!  "ttl": "3600s"}
+//! ```
+//!
+//! Every capability inside `capabilities` may be left out (it is then not granted). Unknown or
+//! duplicated fields, relative or non-normalised paths, bad ports and hosts, and empty
+//! command paths are errors that name the field (`capabilities.fileAccess[0].path: …`).
+//! Inside a token the capabilities are a compact CBOR map (see docs/TOKENS.md).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::cbor::Value;
+
+/// Largest manifest JSON accepted.
+pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
+/// Most entries in any list of a manifest.
+pub const MAX_LIST: usize = 256;
+/// Longest path, host, command or name accepted.
+pub const MAX_STR: usize = 4096;
+
+/// A manifest that is not acceptable; the message starts with the field's path.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("manifest: {0}")]
+pub struct ManifestError(pub String);
+
+fn err(field: &str, msg: impl std::fmt::Display) -> ManifestError {
+    ManifestError(format!("{field}: {msg}"))
+}
+
+/// What a file grant allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileMode {
+    /// Read only.
+    Read,
+    /// Write only.
+    Write,
+    /// Read and write.
+    ReadWrite,
+}
+
+impl FileMode {
+    /// Whether reading is allowed.
+    pub fn can_read(self) -> bool {
+        matches!(self, FileMode::Read | FileMode::ReadWrite)
+    }
+    /// Whether writing is allowed.
+    pub fn can_write(self) -> bool {
+        matches!(self, FileMode::Write | FileMode::ReadWrite)
+    }
+    /// Whether every access `self` allows is also allowed by `other`.
+    pub fn within(self, other: FileMode) -> bool {
+        (!self.can_read() || other.can_read()) && (!self.can_write() || other.can_write())
+    }
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileMode::Read => "read",
+            FileMode::Write => "write",
+            FileMode::ReadWrite => "readwrite",
+        }
+    }
+    fn code(self) -> u64 {
+        match self {
+            FileMode::Read => 1,
+            FileMode::Write => 2,
+            FileMode::ReadWrite => 3,
+        }
+    }
+}
+
+/// Access to a directory tree (or a single file): the path and everything below it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileGrant {
+    /// Absolute, lexically normalised path.
+    pub path: String,
+    /// What is allowed.
+    pub mode: FileMode,
+}
+
+/// Permission to connect to one host and port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetGrant {
+    /// Lowercase DNS name or IPv4 address.
+    pub host: String,
+    /// TCP/UDP port, 1..=65535.
+    pub port: u16,
+}
+
+/// Shell access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShellGrant {
+    /// Absolute paths of the commands that may be run.
+    pub allowed_commands: Vec<String>,
+    /// Whether an interactive session may be started.
+    pub interactive: bool,
+}
+
+/// Quantum job submission and its quotas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantumGrant {
+    /// Backends jobs may go to.
+    pub backends: Vec<String>,
+    /// Algorithms jobs may run.
+    pub algorithms: Vec<String>,
+    /// Most qubits per job.
+    pub max_qubits: u64,
+    /// Most shots per job.
+    pub max_shots: u64,
+    /// Most jobs under this token.
+    pub max_jobs: u64,
+    /// Longest runtime per job, in seconds.
+    pub max_runtime_secs: u64,
+}
+
+/// The capabilities a token grants. Anything not listed is denied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// File access grants.
+    pub file_access: Vec<FileGrant>,
+    /// Network grants.
+    pub network: Vec<NetGrant>,
+    /// Clipboard access.
+    pub clipboard: bool,
+    /// Shell access, if any.
+    pub shell: Option<ShellGrant>,
+    /// Quantum job submission, if any.
+    pub quantum: Option<QuantumGrant>,
+}
+
+/// A parsed manifest: the agent (becomes the token's `sub`), its capabilities, and the
+/// requested lifetime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The agent session id.
+    pub agent: String,
+    /// What it may do.
+    pub capabilities: Capabilities,
+    /// Requested lifetime (`"ttl"`), whole seconds.
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    agent: String,
+    capabilities: RawCaps,
+    ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawCaps {
+    file_access: Option<Vec<RawFile>>,
+    network: Option<Vec<RawNet>>,
+    clipboard: Option<bool>,
+    shell: Option<RawShell>,
+    quantum: Option<RawQuantum>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: String,
+    mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNet {
+    host: String,
+    port: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawShell {
+    allowed_commands: Vec<String>,
+    interactive: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawQuantum {
+    backends: Vec<String>,
+    max_qubits: u64,
+    max_shots: u64,
+    max_jobs: u64,
+    max_runtime: String,
+    algorithms: Vec<String>,
+}
+
+/// Parses a duration such as `"3600s"` or `"10m"`; it must be a whole, positive number of
+/// seconds.
+pub fn parse_duration(field: &str, s: &str) -> Result<Duration, ManifestError> {
+    let d = humantime::parse_duration(s).map_err(|e| err(field, format!("{s:?}: {e}")))?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        return Err(err(field, "must be a positive whole number of seconds"));
+    }
+    Ok(d)
+}
+
+impl Manifest {
+    /// Parses and strictly validates manifest JSON.
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_LEN {
+            return Err(err(
+                "(manifest)",
+                format!("longer than {MAX_MANIFEST_LEN} bytes"),
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            err(&path, e.into_inner())
+        })?;
+        let c = raw.capabilities;
+        let caps = Capabilities {
+            file_access: c
+                .file_access
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let mode = match f.mode.as_str() {
+                        "read" => FileMode::Read,
+                        "write" => FileMode::Write,
+                        "readwrite" => FileMode::ReadWrite,
+                        other => {
+                            return Err(err(
+                                &format!("capabilities.fileAccess[{i}].mode"),
+                                format!("{other:?} is not read, write or readwrite"),
+                            ));
+                        }
+                    };
+                    Ok(FileGrant { path: f.path, mode })
+                })
+                .collect::<Result<_, _>>()?,
+            network: c
+                .network
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let port = u16::try_from(n.port)
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| {
+                            err(
+                                &format!("capabilities.network[{i}].port"),
+                                format!("{} is not a port in 1..=65535", n.port),
+                            )
+                        })?;
+                    Ok(NetGrant { host: n.host, port })
+                })
+                .collect::<Result<_, _>>()?,
+            clipboard: c.clipboard.unwrap_or(false),
+            shell: c.shell.map(|s| ShellGrant {
+                allowed_commands: s.allowed_commands,
+                interactive: s.interactive,
+            }),
+            quantum: match c.quantum {
+                None => None,
+                Some(q) => Some(QuantumGrant {
+                    max_runtime_secs: parse_duration(
+                        "capabilities.quantum.maxRuntime",
+                        &q.max_runtime,
+                    )?
+                    .as_secs(),
+                    backends: q.backends,
+                    algorithms: q.algorithms,
+                    max_qubits: q.max_qubits,
+                    max_shots: q.max_shots,
+                    max_jobs: q.max_jobs,
+                }),
+            },
+        };
+        validate_agent("agent", &raw.agent)?;
+        caps.validate()?;
+        let ttl = raw.ttl.map(|t| parse_duration("ttl", &t)).transpose()?;
+        Ok(Manifest {
+            agent: raw.agent,
+            capabilities: caps,
+            ttl,
+        })
+    }
+}
+
+pub(crate) fn validate_agent(field: &str, s: &str) -> Result<(), ManifestError> {
+    validate_name(field, s)
+}
+
+fn validate_name(field: &str, s: &str) -> Result<(), ManifestError> {
+    if s.is_empty() {
+        return Err(err(field, "must not be empty"));
+    }
+    if s.len() > 256 {
+        return Err(err(field, "longer than 256 bytes"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(err(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks that `p` is absolute and lexically normalised: starts with `/`, no empty, `.` or
+/// `..` components, no trailing `/` (except the root itself), no NUL.
+pub fn validate_abs_path(field: &str, p: &str) -> Result<(), ManifestError> {
+    if p.is_empty() {
+        return Err(err(field, "empty path"));
+    }
+    if p.len() > MAX_STR {
+        return Err(err(field, format!("longer than {MAX_STR} bytes")));
+    }
+    if !p.starts_with('/') {
+        return Err(err(field, format!("{p:?} is not an absolute path")));
+    }
+    if p.contains('\0') {
+        return Err(err(field, "contains NUL"));
+    }
+    if p == "/" {
+        return Ok(());
+    }
+    for comp in p[1..].split('/') {
+        match comp {
+            "" => {
+                return Err(err(
+                    field,
+                    format!("{p:?} is not normalised (empty component or trailing '/')"),
+                ));
+            }
+            "." | ".." => {
+                return Err(err(
+                    field,
+                    format!("{p:?} is not normalised ({comp:?} component)"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a host: a lowercase DNS name (labels of `a-z0-9-`, not starting or ending in `-`,
+/// 1..=63 bytes each, at most 253 in all) or a dotted IPv4 address.
+pub fn validate_host(field: &str, h: &str) -> Result<(), ManifestError> {
+    if h.is_empty() || h.len() > 253 {
+        return Err(err(field, "host must be 1..=253 bytes"));
+    }
+    for label in h.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(err(field, format!("{h:?}: empty or over-long label")));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(err(
+                field,
+                format!("{h:?}: only lowercase letters, digits, '-' and '.' are allowed"),
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(err(field, format!("{h:?}: label starts or ends with '-'")));
+        }
+    }
+    Ok(())
+}
+
+fn check_list_len<T>(field: &str, v: &[T]) -> Result<(), ManifestError> {
+    if v.len() > MAX_LIST {
+        return Err(err(field, format!("more than {MAX_LIST} entries")));
+    }
+    Ok(())
+}
+
+fn check_unique<T: Ord>(field: &str, items: impl Iterator<Item = T>) -> Result<(), ManifestError> {
+    let mut seen = BTreeSet::new();
+    for (i, x) in items.enumerate() {
+        if !seen.insert(x) {
+            return Err(err(&format!("{field}[{i}]"), "duplicate entry"));
+        }
+    }
+    Ok(())
+}
+
+impl Capabilities {
+    /// Checks every rule the JSON parser checks, so that capabilities built in code or decoded
+    /// from a token obey the same rules.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let f = "capabilities.fileAccess";
+        check_list_len(f, &self.file_access)?;
+        for (i, g) in self.file_access.iter().enumerate() {
+            validate_abs_path(&format!("{f}[{i}].path"), &g.path)?;
+        }
+        check_unique(f, self.file_access.iter().map(|g| g.path.as_str()))?;
+        let f = "capabilities.network";
+        check_list_len(f, &self.network)?;
+        for (i, n) in self.network.iter().enumerate() {
+            validate_host(&format!("{f}[{i}].host"), &n.host)?;
+            if n.port == 0 {
+                return Err(err(
+                    &format!("{f}[{i}].port"),
+                    "0 is not a port in 1..=65535",
+                ));
+            }
+        }
+        check_unique(f, self.network.iter().map(|n| (n.host.as_str(), n.port)))?;
+        if let Some(s) = &self.shell {
+            let f = "capabilities.shell.allowedCommands";
+            check_list_len(f, &s.allowed_commands)?;
+            for (i, c) in s.allowed_commands.iter().enumerate() {
+                if c.is_empty() {
+                    return Err(err(&format!("{f}[{i}]"), "empty command path"));
+                }
+                validate_abs_path(&format!("{f}[{i}]"), c)?;
+            }
+            check_unique(f, s.allowed_commands.iter())?;
+        }
+        if let Some(q) = &self.quantum {
+            for (f, list) in [
+                ("capabilities.quantum.backends", &q.backends),
+                ("capabilities.quantum.algorithms", &q.algorithms),
+            ] {
+                check_list_len(f, list)?;
+                for (i, b) in list.iter().enumerate() {
+                    validate_name(&format!("{f}[{i}]"), b)?;
+                }
+                check_unique(f, list.iter())?;
+            }
+            if q.max_runtime_secs == 0 {
+                return Err(err("capabilities.quantum.maxRuntime", "must be positive"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The capabilities as JSON, in the manifest's shape.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "fileAccess".into(),
+            self.file_access
+                .iter()
+                .map(|g| json!({"path": g.path, "mode": g.mode.name()}))
+                .collect(),
+        );
+        m.insert(
+            "network".into(),
+            self.network
+                .iter()
+                .map(|n| json!({"host": n.host, "port": n.port}))
+                .collect(),
+        );
+        m.insert("clipboard".into(), self.clipboard.into());
+        if let Some(s) = &self.shell {
+            m.insert(
+                "shell".into(),
+                json!({"allowedCommands": s.allowed_commands, "interactive": s.interactive}),
+            );
+        }
+        if let Some(q) = &self.quantum {
+            m.insert(
+                "quantum".into(),
+                json!({"backends": q.backends, "maxQubits": q.max_qubits, "maxShots": q.max_shots,
+                       "maxJobs": q.max_jobs, "maxRuntime": format!("{}s", q.max_runtime_secs),
+                       "algorithms": q.algorithms}),
+            );
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// The CBOR form carried in a token (labels in docs/TOKENS.md). Empty lists, a false
+    /// clipboard and absent sections are left out, so each capability set has one encoding.
+    pub(crate) fn to_cbor(&self) -> Value {
+        let texts = |v: &[String]| Value::Array(v.iter().map(|s| Value::text(s)).collect());
+        let mut m = Vec::new();
+        if !self.file_access.is_empty() {
+            m.push((
+                Value::Uint(1),
+                Value::Array(
+                    self.file_access
+                        .iter()
+                        .map(|g| {
+                            Value::Array(vec![Value::text(&g.path), Value::Uint(g.mode.code())])
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        if !self.network.is_empty() {
+            m.push((
+                Value::Uint(2),
+                Value::Array(
+                    self.network
+                        .iter()
+                        .map(|n| {
+                            Value::Array(vec![Value::text(&n.host), Value::Uint(u64::from(n.port))])
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        if self.clipboard {
+            m.push((Value::Uint(3), Value::Bool(true)));
+        }
+        if let Some(s) = &self.shell {
+            m.push((
+                Value::Uint(4),
+                Value::Map(vec![
+                    (Value::Uint(1), texts(&s.allowed_commands)),
+                    (Value::Uint(2), Value::Bool(s.interactive)),
+                ]),
+            ));
+        }
+        if let Some(q) = &self.quantum {
+            m.push((
+                Value::Uint(5),
+                Value::Map(vec![
+                    (Value::Uint(1), texts(&q.backends)),
+                    (Value::Uint(2), texts(&q.algorithms)),
+                    (Value::Uint(3), Value::Uint(q.max_qubits)),
+                    (Value::Uint(4), Value::Uint(q.max_shots)),
+                    (Value::Uint(5), Value::Uint(q.max_jobs)),
+                    (Value::Uint(6), Value::Uint(q.max_runtime_secs)),
+                ]),
+            ));
+        }
+        Value::Map(m)
+    }
+
+    /// Decodes and validates the CBOR form.
+    pub(crate) fn from_cbor(v: &Value) -> Result<Capabilities, ManifestError> {
+        let Value::Map(entries) = v else {
+            return Err(err("capabilities", "not a map"));
+        };
+        let mut caps = Capabilities::default();
+        for (k, val) in entries {
+            match k {
+                Value::Uint(1) => {
+                    let items = nonempty_array("capabilities.fileAccess", val)?;
+                    for (i, it) in items.iter().enumerate() {
+                        let f = format!("capabilities.fileAccess[{i}]");
+                        let [p, m] = pair(&f, it)?;
+                        let mode = match m {
+                            Value::Uint(1) => FileMode::Read,
+                            Value::Uint(2) => FileMode::Write,
+                            Value::Uint(3) => FileMode::ReadWrite,
+                            _ => return Err(err(&format!("{f}.mode"), "not 1, 2 or 3")),
+                        };
+                        caps.file_access.push(FileGrant {
+                            path: text(&format!("{f}.path"), p)?,
+                            mode,
+                        });
+                    }
+                }
+                Value::Uint(2) => {
+                    let items = nonempty_array("capabilities.network", val)?;
+                    for (i, it) in items.iter().enumerate() {
+                        let f = format!("capabilities.network[{i}]");
+                        let [h, p] = pair(&f, it)?;
+                        let port = match p {
+                            Value::Uint(p) => u16::try_from(*p).ok().filter(|p| *p != 0),
+                            _ => None,
+                        }
+                        .ok_or_else(|| err(&format!("{f}.port"), "not a port in 1..=65535"))?;
+                        caps.network.push(NetGrant {
+                            host: text(&format!("{f}.host"), h)?,
+                            port,
+                        });
+                    }
+                }
+                Value::Uint(3) => {
+                    if *val != Value::Bool(true) {
+                        return Err(err("capabilities.clipboard", "present but not true"));
+                    }
+                    caps.clipboard = true;
+                }
+                Value::Uint(4) => {
+                    let f = "capabilities.shell";
+                    let [cmds, inter] = exact_map::<2>(f, val)?;
+                    caps.shell = Some(ShellGrant {
+                        allowed_commands: texts(&format!("{f}.allowedCommands"), cmds)?,
+                        interactive: match inter {
+                            Value::Bool(b) => *b,
+                            _ => return Err(err(&format!("{f}.interactive"), "not a bool")),
+                        },
+                    });
+                }
+                Value::Uint(5) => {
+                    let f = "capabilities.quantum";
+                    let [b, a, qb, sh, jb, rt] = exact_map::<6>(f, val)?;
+                    let uint = |v: &Value, name: &str| match v {
+                        Value::Uint(n) => Ok(*n),
+                        _ => Err(err(&format!("{f}.{name}"), "not an unsigned integer")),
+                    };
+                    caps.quantum = Some(QuantumGrant {
+                        backends: texts(&format!("{f}.backends"), b)?,
+                        algorithms: texts(&format!("{f}.algorithms"), a)?,
+                        max_qubits: uint(qb, "maxQubits")?,
+                        max_shots: uint(sh, "maxShots")?,
+                        max_jobs: uint(jb, "maxJobs")?,
+                        max_runtime_secs: uint(rt, "maxRuntime")?,
+                    });
+                }
+                other => return Err(err("capabilities", format!("unknown label {other:?}"))),
+            }
+        }
+        caps.validate()?;
+        Ok(caps)
+    }
+}
+
+fn nonempty_array<'a>(field: &str, v: &'a Value) -> Result<&'a [Value], ManifestError> {
+    match v {
+        Value::Array(a) if !a.is_empty() && a.len() <= MAX_LIST => Ok(a),
+        Value::Array(_) => Err(err(field, "empty or too long (empty lists are left out)")),
+        _ => Err(err(field, "not an array")),
+    }
+}
+
+fn pair<'a>(field: &str, v: &'a Value) -> Result<[&'a Value; 2], ManifestError> {
+    match v {
+        Value::Array(a) => match a.as_slice() {
+            [x, y] => Ok([x, y]),
+            _ => Err(err(field, "not a two-element array")),
+        },
+        _ => Err(err(field, "not a two-element array")),
+    }
+}
+
+fn text(field: &str, v: &Value) -> Result<String, ManifestError> {
+    match v {
+        Value::Text(s) if s.len() <= MAX_STR => Ok(s.clone()),
+        _ => Err(err(field, "not a text string (or too long)")),
+    }
+}
+
+fn texts(field: &str, v: &Value) -> Result<Vec<String>, ManifestError> {
+    match v {
+        Value::Array(a) if a.len() <= MAX_LIST => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| text(&format!("{field}[{i}]"), x))
+            .collect(),
+        _ => Err(err(field, "not an array of text strings")),
+    }
+}
+
+/// A map whose keys are exactly 1..=n (in order, which deterministic CBOR guarantees).
+fn exact_map<'a, const N: usize>(
+    field: &str,
+    v: &'a Value,
+) -> Result<[&'a Value; N], ManifestError> {
+    let n = N;
+    let Value::Map(entries) = v else {
+        return Err(err(field, "not a map"));
+    };
+    if entries.len() != n {
+        return Err(err(field, format!("must have exactly the labels 1..={n}")));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, (k, val)) in entries.iter().enumerate() {
+        if *k != Value::Uint(i as u64 + 1) {
+            return Err(err(field, format!("must have exactly the labels 1..={n}")));
+        }
+        out.push(val);
+    }
+    out.try_into()
+        .map_err(|_| err(field, format!("must have exactly the labels 1..={n}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const DESIGN: &str = r#"{"agent": "cowork-session-1234",
+   "capabilities": {
+     "fileAccess": [{"path": "/home/user/Documents/Contracts", "mode": "read"}],
+     "network": [{"host": "internal-api.company.local", "port": 443}],
+     "clipboard": false,
+     "shell": {"allowedCommands": ["/usr/bin/less"], "interactive": false},
+     "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
+                 "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}},
+   "ttl": "3600s"}"#;
+
+    #[test]
+    fn design_example_parses_and_round_trips_through_cbor() {
+        let m = Manifest::from_json(DESIGN).unwrap();
+        assert_eq!(m.ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            m.capabilities.quantum.as_ref().unwrap().max_runtime_secs,
+            600
+        );
+        let v = m.capabilities.to_cbor();
+        assert_eq!(Capabilities::from_cbor(&v).unwrap(), m.capabilities);
+    }
+}

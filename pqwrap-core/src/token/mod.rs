@@ -1,0 +1,327 @@
+//! ML-DSA-signed capability tokens for desktop AI agents.
+//!
+//! A token is a tagged COSE_Sign1 (RFC 9052) whose payload is a CWT claims set (RFC 8392)
+//! carrying a capability manifest, signed with pure ML-DSA (RFC 9964; ML-DSA-65 by default).
+//! The format is specified in `docs/TOKENS.md`.
+//!
+//! A broker loads its [`SigningKey`] once and mints tokens with an [`Issuer`]; an enforcement
+//! point pins the broker's public key in a [`TrustSet`], verifies with a [`Verifier`] and asks
+//! the resulting [`VerifiedToken`] whether a request is allowed:
+//!
+//! ```
+//! use std::time::Duration;
+//! use pqwrap_core::token::{Algorithm, Issuer, Manifest, SigningKey, TrustSet, Verifier};
+//!
+//! let key = SigningKey::from_seed(Algorithm::MlDsa65, &[42u8; 32]);
+//! let trust: TrustSet = [key.public_key().clone()].into_iter().collect();
+//! let issuer = Issuer::new(key);
+//! let manifest = Manifest::from_json(r#"{"agent": "session-1",
+//!     "capabilities": {"fileAccess": [{"path": "/home/u/Docs", "mode": "read"}]}}"#)?;
+//! let now = 1_760_000_000;
+//! let token = issuer.issue(&manifest, "files.local", Duration::from_secs(600), now, None)?;
+//!
+//! let verified = Verifier::new(trust, "files.local").verify_text(&token.to_text(), now)?;
+//! assert!(verified.may_read("/home/u/Docs/a.pdf").is_ok());
+//! assert!(verified.may_read("/home/u/Docs2/a.pdf").is_err());
+//! assert!(verified.may_write("/home/u/Docs/a.pdf").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cbor;
+pub mod claims;
+pub mod cose;
+pub mod enforce;
+pub mod keys;
+pub mod manifest;
+pub mod narrow;
+pub mod verify;
+
+use std::time::Duration;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub use cbor::CborError;
+pub use claims::{Claims, Cti};
+pub use enforce::{Denied, QuantumJob, Request};
+pub use keys::{Algorithm, KeyError, Kid, PublicKey, SigningKey};
+pub use manifest::{Capabilities, FileGrant, FileMode, Manifest, ManifestError, NetGrant};
+pub use verify::{RevocationList, TrustSet, VerifiedToken, Verifier};
+
+/// Why a token could not be issued, parsed or verified.
+#[derive(Debug, Error)]
+pub enum TokenError {
+    /// Larger than [`verify::MAX_TOKEN_LEN`]; refused before parsing.
+    #[error("token is {0} bytes, more than the 16 KiB limit")]
+    TooLarge(usize),
+    /// The text form is not unpadded base64url.
+    #[error("token text is not unpadded base64url")]
+    Encoding,
+    /// Not deterministic CBOR of the accepted subset (duplicate keys, indefinite lengths…).
+    #[error(transparent)]
+    Cbor(#[from] CborError),
+    /// Not a tagged COSE_Sign1 of the expected shape.
+    #[error("token structure: {0}")]
+    Structure(&'static str),
+    /// The unprotected header is not empty (nothing unauthenticated is accepted).
+    #[error(
+        "the unprotected header must be empty (keys and parameters carried unprotected are never trusted)"
+    )]
+    UnprotectedHeader,
+    /// The protected header is malformed, lacks alg/kid/typ, or has an unknown parameter.
+    #[error("protected header: {0}")]
+    Header(String),
+    /// `crit` lists a header parameter this verifier does not understand.
+    #[error("unknown critical header parameter {0}")]
+    UnknownCritical(String),
+    /// No pinned key has this kid.
+    #[error("no trusted key has kid {0}")]
+    UnknownKid(String),
+    /// The header's alg is not the pinned key's algorithm.
+    #[error("header alg {header} does not match the trusted key's algorithm {key}")]
+    AlgorithmMismatch {
+        /// The alg in the header.
+        header: i64,
+        /// The pinned key's algorithm.
+        key: Algorithm,
+    },
+    /// The ML-DSA signature does not verify.
+    #[error("signature verification failed")]
+    BadSignature,
+    /// The (authenticated) claims are malformed.
+    #[error("{0}")]
+    Claims(String),
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// Not-before.
+        nbf: u64,
+        /// Verification time.
+        now: u64,
+    },
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired at {exp} (now {now})")]
+    Expired {
+        /// Expiry.
+        exp: u64,
+        /// Verification time.
+        now: u64,
+    },
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future ({iat}, now {now})")]
+    IssuedInFuture {
+        /// Issued-at.
+        iat: u64,
+        /// Verification time.
+        now: u64,
+    },
+    /// The audience is not the verifier's.
+    #[error("token is for audience {got:?}, not {expected:?}")]
+    WrongAudience {
+        /// The verifier's audience.
+        expected: String,
+        /// The token's.
+        got: String,
+    },
+    /// The token's cti is revoked.
+    #[error("token {0} is revoked")]
+    Revoked(String),
+    /// An ancestor (a token it was narrowed from) is revoked.
+    #[error("token was narrowed from revoked token {0}")]
+    AncestorRevoked(String),
+    /// A revocation file line is malformed.
+    #[error("revocation list: {0}")]
+    Revocations(String),
+    /// A leeway above [`verify::MAX_LEEWAY_SECS`] was asked for.
+    #[error("leeway of {0} s is more than the 300 s allowed")]
+    Leeway(u64),
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The request breaks the issuance policy.
+    #[error("issuance policy: {0}")]
+    Policy(String),
+    /// A narrowed token would be wider or longer-lived than its parent.
+    #[error("narrowing refused: {0}")]
+    Wider(String),
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Rng,
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Encodes token bytes as the text form: one line of unpadded base64url.
+pub fn encode_text(bytes: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+/// Decodes the text form (no whitespace inside).
+pub fn decode_text(text: &str) -> Result<Vec<u8>, TokenError> {
+    Base64UrlUnpadded::decode_vec(text).map_err(|_| TokenError::Encoding)
+}
+
+/// A freshly minted token.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    /// The tagged COSE_Sign1 bytes.
+    pub bytes: Vec<u8>,
+    /// The claims it carries.
+    pub claims: Claims,
+    /// The signing key's kid.
+    pub kid: Kid,
+}
+
+impl IssuedToken {
+    /// The text form (unpadded base64url, one line).
+    pub fn to_text(&self) -> String {
+        encode_text(&self.bytes)
+    }
+
+    /// The audit record for this issuance: cti, sub, aud, iat, exp, manifest hash (SHA-256 of
+    /// the deterministic CBOR of the capabilities), kid, and the parent cti if narrowed.
+    pub fn audit_record(&self) -> serde_json::Value {
+        let c = &self.claims;
+        let mut v = serde_json::json!({
+            "event": "token.issue",
+            "cti": keys::hex_lower(&c.cti),
+            "sub": c.sub,
+            "aud": c.aud,
+            "iat": c.iat,
+            "exp": c.exp,
+            "manifest_sha256": keys::hex_lower(&manifest_hash(&c.capabilities)),
+            "kid": keys::hex_lower(&self.kid),
+        });
+        if let (Some(p), Some(m)) = (c.ancestors.last(), v.as_object_mut()) {
+            m.insert("parent".into(), keys::hex_lower(p).into());
+        }
+        v
+    }
+}
+
+/// SHA-256 of the deterministic CBOR encoding of `caps` (as carried in tokens).
+pub fn manifest_hash(caps: &Capabilities) -> [u8; 32] {
+    Sha256::digest(cbor::to_vec(&caps.to_cbor())).into()
+}
+
+/// Mints tokens with one signing key, loaded once.
+pub struct Issuer {
+    key: SigningKey,
+    iss: Option<String>,
+}
+
+impl Issuer {
+    /// An issuer signing with `key`.
+    pub fn new(key: SigningKey) -> Issuer {
+        Issuer { key, iss: None }
+    }
+
+    /// Sets the `iss` claim put in every token.
+    pub fn with_iss(mut self, iss: impl Into<String>) -> Issuer {
+        self.iss = Some(iss.into());
+        self
+    }
+
+    /// The signing key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Mints a token for `manifest` (its agent becomes `sub`), addressed to `aud`, valid from
+    /// `now` for `ttl`, optionally bound to a holder key (`cnf`).
+    pub fn issue(
+        &self,
+        manifest: &Manifest,
+        aud: &str,
+        ttl: Duration,
+        now: u64,
+        cnf: Option<PublicKey>,
+    ) -> Result<IssuedToken, TokenError> {
+        if ttl.as_secs() == 0 {
+            return Err(TokenError::Policy("ttl must be at least one second".into()));
+        }
+        let claims = Claims {
+            iss: self.iss.clone(),
+            sub: manifest.agent.clone(),
+            aud: aud.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(ttl.as_secs()),
+            cti: new_cti()?,
+            cnf,
+            capabilities: manifest.capabilities.clone(),
+            ancestors: Vec::new(),
+        };
+        self.sign_claims(claims)
+    }
+
+    /// Signs a complete claims set after checking it the way a verifier will.
+    pub fn sign_claims(&self, claims: Claims) -> Result<IssuedToken, TokenError> {
+        claims.capabilities.validate()?;
+        let payload = cbor::to_vec(&claims.to_cbor());
+        // Re-decode so that nothing is signed that a verifier would refuse.
+        let back = cbor::decode(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
+        Claims::from_cbor(&back).map_err(TokenError::Claims)?;
+        let alg = self.key.algorithm();
+        let kid = *self.key.public_key().kid();
+        let protected = cose::protected_header(alg.cose_alg(), &kid);
+        let sig = self.key.sign(&cose::sig_structure(&protected, &payload));
+        let bytes = cose::assemble(protected, payload, sig);
+        if bytes.len() > verify::MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge(bytes.len()));
+        }
+        Ok(IssuedToken { bytes, claims, kid })
+    }
+}
+
+fn new_cti() -> Result<Cti, TokenError> {
+    let mut cti = [0u8; claims::CTI_LEN];
+    getrandom::fill(&mut cti).map_err(|_| TokenError::Rng)?;
+    Ok(cti)
+}
+
+/// What a broker is willing to issue: a maximum lifetime and, optionally, the only path roots
+/// file grants may lie under.
+#[derive(Clone, Debug)]
+pub struct IssuancePolicy {
+    /// Longest ttl granted.
+    pub max_ttl: Duration,
+    /// If non-empty, every file grant must be at or below one of these (absolute,
+    /// normalised) roots.
+    pub allowed_roots: Vec<String>,
+}
+
+impl IssuancePolicy {
+    /// Checks a manifest and the ttl it would get; the error says what is out of policy.
+    pub fn check(&self, manifest: &Manifest, ttl: Duration) -> Result<(), TokenError> {
+        if ttl > self.max_ttl {
+            return Err(TokenError::Policy(format!(
+                "ttl {}s exceeds the maximum {}s",
+                ttl.as_secs(),
+                self.max_ttl.as_secs()
+            )));
+        }
+        if !self.allowed_roots.is_empty() {
+            for (i, g) in manifest.capabilities.file_access.iter().enumerate() {
+                if !self
+                    .allowed_roots
+                    .iter()
+                    .any(|r| enforce::is_within(&g.path, r))
+                {
+                    return Err(TokenError::Policy(format!(
+                        "capabilities.fileAccess[{i}].path: {:?} is outside the allowed roots",
+                        g.path
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
