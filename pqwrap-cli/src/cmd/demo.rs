@@ -52,7 +52,7 @@ fn plaintext(i: usize, len: usize) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(words[(x % words.len() as u64) as usize].as_bytes());
-        out.push(if x % 11 == 0 { b'\n' } else { b' ' });
+        out.push(if x.is_multiple_of(11) { b'\n' } else { b' ' });
     }
     out.truncate(len);
     out
@@ -200,7 +200,7 @@ pub fn run(args: Args) -> Result<Status> {
     let opts = rewrap::Options::default();
     let report = std::fs::File::create(&report_path)?;
     let summary = super::rewrap::execute(
-        &[archive.clone()],
+        std::slice::from_ref(&archive),
         &job,
         &opts,
         Some(Box::new(report)),

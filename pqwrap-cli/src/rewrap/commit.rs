@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -108,7 +108,25 @@ pub enum OpenError {
     Io(io::Error),
 }
 
-/// An original file, open for reading, locked, with its snapshot.
+/// The inodes this process holds (or waits for) the `flock` of, with how many of its
+/// sources hold or wait for each.
+///
+/// `flock` locks belong to open file descriptions, so a second open of the same inode in the
+/// same process (another hard link to it, walked in parallel) conflicts with our own lock.
+/// That must not be reported as "locked by another run": when the lock is busy and the inode
+/// is ours, the source waits for it instead (the holder is one of our workers or the
+/// committer, which releases it within one batch). Bounded by the number of files in flight.
+#[derive(Debug, Default)]
+pub struct Locks(Mutex<HashMap<(u64, u64), usize>>);
+
+impl Locks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An original file, open for reading, locked, with its snapshot. Dropping it releases the
+/// lock.
 #[derive(Debug)]
 pub struct Source {
     /// The path as walked (for messages and reports).
@@ -119,11 +137,32 @@ pub struct Source {
     pub file: File,
     /// Its identity when opened, before anything was read.
     pub snap: Snapshot,
+    locks: Arc<Locks>,
+    key: (u64, u64),
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        // Unlock and forget under the registry's mutex, so that another source of this
+        // process never sees the lock busy without the inode registered.
+        let mut m = self.locks.map();
+        let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+        release(&mut m, self.key);
+    }
+}
+
+fn release(m: &mut HashMap<(u64, u64), usize>, key: (u64, u64)) {
+    if let Some(n) = m.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&key);
+        }
+    }
 }
 
 /// Opens `path` as a source: no symlinks followed, no FIFO opened (O_NONBLOCK), regular files
-/// only, exclusive `flock` taken without waiting.
-pub fn open_source(path: &Path) -> Result<Source, OpenError> {
+/// only, exclusive `flock` taken without waiting on other processes (see [`Locks`]).
+pub fn open_source(path: &Path, locks: &Arc<Locks>) -> Result<Source, OpenError> {
     let name = path
         .file_name()
         .ok_or_else(|| OpenError::Io(io::Error::other("path has no file name")))?
@@ -144,20 +183,45 @@ pub fn open_source(path: &Path) -> Result<Source, OpenError> {
     if !meta.file_type().is_file() {
         return Err(OpenError::Special);
     }
-    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
-        Err(e) => return Err(OpenError::Io(e.into())),
+    let key = (meta.dev(), meta.ino());
+    let wait = {
+        let mut m = locks.map();
+        let wait = match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => false,
+            Err(Errno::WOULDBLOCK) if m.contains_key(&key) => true,
+            Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
+            Err(e) => return Err(OpenError::Io(e.into())),
+        };
+        // Registered as holder, or as waiter, before the mutex is released.
+        *m.entry(key).or_default() += 1;
+        wait
+    };
+    if wait {
+        // Another of our own sources holds it: wait for it (see `Locks`).
+        if let Err(e) = rustix::fs::flock(&file, FlockOperation::LockExclusive) {
+            release(&mut locks.map(), key);
+            return Err(OpenError::Io(e.into()));
+        }
     }
     // Snapshot after the lock: a run that held the lock until a moment ago may have renamed a
     // new file over this name, and the check in `check_unchanged` then sees the new inode.
-    let snap = Snapshot::of(&file.metadata().map_err(OpenError::Io)?);
+    let snap = match file.metadata() {
+        Ok(m) => Snapshot::of(&m),
+        Err(e) => {
+            let mut m = locks.map();
+            let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
+            release(&mut m, key);
+            return Err(OpenError::Io(e));
+        }
+    };
     Ok(Source {
         path: path.to_path_buf(),
         dir: Arc::new(dir),
         name,
         file,
         snap,
+        locks: Arc::clone(locks),
+        key,
     })
 }
 
@@ -422,6 +486,11 @@ fn copy_metadata(src: &Source, dst: &File, warnings: &mut Vec<String>) -> io::Re
     Ok(())
 }
 
+/// Gives `file` the atime and mtime of `snap` (after an in-place re-write, which moved them).
+pub fn restore_times(file: &File, snap: &Snapshot) -> io::Result<()> {
+    copy_times(snap, file)
+}
+
 /// Sets atime and mtime of the original on the temporary. Done by [`commit_batch`] just before
 /// the sync, after any verification read the temporary back (a read may move atime).
 fn copy_times(snap: &Snapshot, dst: &File) -> io::Result<()> {
@@ -633,7 +702,7 @@ pub fn commit_batch<T>(batch: Vec<Staged<T>>, durability: Durability) -> Vec<Com
         .into_iter()
         .zip(errors)
         .map(|(s, err)| Committed {
-            path: s.src.path,
+            path: s.src.path.clone(),
             bytes: s.bytes,
             warnings: s.warnings,
             payload: s.payload,

@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 
 use pqwrap_core::age::{self, AgeError, FileKey, Header};
+use pqwrap_core::envelope::{self, EnvelopeError};
 use pqwrap_core::keys::{Identity, Recipient};
 
 use super::commit::{Body, Source};
@@ -258,6 +259,170 @@ impl FormatJob {
     }
 }
 
+/// How reports name a native X-Wing stanza.
+const NATIVE_XWING: &str = "xwing";
+
+/// The stanza names of a native header, for reports.
+fn native_stanza_types(h: &envelope::Header) -> Vec<String> {
+    h.body()
+        .stanzas()
+        .iter()
+        .map(|s| {
+            if s.kem() == envelope::KEM_XWING {
+                NATIVE_XWING.to_string()
+            } else {
+                format!("kem-{:#06x}", s.kem())
+            }
+        })
+        .collect()
+}
+
+fn native_reason(e: &EnvelopeError) -> Reason {
+    match e {
+        EnvelopeError::NoMatch => Reason::NoIdentity,
+        EnvelopeError::Io(_) => Reason::Io,
+        EnvelopeError::Verify(_) => Reason::ChangedUnderUs,
+        _ => Reason::Corrupt,
+    }
+}
+
+impl FormatJob {
+    fn plan_native<'a>(&'a self, src: &Source) -> Plan<'a> {
+        let mut info = Info {
+            format: Some("pqwrap"),
+            ..Info::default()
+        };
+        let fail = |info, reason, message: String| Plan::Fail {
+            info,
+            reason,
+            message,
+        };
+        let header = match reader_at_start(&src.file)
+            .map_err(EnvelopeError::Io)
+            .and_then(|f| envelope::Header::read_from(&mut BufReader::new(f)))
+        {
+            Ok(h) => h,
+            Err(e) => return fail(info, native_reason(&e), e.to_string()),
+        };
+        info.old_stanzas = native_stanza_types(&header);
+        if let Some(c) = self.recipients.iter().find(|r| !r.is_post_quantum()) {
+            return fail(
+                info,
+                Reason::Io,
+                format!("pqwrap native files take post-quantum recipients only, not {c}"),
+            );
+        }
+        let unlocked = match header.unlock(&self.identities) {
+            Ok(u) => u,
+            Err(EnvelopeError::NoMatch) => {
+                // Re-wrapped by an earlier run (no old identity opens it, and its stanzas are
+                // what the targets produce), or not ours at all.
+                let n = header.body().stanzas().len();
+                let all_xwing = header
+                    .body()
+                    .stanzas()
+                    .iter()
+                    .all(|s| s.kem() == envelope::KEM_XWING);
+                if !self.reencrypt && all_xwing && n == self.recipients.len() {
+                    info.new_stanzas = info.old_stanzas.clone();
+                    info.note = Some(
+                        "stanzas match the target recipients and no old identity opens it; \
+                         pass the new identity with -i to verify"
+                            .into(),
+                    );
+                    return Plan::AlreadyDone { info };
+                }
+                let msg = "none of the given identities opens this file".to_string();
+                return fail(info, Reason::NoIdentity, msg);
+            }
+            Err(e) => return fail(info, native_reason(&e), e.to_string()),
+        };
+        if !self.reencrypt && unlocked.is_wrapped_to(&self.recipients) {
+            info.new_stanzas = info.old_stanzas.clone();
+            return Plan::AlreadyDone { info };
+        }
+        info.new_stanzas = self
+            .recipients
+            .iter()
+            .map(|_| NATIVE_XWING.to_string())
+            .collect();
+        // Every chunk, with --verify-payload (rewrap_in_place checks the first one itself).
+        if self.verify_all_chunks || self.reencrypt {
+            let res = reader_at_start(&src.file)
+                .map_err(EnvelopeError::Io)
+                .and_then(|f| {
+                    envelope::decrypt_to(BufReader::new(f), &self.identities, io::sink())
+                });
+            if let Err(e) = res {
+                return fail(info, native_reason(&e), format!("payload: {e}"));
+            }
+        }
+        if self.reencrypt {
+            return self.plan_native_reencrypt(info);
+        }
+        let snap = src.snap;
+        Plan::InPlace {
+            info,
+            apply: Box::new(move |src: &Source| {
+                let mut rw = src
+                    .reopen_rw()
+                    .map_err(|e| (Reason::Io, format!("cannot open for writing: {e}")))?;
+                let res = envelope::rewrap_in_place(&mut rw, &self.identities, &self.recipients);
+                let res = match res {
+                    // More recipients than the reserved slot holds: the envelope module
+                    // rewrites the file atomically with a larger header area.
+                    Err(EnvelopeError::HeaderAreaTooSmall { .. }) if snap.nlink == 1 => {
+                        envelope::rewrap_path(&src.path, &self.identities, &self.recipients)
+                    }
+                    other => other,
+                };
+                let out = res.map_err(|e| (native_reason(&e), e.to_string()))?;
+                if out.action == envelope::RewrapAction::InPlace {
+                    // Writing the slots moved mtime; the contents did not change, so give it
+                    // back (ctime cannot be).
+                    let _ = super::commit::restore_times(&rw, &snap);
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    fn plan_native_reencrypt<'a>(&'a self, info: Info) -> Plan<'a> {
+        let body = Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
+            let mut dec =
+                envelope::Decryptor::new(BufReader::new(reader_at_start(src)?), &self.identities)
+                    .map_err(EnvelopeError::into_io)?;
+            let mut enc =
+                envelope::Encryptor::new(out, &self.recipients).map_err(EnvelopeError::into_io)?;
+            io::copy(&mut dec, &mut enc)?;
+            enc.finish().map_err(EnvelopeError::into_io)?;
+            Ok(())
+        }));
+        let n = self.recipients.len();
+        let targets = &self.target_identities;
+        Plan::Replace {
+            info,
+            body,
+            // The new file key is inside the new header only: with a target identity the
+            // whole new file is decrypted; without one, its header is checked for shape.
+            verify: Some(Box::new(move |temp: &File| {
+                let f = reader_at_start(temp).map_err(|e| e.to_string())?;
+                if targets.is_empty() {
+                    let h = envelope::Header::read_from(&mut BufReader::new(f))
+                        .map_err(|e| format!("the new file does not parse: {e}"))?;
+                    if h.body().stanzas().len() != n {
+                        return Err("the new file's header has the wrong stanzas".into());
+                    }
+                    return Ok(());
+                }
+                envelope::decrypt_to(BufReader::new(f), targets, io::sink())
+                    .map(|_| ())
+                    .map_err(|e| format!("the new file does not decrypt: {e}"))
+            })),
+        }
+    }
+}
+
 impl super::Job for FormatJob {
     fn plan<'a>(&'a self, src: &Source) -> Plan<'a> {
         let mut head = [0u8; SNIFF_LEN];
@@ -274,6 +439,9 @@ impl super::Job for FormatJob {
         let head = head.get(..n).unwrap_or_default();
         if let Some(age::Armored(armored)) = age::is_age(head) {
             return self.plan_age(src, armored);
+        }
+        if envelope::is_native(head) {
+            return self.plan_native(src);
         }
         Plan::Skip {
             info: Info::default(),
@@ -375,6 +543,19 @@ impl Classify for Classifier {
                 Err(_) => Protection::Unknown,
             };
             return Ok(Class { format, protection });
+        }
+        if envelope::is_native(head) {
+            let protection = match envelope::inspect_file(file) {
+                Ok(i) if i.is_post_quantum() => Protection::PostQuantum,
+                Ok(i) if i.stanzas.iter().all(|s| s.kem_name.is_none()) => Protection::Unknown,
+                Ok(_) => Protection::Mixed,
+                Err(EnvelopeError::Io(e)) => return Err(e),
+                Err(_) => Protection::Unknown,
+            };
+            return Ok(Class {
+                format: Some("pqwrap"),
+                protection,
+            });
         }
         Ok(Class {
             format: None,

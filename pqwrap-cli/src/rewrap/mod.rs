@@ -15,6 +15,7 @@
 //! ```
 
 pub mod commit;
+pub mod formats;
 pub mod inventory;
 pub mod progress;
 pub mod report;
@@ -22,6 +23,7 @@ pub mod walk;
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
@@ -156,12 +158,17 @@ pub fn run(
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Staged<Pending>>(opts.batch_files / 2);
         let committer = scope.spawn(|| committer(rx, opts, reporter, progress));
+        let ctx = Ctx {
+            job,
+            opts,
+            reporter,
+            progress,
+            locks: Arc::new(commit::Locks::default()),
+        };
         pool.install(|| {
             walk::walk(roots)
                 .par_bridge()
-                .for_each_with(tx, |tx, entry| {
-                    handle(entry, job, opts, reporter, progress, tx);
-                });
+                .for_each_with(tx, |tx, entry| handle(entry, &ctx, tx));
         });
         committer
             .join()
@@ -169,19 +176,22 @@ pub fn run(
     })
 }
 
-fn handle(
-    entry: Entry,
-    job: &dyn Job,
-    opts: &Options,
-    reporter: &Reporter,
-    progress: &Progress,
-    tx: &SyncSender<Staged<Pending>>,
-) {
+/// What every worker shares.
+struct Ctx<'a> {
+    job: &'a dyn Job,
+    opts: &'a Options,
+    reporter: &'a Reporter,
+    progress: &'a Progress,
+    locks: Arc<commit::Locks>,
+}
+
+fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
+    let (opts, reporter) = (ctx.opts, ctx.reporter);
     let skipped = |p: &PathBuf, reason, msg: &str| {
         reporter.record(&Record::new(p, Outcome::Skipped).because(reason, msg));
     };
     match entry {
-        Entry::File(path) => process_file(path, job, opts, reporter, progress, tx),
+        Entry::File(path) => process_file(path, ctx, tx),
         Entry::Symlink(p) => skipped(&p, Reason::Symlink, "symbolic links are not followed"),
         Entry::Special(p) => skipped(&p, Reason::SpecialFile, "not a regular file"),
         Entry::TemporaryDir(p) => skipped(
@@ -219,15 +229,9 @@ fn handle(
     }
 }
 
-fn process_file(
-    path: PathBuf,
-    job: &dyn Job,
-    opts: &Options,
-    reporter: &Reporter,
-    progress: &Progress,
-    tx: &SyncSender<Staged<Pending>>,
-) {
-    let src = match commit::open_source(&path) {
+fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
+    let (job, opts, reporter, progress) = (ctx.job, ctx.opts, ctx.reporter, ctx.progress);
+    let src = match commit::open_source(&path, &ctx.locks) {
         Ok(s) => s,
         Err(e) => {
             let (outcome, reason, msg) = match e {

@@ -57,11 +57,6 @@ impl Progress {
         }
     }
 
-    /// Whether a bar is shown.
-    pub fn enabled(&self) -> bool {
-        self.inner.is_some()
-    }
-
     /// Starts the counting walk over `roots` in a background thread (if a bar is shown).
     pub fn count_in_background(&self, roots: &[PathBuf]) {
         let Some(inner) = self.inner.clone() else {
@@ -90,14 +85,6 @@ impl Progress {
             inner.files_done.fetch_add(1, Ordering::Relaxed);
             inner.bar.inc(bytes);
             inner.refresh();
-        }
-    }
-
-    /// Prints a line above the bar (or plainly on stderr without one).
-    pub fn println(&self, line: &str) {
-        match &self.inner {
-            Some(inner) => inner.bar.println(line),
-            None => eprintln!("{line}"),
         }
     }
 
@@ -130,7 +117,7 @@ mod tests {
     fn hidden_progress_is_a_no_op_and_counting_fills_totals() {
         // Under `cargo test`, stderr is not a terminal (captured), or we asked for none.
         let p = Progress::new(false);
-        assert!(!p.enabled());
+        assert!(p.inner.is_none());
         p.file_done(10);
         p.finish();
 
