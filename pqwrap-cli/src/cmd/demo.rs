@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use pqwrap_core::age::{self, FileKey, Header};
+use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 
 use crate::exit::Status;
@@ -71,6 +72,17 @@ fn size_of(i: usize) -> usize {
     }
 }
 
+/// pqwrap native files in the demo.
+const NATIVE_FILES: usize = 5;
+
+fn native_size(j: usize) -> usize {
+    [0, 1_000, 65_536, 500_000, 4 * 1024 * 1024][j % 5]
+}
+
+fn native_path(archive: &Path, j: usize) -> PathBuf {
+    archive.join("vault").join(format!("backup-{j}.pqw"))
+}
+
 fn sample_path(archive: &Path, i: usize, armored: bool) -> PathBuf {
     let teams = ["finance", "legal", "ops", "hr"];
     let dir = archive
@@ -80,7 +92,7 @@ fn sample_path(archive: &Path, i: usize, armored: bool) -> PathBuf {
     dir.join(format!("doc-{i:04}.{ext}"))
 }
 
-fn write_key(path: &Path, id: &Identity) -> Result<()> {
+fn write_keys(path: &Path, ids: &[&Identity]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut f = std::fs::OpenOptions::new()
@@ -89,7 +101,9 @@ fn write_key(path: &Path, id: &Identity) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(id.to_file_contents(&created).as_bytes())?;
+    for id in ids {
+        f.write_all(id.to_file_contents(&created).as_bytes())?;
+    }
     Ok(())
 }
 
@@ -122,10 +136,12 @@ pub fn run(args: Args) -> Result<Status> {
     println!("== 1. A sample archive of classical age files\n");
     let old = Identity::generate_x25519()?;
     let new = Identity::generate_hybrid()?;
-    let old_key = root.join("old-key.txt");
+    // The native files were made for an older post-quantum key, being rotated.
+    let old_pq = Identity::generate_hybrid()?;
+    let old_key = root.join("old-keys.txt");
     let new_key = root.join("new-key.txt");
-    write_key(&old_key, &old)?;
-    write_key(&new_key, &new)?;
+    write_keys(&old_key, &[&old, &old_pq])?;
+    write_keys(&new_key, &[&new])?;
     let new_pub = root.join("new-recipient.txt");
     std::fs::write(&new_pub, format!("{}\n", new.to_recipient()))?;
     let mut bytes = 0usize;
@@ -164,6 +180,16 @@ pub fn run(args: Args) -> Result<Status> {
         w.write_all(b"a passphrase-encrypted note")?;
         w.finish()?.flush()?;
     }
+    let native_dir = archive.join("vault");
+    std::fs::create_dir_all(&native_dir)?;
+    for j in 0..NATIVE_FILES {
+        let mut enc = envelope::Encryptor::new(
+            std::io::BufWriter::new(std::fs::File::create(native_path(&archive, j))?),
+            &[old_pq.to_recipient()],
+        )?;
+        enc.write_all(&plaintext(20_000 + j, native_size(j)))?;
+        enc.finish()?.flush()?;
+    }
     std::fs::write(
         archive.join("README.txt"),
         b"Not encrypted: scan counts it, rewrap skips it.\n",
@@ -171,8 +197,9 @@ pub fn run(args: Args) -> Result<Status> {
     std::os::unix::fs::symlink("finance", archive.join("latest"))?;
     println!(
         "{} age files ({} armored, {} of plaintext) for the X25519 recipient\n  {}\n\
-         plus 3 files for it and another post-quantum key (mixed), one passphrase file and\n\
-         one plain file, in {}\n",
+         plus 3 files for it and another post-quantum key (mixed), {NATIVE_FILES} pqwrap native \
+         files for an\nolder post-quantum key (being rotated), one passphrase file and one plain \
+         file, in {}\n",
         args.files,
         armored_count,
         indicatif::HumanBytes(bytes as u64),
@@ -184,14 +211,16 @@ pub fn run(args: Args) -> Result<Status> {
     println!("{}", scan_table(&archive)?);
 
     println!(
-        "== 3. pqwrap rewrap -i {} -R {} {}\n",
+        "== 3. pqwrap rewrap -i {} -R {} --report ... --audit-log ... {}\n",
         old_key.display(),
         new_pub.display(),
         archive.display()
     );
     let report_path = root.join("report.jsonl");
+    let audit_path = root.join("audit.jsonl");
+    let audit = std::sync::Mutex::new(pqwrap_core::audit::AuditLog::open(&audit_path)?);
     let job = formats::FormatJob::new(
-        vec![old.clone()],
+        vec![old.clone(), old_pq.clone()],
         vec![new.to_recipient()],
         false,
         false,
@@ -205,6 +234,7 @@ pub fn run(args: Args) -> Result<Status> {
         &opts,
         Some(Box::new(report)),
         true,
+        Some(&audit),
     )?;
     println!();
 
@@ -221,7 +251,7 @@ pub fn run(args: Args) -> Result<Status> {
         if got != plaintext(i, size_of(i)) {
             bail!("{}: contents differ after the re-wrap", p.display());
         }
-        if formats::decrypt_age_file(&p, std::slice::from_ref(&old)).is_ok() {
+        if formats::decrypt_age_file(&p, &[old.clone(), old_pq.clone()]).is_ok() {
             bail!("{}: still opens with the old classical key", p.display());
         }
         println!(
@@ -231,14 +261,36 @@ pub fn run(args: Args) -> Result<Status> {
         );
         checked += 1;
     }
-    println!("{checked} files: same contents, and the old classical key no longer opens them\n");
+    for j in 0..NATIVE_FILES {
+        let p = native_path(&archive, j);
+        let mut got = Vec::new();
+        envelope::decrypt_to(
+            std::io::BufReader::new(std::fs::File::open(&p)?),
+            std::slice::from_ref(&new),
+            &mut got,
+        )
+        .with_context(|| format!("{} does not open with the new key", p.display()))?;
+        if got != plaintext(20_000 + j, native_size(j)) {
+            bail!("{}: contents differ after the re-wrap", p.display());
+        }
+        println!(
+            "  ok  {:>10}  {}  (native: re-wrapped in place, same inode)",
+            indicatif::HumanBytes(got.len() as u64).to_string(),
+            p.strip_prefix(&root).unwrap_or(&p).display()
+        );
+        checked += 1;
+    }
+    println!("{checked} files: same contents, and the old keys no longer open them\n");
 
     println!("== 5. pqwrap scan again\n");
     println!("{}", scan_table(&archive)?);
 
     println!("== Where everything is\n");
     println!("  archive      {}", archive.display());
-    println!("  old key      {}  (classical X25519)", old_key.display());
+    println!(
+        "  old keys     {}  (classical X25519 + an older post-quantum key)",
+        old_key.display()
+    );
     println!(
         "  new key      {}  (post-quantum hybrid)",
         new_key.display()
@@ -247,6 +299,11 @@ pub fn run(args: Args) -> Result<Status> {
     println!(
         "  report       {}  (one JSON object per file)",
         report_path.display()
+    );
+    println!(
+        "  audit log    {}  (check it: pqwrap audit verify {})",
+        audit_path.display(),
+        audit_path.display()
     );
     println!(
         "\nTry: pqwrap rewrap -i {} -i {} -R {} {}",

@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 
+    /// Append one hash-chained line per re-wrapped file to FILE (check it with `pqwrap audit
+    /// verify FILE`).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+
     /// Decrypt and re-encrypt each payload under a fresh file key, instead of re-wrapping
     /// the existing key (for data whose old ciphertext may have leaked; see below).
     #[arg(long)]
@@ -190,7 +195,15 @@ pub fn run(args: Args) -> Result<Status> {
         },
         ..rewrap::Options::default()
     };
-    let summary = execute(&args.paths, &job, &opts, report, true)?;
+    // A dry run writes nothing, not even the log's first line.
+    let audit = match &args.audit_log {
+        Some(p) if !args.dry_run => Some(std::sync::Mutex::new(
+            pqwrap_core::audit::AuditLog::open(p)
+                .with_context(|| format!("cannot open the audit log {}", p.display()))?,
+        )),
+        _ => None,
+    };
+    let summary = execute(&args.paths, &job, &opts, report, true, audit.as_ref())?;
     Ok(if summary.all_ok() {
         Status::Success
     } else {
@@ -206,6 +219,7 @@ pub fn execute(
     opts: &rewrap::Options,
     report: Option<Box<dyn std::io::Write + Send>>,
     progress: bool,
+    audit: Option<&rewrap::Audit>,
 ) -> Result<rewrap::report::Summary> {
     for p in paths {
         if std::fs::symlink_metadata(p).is_err() {
@@ -215,7 +229,7 @@ pub fn execute(
     let reporter = Reporter::new(report);
     let bar = Progress::new(progress);
     bar.count_in_background(paths);
-    rewrap::run(paths, job, opts, &reporter, &bar)?;
+    rewrap::run(paths, job, opts, &reporter, &bar, audit)?;
     bar.finish();
     let summary = reporter.finish();
     eprint!("{}", summary.render(opts.dry_run));

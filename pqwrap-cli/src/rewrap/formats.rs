@@ -14,7 +14,7 @@ use pqwrap_core::keys::{Identity, Recipient};
 use super::commit::{Body, Source};
 use super::inventory::{Class, Classify, Protection};
 use super::report::Reason;
-use super::{Info, Plan};
+use super::{Info, Plan, sha256_hex};
 
 /// Bytes read from the start of a file to recognise its format.
 const SNIFF_LEN: usize = 256;
@@ -113,6 +113,7 @@ impl FormatJob {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        info.old_header_sha256 = Some(sha256_hex(header.as_bytes()));
         let fail = |info, reason, message: String| Plan::Fail {
             info,
             reason,
@@ -136,14 +137,7 @@ impl FormatJob {
                 }
             }
             match header.unwrap_file_key(&self.identities, &[], age::DEFAULT_MAX_WORK_FACTOR) {
-                Err(AgeError::NoMatch) => {
-                    info.note = Some(
-                        "stanzas match the target recipients and no old identity opens it; \
-                         pass the new identity with -i to verify"
-                            .into(),
-                    );
-                    return Plan::AlreadyDone { info };
-                }
+                Err(AgeError::NoMatch) => return unverified(info),
                 // An old identity opens it: it still needs re-wrapping (e.g. a post-quantum
                 // key being rotated).
                 Ok(_) => {}
@@ -181,6 +175,7 @@ impl FormatJob {
             Err(e) => return fail(info, Reason::Io, e.to_string()),
         };
         let expected = new_header.as_bytes().to_vec();
+        info.new_header_sha256 = Some(sha256_hex(&expected));
         let body = if armored {
             let new_header = new_header.clone();
             Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
@@ -211,7 +206,12 @@ impl FormatJob {
         }
     }
 
-    fn plan_age_reencrypt<'a>(&'a self, info: Info, old_key: FileKey, armored: bool) -> Plan<'a> {
+    fn plan_age_reencrypt<'a>(
+        &'a self,
+        mut info: Info,
+        old_key: FileKey,
+        armored: bool,
+    ) -> Plan<'a> {
         let new_key = match FileKey::generate() {
             Ok(k) => k,
             Err(e) => {
@@ -233,6 +233,7 @@ impl FormatJob {
             }
         };
         let expected = new_header.as_bytes().to_vec();
+        info.new_header_sha256 = Some(sha256_hex(&expected));
         let key_for_body = new_key.clone();
         let body = Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
             // Streaming: one chunk of plaintext in memory at a time; every old chunk is
@@ -277,6 +278,14 @@ fn native_stanza_types(h: &envelope::Header) -> Vec<String> {
         .collect()
 }
 
+/// SHA-256 of a native file's whole header area (preamble and both slots).
+fn native_area_hash(file: &File, header: &envelope::Header) -> Option<String> {
+    let len = usize::try_from(header.payload_offset()).ok()?;
+    let mut area = vec![0u8; len];
+    file.read_exact_at(&mut area, 0).ok()?;
+    Some(sha256_hex(&area))
+}
+
 fn native_reason(e: &EnvelopeError) -> Reason {
     match e {
         EnvelopeError::NoMatch => Reason::NoIdentity,
@@ -305,6 +314,7 @@ impl FormatJob {
             Err(e) => return fail(info, native_reason(&e), e.to_string()),
         };
         info.old_stanzas = native_stanza_types(&header);
+        info.old_header_sha256 = native_area_hash(&src.file, &header);
         if let Some(c) = self.recipients.iter().find(|r| !r.is_post_quantum()) {
             return fail(
                 info,
@@ -325,12 +335,7 @@ impl FormatJob {
                     .all(|s| s.kem() == envelope::KEM_XWING);
                 if !self.reencrypt && all_xwing && n == self.recipients.len() {
                     info.new_stanzas = info.old_stanzas.clone();
-                    info.note = Some(
-                        "stanzas match the target recipients and no old identity opens it; \
-                         pass the new identity with -i to verify"
-                            .into(),
-                    );
-                    return Plan::AlreadyDone { info };
+                    return unverified(info);
                 }
                 let msg = "none of the given identities opens this file".to_string();
                 return fail(info, Reason::NoIdentity, msg);
@@ -382,7 +387,14 @@ impl FormatJob {
                     // back (ctime cannot be).
                     let _ = super::commit::restore_times(&rw, &snap);
                 }
-                Ok(())
+                // For the audit log: the header area as it is now (after a fallback rewrite,
+                // a new inode at the same path).
+                let now = File::open(&src.path).ok();
+                Ok(now.and_then(|f| {
+                    let mut r = BufReader::new(reader_at_start(&f).ok()?);
+                    let h = envelope::Header::read_from(&mut r).ok()?;
+                    native_area_hash(&f, &h)
+                }))
             }),
         }
     }
@@ -448,6 +460,20 @@ impl super::Job for FormatJob {
             reason: Reason::NotEncrypted,
             message: String::new(),
         }
+    }
+}
+
+/// A file no given identity opens, whose stanzas are what the targets produce: most likely
+/// re-wrapped by an earlier run, but only an identity of the targets can tell it from a file
+/// for somebody else's key (e.g. an old post-quantum key whose identity was not given).
+fn unverified<'a>(info: Info) -> Plan<'a> {
+    Plan::Skip {
+        info,
+        reason: Reason::Unverified,
+        message: "no given identity opens it and its stanzas match the target recipients: \
+                  probably re-wrapped by an earlier run; pass the new identity with -i to \
+                  verify"
+            .into(),
     }
 }
 

@@ -45,6 +45,19 @@ pub struct Info {
     pub new_stanzas: Vec<String>,
     /// A remark for the report (e.g. how "already done" was decided).
     pub note: Option<String>,
+    /// SHA-256 (hex) of the header replaced, for the audit log.
+    pub old_header_sha256: Option<String>,
+    /// SHA-256 (hex) of the header written, for the audit log (when known before writing).
+    pub new_header_sha256: Option<String>,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A check run on the finished temporary before it is committed (read it back, open it with
@@ -52,7 +65,40 @@ pub struct Info {
 pub type Verify<'a> = Box<dyn FnOnce(&File) -> Result<(), String> + Send + 'a>;
 
 /// An in-place re-write: called with the locked source once it was re-checked unchanged.
-pub type InPlace<'a> = Box<dyn FnOnce(&Source) -> Result<(), (Reason, String)> + Send + 'a>;
+/// Returns the SHA-256 (hex) of the header written, if known, for the audit log.
+pub type InPlace<'a> =
+    Box<dyn FnOnce(&Source) -> Result<Option<String>, (Reason, String)> + Send + 'a>;
+
+/// The audit log shared by the workers and the committer.
+pub type Audit = std::sync::Mutex<pqwrap_core::audit::AuditLog>;
+
+/// Appends the audit line of a committed file. An error here fails the file in the report:
+/// it was re-wrapped, but the log does not say so.
+fn audit_append(
+    audit: Option<&Audit>,
+    path: &std::path::Path,
+    info: &Info,
+    new_hash: Option<&str>,
+) -> Result<(), String> {
+    let Some(audit) = audit else {
+        return Ok(());
+    };
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let record = serde_json::json!({
+        "event": "file.rewrap",
+        "path": path.to_string_lossy(),
+        "format": info.format,
+        "old_header_sha256": info.old_header_sha256,
+        "new_header_sha256": new_hash.or(info.new_header_sha256.as_deref()),
+        "old_stanzas": info.old_stanzas,
+        "new_stanzas": info.new_stanzas,
+        "time": time,
+    });
+    let mut log = audit.lock().unwrap_or_else(|p| p.into_inner());
+    log.append(&record)
+        .map(|_| ())
+        .map_err(|e| format!("re-wrapped, but the audit log could not be written: {e}"))
+}
 
 /// What to do with one file.
 pub enum Plan<'a> {
@@ -149,6 +195,7 @@ pub fn run(
     opts: &Options,
     reporter: &Reporter,
     progress: &Progress,
+    audit: Option<&Audit>,
 ) -> anyhow::Result<()> {
     raise_fd_limit();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -157,12 +204,13 @@ pub fn run(
         .build()?;
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Staged<Pending>>(opts.batch_files / 2);
-        let committer = scope.spawn(|| committer(rx, opts, reporter, progress));
+        let committer = scope.spawn(|| committer(rx, opts, reporter, progress, audit));
         let ctx = Ctx {
             job,
             opts,
             reporter,
             progress,
+            audit,
             locks: Arc::new(commit::Locks::default()),
         };
         pool.install(|| {
@@ -182,6 +230,7 @@ struct Ctx<'a> {
     opts: &'a Options,
     reporter: &'a Reporter,
     progress: &'a Progress,
+    audit: Option<&'a Audit>,
     locks: Arc<commit::Locks>,
 }
 
@@ -329,7 +378,10 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
                 return;
             }
             match apply(&src) {
-                Ok(()) => record(&info, Outcome::Rewrapped, None, &[]),
+                Ok(new_hash) => match audit_append(ctx.audit, &path, &info, new_hash.as_deref()) {
+                    Ok(()) => record(&info, Outcome::Rewrapped, None, &[]),
+                    Err(m) => record(&info, Outcome::Failed, Some((Reason::Io, m)), &[]),
+                },
                 Err(why) => record(&info, Outcome::Failed, Some(why), &[]),
             }
         }
@@ -341,6 +393,7 @@ fn committer(
     opts: &Options,
     reporter: &Reporter,
     progress: &Progress,
+    audit: Option<&Audit>,
 ) {
     let mut batch: Vec<Staged<Pending>> = Vec::with_capacity(opts.batch_files);
     let mut bytes = 0u64;
@@ -351,7 +404,10 @@ fn committer(
         }
         for c in commit::commit_batch(std::mem::take(batch), opts.durability) {
             let (outcome, why) = match c.result {
-                Ok(()) => (Outcome::Rewrapped, None),
+                Ok(()) => match audit_append(audit, &c.path, &c.payload.info, None) {
+                    Ok(()) => (Outcome::Rewrapped, None),
+                    Err(m) => (Outcome::Failed, Some((Reason::Io, m))),
+                },
                 Err(CommitError::Changed(m)) => {
                     (Outcome::Failed, Some((Reason::ChangedUnderUs, m)))
                 }

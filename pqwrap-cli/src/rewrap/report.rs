@@ -39,6 +39,9 @@ pub enum Reason {
     SpecialFile,
     /// Not an encrypted file of a format pqwrap knows.
     NotEncrypted,
+    /// No given identity opens it, and its stanzas are what the targets produce: probably
+    /// re-wrapped by an earlier run (pass the new identity to verify).
+    Unverified,
     /// Passphrase-encrypted (age scrypt): no public-key wrap to replace.
     Passphrase,
     /// A pqwrap temporary held by another running job.
@@ -70,6 +73,7 @@ impl Reason {
             Reason::Symlink => "symlink",
             Reason::SpecialFile => "special file",
             Reason::NotEncrypted => "not encrypted",
+            Reason::Unverified => "probably done (unverified)",
             Reason::Passphrase => "passphrase-encrypted",
             Reason::TemporaryInUse => "temporary of a running job",
             Reason::TemporaryDirectory => "directory named like a temporary",
@@ -211,10 +215,20 @@ impl Summary {
                 s.push_str(&format!("{word:<14}{n} ({})\n", self.by_reason(outcome)));
             }
         }
-        if n == 0 && self.count(Outcome::Failed) == 0 && self.count(Outcome::AlreadyDone) > 0 {
-            s.push_str(
-                "nothing to change: every encrypted file is already wrapped to the targets\n",
-            );
+        let unverified = self
+            .counts
+            .get(&(Outcome::Skipped, Some(Reason::Unverified)))
+            .copied()
+            .unwrap_or(0);
+        if n == 0 && self.count(Outcome::Failed) == 0 {
+            s.push_str("nothing to change");
+            if unverified > 0 {
+                s.push_str(&format!(
+                    ": {unverified} file(s) that no given identity opens look re-wrapped \
+                     already; add the new identity (-i) to verify them"
+                ));
+            }
+            s.push('\n');
         }
         let cleaned = self.count(Outcome::Cleaned);
         if cleaned > 0 {

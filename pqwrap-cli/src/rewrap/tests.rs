@@ -36,7 +36,7 @@ fn info(old: &str, new: &str) -> Info {
         format: Some("test"),
         old_stanzas: vec![old.into()],
         new_stanzas: vec![new.into()],
-        note: None,
+        ..Info::default()
     }
 }
 
@@ -137,7 +137,7 @@ fn run_job(
 ) -> (report::Summary, Vec<serde_json::Value>) {
     let sink = Sink::default();
     let reporter = Reporter::new(Some(Box::new(sink.clone())));
-    run(roots, job, opts, &reporter, &Progress::new(false)).unwrap();
+    run(roots, job, opts, &reporter, &Progress::new(false), None).unwrap();
     let sum = reporter.finish();
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     let recs = text
@@ -646,6 +646,7 @@ fn crash_child() {
         &o,
         &reporter,
         &Progress::new(false),
+        None,
     )
     .unwrap();
 }
