@@ -1,6 +1,7 @@
 //! Issue 5, point 3: `pqwrap rewrap` killed with SIGKILL at random moments never leaves a file
 //! that opens with neither the old nor the new identity, or that yields anything but the
-//! original plaintext; the next run cleans up and finishes.
+//! original plaintext; the next run cleans up and finishes. One file in ten is a pqwrap
+//! native file re-wrapped in place (two header slots); the others are age files, some armored.
 //!
 //! `cargo test -p pqwrap-cli --test rewrap_sigkill` runs the CI size (2,000 files, 15 kills);
 //! `cargo test -p pqwrap-cli --test rewrap_sigkill -- --ignored --nocapture` the big one
@@ -12,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pqwrap_core::age::{self, FileKey, Header};
+use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 
 fn plaintext(seed: u64, len: usize) -> Vec<u8> {
@@ -37,8 +39,23 @@ fn size(i: usize) -> usize {
 
 struct Sample {
     path: PathBuf,
+    native: bool,
     original: Vec<u8>,
     plaintext: Vec<u8>,
+}
+
+/// Opens a native file; `None` when the identity does not match.
+fn native_open(path: &Path, id: &Identity) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match envelope::decrypt_to(
+        std::io::BufReader::new(std::fs::File::open(path).ok()?),
+        std::slice::from_ref(id),
+        &mut out,
+    ) {
+        Ok(_) => Some(out),
+        Err(envelope::EnvelopeError::NoMatch) => None,
+        Err(e) => panic!("{} is damaged: {e}", path.display()),
+    }
 }
 
 fn open_with(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
@@ -51,9 +68,35 @@ fn open_with(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
 
 /// Every file opens with the old or the new identity and yields its plaintext. Returns how
 /// many are new.
-fn check_all(samples: &[Sample], old: &Identity, new: &Identity, run: usize) -> usize {
+fn check_all(
+    samples: &[Sample],
+    old: &Identity,
+    old_pq: &Identity,
+    new: &Identity,
+    run: usize,
+) -> usize {
     let mut new_count = 0;
     for s in samples {
+        if s.native {
+            let got = match native_open(&s.path, old_pq) {
+                Some(p) => p,
+                None => {
+                    new_count += 1;
+                    native_open(&s.path, new).unwrap_or_else(|| {
+                        panic!(
+                            "run {run}: {} opens with neither identity",
+                            s.path.display()
+                        )
+                    })
+                }
+            };
+            assert!(
+                got == s.plaintext,
+                "run {run}: {} yields other plaintext",
+                s.path.display()
+            );
+            continue;
+        }
         let got = match open_with(&s.path, old) {
             Ok(p) => p,
             Err(age::AgeError::NoMatch) => {
@@ -88,10 +131,16 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
     let d = tempfile::tempdir().unwrap();
     let old = Identity::generate_x25519().unwrap();
     let new = Identity::generate_hybrid().unwrap();
+    // Native files were made for an older post-quantum key: a rotation, in place.
+    let old_pq = Identity::generate_hybrid().unwrap();
     let old_file = d.path().join("old.key");
     std::fs::write(
         &old_file,
-        old.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
+        format!(
+            "{}{}",
+            *old.to_file_contents("2026-01-01T00:00:00Z"),
+            *old_pq.to_file_contents("2026-01-01T00:00:00Z")
+        ),
     )
     .unwrap();
     let arch = d.path().join("arch");
@@ -102,8 +151,22 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
             .join(format!("e{}", i % 3));
         std::fs::create_dir_all(&dir).unwrap();
         let armored = i % 9 == 4;
-        let path = dir.join(format!("f{i}.age"));
         let data = plaintext(i as u64 + 1, size(i));
+        if i % 10 == 7 {
+            let path = dir.join(format!("f{i}.pqw"));
+            let mut enc = envelope::Encryptor::new(Vec::new(), &[old_pq.to_recipient()]).unwrap();
+            enc.write_all(&data).unwrap();
+            let original = enc.finish().unwrap();
+            std::fs::write(&path, &original).unwrap();
+            samples.push(Sample {
+                path,
+                native: true,
+                original,
+                plaintext: data,
+            });
+            continue;
+        }
+        let path = dir.join(format!("f{i}.age"));
         let fk = FileKey::generate().unwrap();
         let header = Header::wrap(&fk, &[old.to_recipient()], false).unwrap();
         let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
@@ -112,6 +175,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
         std::fs::write(&path, &original).unwrap();
         samples.push(Sample {
             path,
+            native: false,
             original,
             plaintext: data,
         });
@@ -139,7 +203,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
-        let n = check_all(&samples, &old, &new, run);
+        let n = check_all(&samples, &old, &old_pq, &new, run);
         checked += samples.len();
         if n > 0 && n < files {
             killed_mid_way += 1;
@@ -155,7 +219,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
     // A run to completion: removes the leftovers and finishes the job.
     let status = rewrap().status().unwrap();
     assert!(status.success());
-    assert_eq!(check_all(&samples, &old, &new, runs), files);
+    assert_eq!(check_all(&samples, &old, &old_pq, &new, runs), files);
     assert_eq!(temporaries(&arch), 0, "leftover temporaries");
     checked += samples.len();
     eprintln!(
