@@ -466,7 +466,14 @@ fn copy_metadata(src: &Source, dst: &File, warnings: &mut Vec<String>) -> io::Re
     let s = &src.snap;
     let uid = rustix::fs::Uid::from_raw(s.uid);
     let gid = rustix::fs::Gid::from_raw(s.gid);
-    match rustix::fs::fchown(dst, Some(uid), Some(gid)) {
+    let made = dst.metadata()?;
+    // Already ours (the usual case): no chown needed.
+    let chown = if (made.uid(), made.gid()) == (s.uid, s.gid) {
+        Ok(())
+    } else {
+        rustix::fs::fchown(dst, Some(uid), Some(gid))
+    };
+    match chown {
         Ok(()) => {}
         Err(Errno::PERM) => {
             let group_kept = rustix::fs::fchown(dst, None, Some(gid)).is_ok();

@@ -98,8 +98,12 @@ impl FormatJob {
             format: Some(format),
             ..Info::default()
         };
-        let header = match read_age_header(&src.file) {
-            Ok(h) => h,
+        // One reader for the header and, further down, the payload check.
+        let dec = match reader_at_start(&src.file)
+            .map_err(AgeError::Io)
+            .and_then(|f| age::Decryptor::new(BufReader::new(f)))
+        {
+            Ok(d) => d,
             Err(e) => {
                 return Plan::Fail {
                     info,
@@ -108,6 +112,7 @@ impl FormatJob {
                 };
             }
         };
+        let header = dec.header().clone();
         info.old_stanzas = header
             .stanza_types()
             .iter()
@@ -164,7 +169,8 @@ impl FormatJob {
             };
         // The payload must authenticate under the file key before anything is written (the
         // first chunk, or all of them with --verify-payload).
-        if let Err(e) = verify_age_payload(&src.file, &file_key, !self.verify_all_chunks) {
+        let (_, payload) = dec.into_payload();
+        if let Err(e) = age::stream::verify_payload(&file_key, payload, !self.verify_all_chunks) {
             return fail(info, Reason::Corrupt, format!("payload: {e}"));
         }
         if self.reencrypt {
@@ -509,13 +515,6 @@ fn reader_at_start(file: &File) -> io::Result<File> {
 fn read_age_header(file: &File) -> Result<Header, AgeError> {
     let dec = age::Decryptor::new(BufReader::new(reader_at_start(file)?))?;
     Ok(dec.header().clone())
-}
-
-/// Authenticates the payload of the age file in `file` under `key`.
-fn verify_age_payload(file: &File, key: &FileKey, first_chunk_only: bool) -> Result<u64, AgeError> {
-    let dec = age::Decryptor::new(BufReader::new(reader_at_start(file)?))?;
-    let (_, payload) = dec.into_payload();
-    age::stream::verify_payload(key, payload, first_chunk_only)
 }
 
 /// The check of a written temporary: it parses as an age file (armored as the original),

@@ -173,9 +173,11 @@ impl Default for Options {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             dry_run: false,
             durability: Durability::Group,
-            // Each staged file holds three descriptors (original, its directory, temporary):
-            // keep batch + channel well under the usual 1024-descriptor limit.
-            batch_files: 128,
+            // The committer is one thread: while it syncs a batch, workers fill the channel
+            // (as large as a batch), so under load each commit takes a full batch and the
+            // cost of a sync is shared by up to this many files. Lowered at run time to fit
+            // the descriptor limit (see `run`).
+            batch_files: 1024,
             batch_bytes: 256 << 20,
             batch_wait: Duration::from_millis(20),
         }
@@ -197,13 +199,20 @@ pub fn run(
     progress: &Progress,
     audit: Option<&Audit>,
 ) -> anyhow::Result<()> {
-    raise_fd_limit();
+    // Each staged file holds three descriptors (original, its directory, temporary), in the
+    // batch being committed and in the channel: keep both within the descriptor limit.
+    let limit = raise_fd_limit();
+    let fit = usize::try_from(limit.saturating_sub(256) / 6).unwrap_or(usize::MAX);
+    let opts = &Options {
+        batch_files: opts.batch_files.min(fit).max(4),
+        ..opts.clone()
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .thread_name(|i| format!("pqwrap-worker-{i}"))
         .build()?;
     std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Staged<Pending>>(opts.batch_files / 2);
+        let (tx, rx) = sync_channel::<Staged<Pending>>(opts.batch_files);
         let committer = scope.spawn(|| committer(rx, opts, reporter, progress, audit));
         let ctx = Ctx {
             job,
@@ -461,13 +470,18 @@ fn committer(
 }
 
 /// Batches hold descriptors open; take the hard limit, as most tools that walk trees do.
-fn raise_fd_limit() {
+/// Returns the soft limit in force.
+fn raise_fd_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current < lim.maximum {
+        let before = lim.current;
         lim.current = lim.maximum;
-        let _ = setrlimit(Resource::Nofile, lim);
+        if setrlimit(Resource::Nofile, lim).is_err() {
+            lim.current = before;
+        }
     }
+    lim.current.unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
