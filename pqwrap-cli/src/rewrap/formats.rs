@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 
 use pqwrap_core::age::{self, AgeError, FileKey, Header};
@@ -504,11 +504,24 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// A reader over `file` from its start, independent of other readers of the same file.
-fn reader_at_start(file: &File) -> io::Result<File> {
-    let mut f = file.try_clone()?;
-    f.seek(SeekFrom::Start(0))?;
-    Ok(f)
+/// A reader over `file` from its start, by positioned reads: independent of the file's
+/// cursor and of other readers, and no descriptor to duplicate.
+fn reader_at_start(file: &File) -> io::Result<ReadAt<'_>> {
+    Ok(ReadAt { file, pos: 0 })
+}
+
+/// See [`reader_at_start`].
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// Parses the header of an age file, armored or not (bounded by `MAX_HEADER_LEN`).
