@@ -3,7 +3,7 @@
 //! fallback when the new header does not fit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -120,7 +120,7 @@ fn in_place_rewrap_keeps_inode_links_mode_and_payload_and_wipes_the_old_slot() {
     assert_eq!((back.slot, back.sequence), (0, 3));
     assert_eq!(decrypt(&path, std::slice::from_ref(&old)).unwrap(), pt);
     assert_eq!(decrypt(&path, std::slice::from_ref(&new)).unwrap(), pt);
-    let u = Header::parse(&fs::read(&path).unwrap())
+    let u = Header::from_file(&File::open(&path).unwrap())
         .unwrap()
         .unlock(std::slice::from_ref(&old))
         .unwrap();
@@ -215,9 +215,11 @@ fn a_header_that_does_not_fit_falls_back_to_an_atomic_rewrite_with_a_larger_area
     let targets: Vec<Identity> = (20..30).map(id).collect();
     let rs: Vec<Recipient> = targets.iter().map(Identity::to_recipient).collect();
 
-    // In place is impossible (ten stanzas need 12 KiB, the slot has 8 KiB): typed error,
-    // file untouched.
-    let err = rewrap_in_place(&mut open_rw(&path), std::slice::from_ref(&old), &rs).unwrap_err();
+    // In place is impossible (ten stanzas need 12 KiB, the slot has 8 KiB). Without a path
+    // (an unlinked file) that is a typed error and nothing is written.
+    let mut unlinked = tempfile::tempfile().unwrap();
+    unlinked.write_all(&before).unwrap();
+    let err = rewrap_in_place(&mut unlinked, std::slice::from_ref(&old), &rs).unwrap_err();
     assert!(
         matches!(
             err,
@@ -228,14 +230,29 @@ fn a_header_that_does_not_fit_falls_back_to_an_atomic_rewrite_with_a_larger_area
         ),
         "{err:?}"
     );
-    assert_eq!(fs::read(&path).unwrap(), before);
+    let mut check = Vec::new();
+    unlinked.seek(io::SeekFrom::Start(0)).unwrap();
+    unlinked.read_to_end(&mut check).unwrap();
+    assert_eq!(check, before);
 
-    let out = rewrap_path(&path, std::slice::from_ref(&old), &rs).unwrap();
+    // With a path: the atomic rewrite, and the handle now refers to the new file.
+    let mut file = open_rw(&path);
+    let ino_before = file.metadata().unwrap().ino();
+    let out = rewrap_in_place(&mut file, std::slice::from_ref(&old), &rs).unwrap();
     assert_eq!(out.action, RewrapAction::Rewritten);
     assert!(out.fell_back);
     assert_eq!((out.slot, out.sequence), (0, 2));
     // 48 + 100 + 10 * 1188 = 12028 bytes; twice that, rounded up to 4 KiB: 24576.
     assert_eq!(out.header_area_len, 4096 + 2 * 24576);
+    assert_ne!(file.metadata().unwrap().ino(), ino_before);
+    assert_eq!(
+        file.metadata().unwrap().ino(),
+        fs::metadata(&path).unwrap().ino()
+    );
+    assert_eq!(
+        Header::from_file(&file).unwrap().payload_offset(),
+        out.header_area_len
+    );
     assert_eq!(
         payload(&path),
         payload_before,
@@ -246,13 +263,18 @@ fn a_header_that_does_not_fit_falls_back_to_an_atomic_rewrite_with_a_larger_area
         assert_eq!(decrypt(&path, std::slice::from_ref(t)).unwrap(), pt);
     }
     assert!(matches!(
-        decrypt(&path, &[old]),
+        decrypt(&path, std::slice::from_ref(&old)),
         Err(EnvelopeError::NoMatch)
     ));
+    // rewrap_path falls back the same way.
+    let more: Vec<Recipient> = (20..45).map(|s| id(s).to_recipient()).collect();
+    let out = rewrap_path(&path, &targets[..1], &more).unwrap();
+    assert!(out.fell_back);
+    assert_eq!(decrypt(&path, &[id(44)]).unwrap(), pt);
     // No temporary file left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     // Later re-wraps fit in place again.
-    let again = rewrap_path(&path, &targets[..1], &rs[..3]).unwrap();
+    let again = rewrap_path(&path, &[id(44)], &rs[..3]).unwrap();
     assert_eq!(again.action, RewrapAction::InPlace);
 }
 

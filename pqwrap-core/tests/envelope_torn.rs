@@ -334,3 +334,63 @@ fn unsynced_sectors_in_any_order_still_open_with_old_or_new() {
     }
     assert_eq!(cases, 512);
 }
+
+/// The same proof without the replay: the real re-wrap is driven through the crashing
+/// writer at every one of the 3 × 8193 cut points (a KEM decapsulation and encapsulation
+/// per run, so it wants an optimized build):
+/// `cargo test -p pqwrap-core --release --test envelope_torn -- --ignored`.
+#[test]
+#[ignore = "24579 real re-wraps; run with --release (see doc comment)"]
+fn every_cut_point_drives_the_real_rewrap() {
+    let (a, b, c) = (id(1), id(2), id(3));
+    let plaintext = b"every cut, for real".repeat(5000);
+    let base = fresh_file(&a, &plaintext);
+    let mut io = CrashIo::new(base.clone(), S as usize);
+    assert!(
+        rewrap_io_derand(
+            &mut io,
+            std::slice::from_ref(&a),
+            &[b.to_recipient()],
+            &ESEED
+        )
+        .is_err()
+    );
+    let both_valid = io.img;
+    let mut io = CrashIo::new(base.clone(), S as usize + S as usize / 2);
+    assert!(
+        rewrap_io_derand(
+            &mut io,
+            std::slice::from_ref(&a),
+            &[b.to_recipient()],
+            &ESEED
+        )
+        .is_err()
+    );
+    let torn_wipe = io.img;
+
+    let mut cuts = 0;
+    for (start, old, new) in [(&base, &a, &b), (&both_valid, &b, &c), (&torn_wipe, &b, &c)] {
+        let ids = [old.clone(), new.clone()];
+        let mut check = Checker::new(&ids, &plaintext, start);
+        let mut switched = false;
+        for cut in 0..=2 * S as usize {
+            let mut io = CrashIo::new(start.clone(), cut);
+            let res = rewrap_io_derand(
+                &mut io,
+                std::slice::from_ref(old),
+                &[new.to_recipient()],
+                &ESEED,
+            );
+            assert_eq!(res.is_ok(), cut == 2 * S as usize, "cut {cut}");
+            match check.opener(&io.img) {
+                Some(0) => assert!(!switched, "cut {cut}: back to the old header"),
+                Some(1) => switched = true,
+                other => panic!("cut {cut}: opened by {other:?}"),
+            }
+            cuts += 1;
+        }
+        assert!(switched);
+    }
+    println!("real re-wraps cut: {cuts}");
+    assert_eq!(cuts, 24579);
+}

@@ -12,8 +12,9 @@
 //! - [`is_native`], [`inspect`], [`inspect_file`] (no keys needed);
 //! - [`Header::read_from`] / [`Header::parse`] and [`Header::unlock`] →
 //!   [`UnlockedHeader::is_wrapped_to`] (idempotent re-wrap check);
-//! - [`rewrap_in_place`] (one open file, in place), [`rewrap_path`] (in place, or an atomic
-//!   rewrite with a larger header area when the new header does not fit).
+//! - [`rewrap_in_place`] (one open file) and [`rewrap_path`] (one path): in place, or an
+//!   atomic rewrite with a larger header area when the new header does not fit;
+//!   [`rewrap_io`] over any [`SlotIo`] (what the torn-write test drives).
 
 use std::io::{self, Read};
 
@@ -334,6 +335,12 @@ impl Header {
         read_exact_or(reader, &mut slots_buf, EnvelopeError::TruncatedHeader)?;
         let (s0, s1) = slots_buf.split_at(s);
         Self::from_parts(preamble, s0, s1)
+    }
+
+    /// Reads the header area of an open file with positional reads (the file's cursor does
+    /// not move on Unix); only the header area is read.
+    pub fn from_file(file: &std::fs::File) -> Result<Self, EnvelopeError> {
+        rewrap::read_header(&mut FileSlotIo::new(file))
     }
 
     /// The preamble.

@@ -317,9 +317,12 @@ pub fn rewrap_io_derand<S: SlotIo + ?Sized>(
 /// stay. `file` must be open for reading and writing. Idempotent: a file already wrapped to
 /// exactly `recipients` is left alone ([`RewrapAction::AlreadyWrapped`]).
 ///
-/// An open file has no path to rename over, so when the new header does not fit the slot
-/// this returns [`EnvelopeError::HeaderAreaTooSmall`] without writing; [`rewrap_path`] then
-/// does the atomic rewrite with a larger area.
+/// When the new header does not fit the slot, it falls back to the atomic rewrite of
+/// [`rewrap_path`] (larger header area, new inode; `fell_back` is set and `*file` is
+/// replaced by a handle to the new file). That needs the file's path, which is found from
+/// the open descriptor on Linux and must still name this same inode; where it cannot be
+/// found (another OS, an unlinked file) the result is [`EnvelopeError::HeaderAreaTooSmall`]
+/// and nothing is written.
 ///
 /// ```
 /// use std::io::{Seek, Write};
@@ -349,7 +352,48 @@ pub fn rewrap_in_place(
     identities: &[Identity],
     recipients: &[Recipient],
 ) -> Result<RewrapOutcome, EnvelopeError> {
-    rewrap_io(&mut FileSlotIo::new(file), identities, recipients)
+    let p = match rewrap_impl(&mut FileSlotIo::new(file), identities, recipients, None)? {
+        Ok(outcome) => return Ok(outcome),
+        Err(p) => p,
+    };
+    let Some(path) = path_of(file) else {
+        return Err(too_small(&p));
+    };
+    let meta = file.metadata()?;
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if same_inode(&m, &meta) => {}
+        _ => return Err(too_small(&p)),
+    }
+    let (outcome, new_file) = rewrite_atomically(&path, file, &meta, p)?;
+    *file = new_file;
+    Ok(outcome)
+}
+
+/// The path of an open file, from `/proc/self/fd` (Linux only).
+fn path_of(file: &File) -> Option<std::path::PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+        p.is_absolute().then_some(p)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        a.len() == b.len() && a.modified().ok() == b.modified().ok()
+    }
 }
 
 /// Re-wraps the native file at `path`: in place when the new header fits its slot, else an
@@ -370,11 +414,16 @@ pub fn rewrap_path(
         .read(true)
         .write(true)
         .open(path)?;
+    // What we opened must be what we checked (no symlink swapped in meanwhile).
+    let opened = file.metadata()?;
+    if !same_inode(&opened, &meta) {
+        return Err(EnvelopeError::Verify("path changed while opening"));
+    }
     let p = match rewrap_impl(&mut FileSlotIo::new(&file), identities, recipients, None)? {
         Ok(outcome) => return Ok(outcome),
         Err(p) => p,
     };
-    rewrite_atomically(path, &file, &meta, p)
+    rewrite_atomically(path, &file, &opened, p).map(|(outcome, _)| outcome)
 }
 
 fn rewrite_atomically(
@@ -382,7 +431,7 @@ fn rewrite_atomically(
     file: &File,
     meta: &std::fs::Metadata,
     p: Box<Prepared>,
-) -> Result<RewrapOutcome, EnvelopeError> {
+) -> Result<(RewrapOutcome, File), EnvelopeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -440,14 +489,17 @@ fn rewrite_atomically(
         let u = h.unlock_with_key(p.unlocked.file_key().clone(), None)?;
         check_first_chunk(&mut tio, &u, p.payload_len)?;
         let now = std::fs::symlink_metadata(path)?;
-        if now.len() != meta.len() || now.modified().ok() != meta.modified().ok() {
+        if !same_inode(&now, meta)
+            || now.len() != meta.len()
+            || now.modified().ok() != meta.modified().ok()
+        {
             return Err(EnvelopeError::Verify("file changed during re-wrap"));
         }
     }
-    tmp.persist(path).map_err(|e| EnvelopeError::Io(e.error))?;
+    let new_file = tmp.persist(path).map_err(|e| EnvelopeError::Io(e.error))?;
     File::open(dir)?.sync_all()?;
 
-    Ok(RewrapOutcome {
+    let outcome = RewrapOutcome {
         action: RewrapAction::Rewritten,
         old_stanzas: summarize(old.body()),
         new_stanzas: summarize(&p.new_body),
@@ -458,5 +510,6 @@ fn rewrite_atomically(
         bytes_written: area.len() as u64 + p.payload_len,
         fell_back: true,
         header_area_len: preamble.header_area_len(),
-    })
+    };
+    Ok((outcome, new_file))
 }
