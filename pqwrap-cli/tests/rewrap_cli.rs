@@ -340,6 +340,14 @@ fn usage_errors_exit_2() {
     // No recipient at all.
     let o = run(pqwrap().arg("rewrap").arg("-i").arg(&k.old_file).arg(&f));
     assert_eq!(code(&o), 2, "{}", text(&o));
+    // A path that does not exist.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub])
+        .arg(d.path().join("missing")));
+    assert_eq!(code(&o), 2, "{}", text(&o));
     // No identity.
     let o = run(pqwrap().arg("rewrap").args(["-r", &k.new_pub]).arg(&f));
     assert_eq!(code(&o), 2, "{}", text(&o));

@@ -153,6 +153,12 @@ pub fn load_recipients(inline: &[String], files: &[PathBuf]) -> Result<Vec<Recip
 
 /// Runs `pqwrap rewrap`.
 pub fn run(args: Args) -> Result<Status> {
+    for p in &args.paths {
+        if std::fs::symlink_metadata(p).is_err() {
+            eprintln!("pqwrap rewrap: {}: no such file or directory", p.display());
+            return Ok(Status::Usage);
+        }
+    }
     let identities = load_identities(&args.identity)?;
     let recipients = load_recipients(&args.recipient, &args.recipients_file)?;
     if recipients.is_empty() {
