@@ -2,6 +2,7 @@
 
 mod cmd;
 mod exit;
+mod rewrap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,12 @@ enum Command {
     Token(cmd::token::Args),
     /// Hash-chained audit logs.
     Audit(cmd::audit::Args),
+    /// Re-wrap encrypted files to post-quantum recipients, in place (age and pqwrap files).
+    Rewrap(cmd::rewrap::Args),
+    /// Count files and bytes by format and protection, without any key.
+    Scan(cmd::scan::Args),
+    /// Build a sample archive, scan it, re-wrap it to a new post-quantum key, scan again.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +46,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Rewrap(args) => cmd::rewrap::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code.into(),

@@ -2,9 +2,12 @@
 
 pub mod audit;
 pub mod decrypt;
+pub mod demo;
 pub mod encrypt;
 pub mod format;
 pub mod inspect;
 pub mod io_util;
 pub mod keygen;
+pub mod rewrap;
+pub mod scan;
 pub mod token;

@@ -1,0 +1,715 @@
+//! `pqwrap rewrap` and `pqwrap scan` end to end, on real age files made with real keys.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pqwrap_core::age::{self, FileKey, Header};
+use pqwrap_core::envelope;
+use pqwrap_core::keys::Identity;
+
+fn pqwrap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("pqwrap runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Keys {
+    old: Identity,
+    new: Identity,
+    old_file: PathBuf,
+    new_file: PathBuf,
+    new_pub: String,
+}
+
+fn keys(dir: &Path) -> Keys {
+    let old = Identity::generate_x25519().unwrap();
+    let new = Identity::generate_hybrid().unwrap();
+    let old_file = dir.join("old.key");
+    let new_file = dir.join("new.key");
+    std::fs::write(
+        &old_file,
+        old.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        &new_file,
+        new.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
+    )
+    .unwrap();
+    let new_pub = new.to_recipient().to_string();
+    Keys {
+        old,
+        new,
+        old_file,
+        new_file,
+        new_pub,
+    }
+}
+
+fn plaintext(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn encrypt(path: &Path, to: &[&Identity], data: &[u8], armored: bool) {
+    let fk = FileKey::generate().unwrap();
+    let rs: Vec<_> = to.iter().map(|i| i.to_recipient()).collect();
+    let header = Header::wrap(&fk, &rs, true).unwrap();
+    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
+    w.write_all(data).unwrap();
+    std::fs::write(path, w.finish().unwrap()).unwrap();
+}
+
+fn decrypt(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
+    let dec = age::Decryptor::new(std::fs::File::open(path).unwrap())?;
+    let mut r = dec.decrypt(std::slice::from_ref(id), &[])?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(age::AgeError::from_io)?;
+    Ok(out)
+}
+
+/// The header and the payload (everything after the header) of a binary age file.
+fn split(path: &Path) -> (Header, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let (h, n) = Header::parse(&bytes).unwrap();
+    (h, bytes[n..].to_vec())
+}
+
+fn report(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn rec<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    recs.iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with(name))
+        .unwrap_or_else(|| panic!("no record for {name}"))
+}
+
+#[test]
+fn rewrap_binary_and_armored_files_keeps_payload_and_metadata_then_is_idempotent() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let arch = d.path().join("arch");
+    std::fs::create_dir_all(arch.join("sub/deeper")).unwrap();
+    let files = [
+        ("a.age", 0usize, false),
+        ("sub/b.age", 65_536, false),
+        ("sub/deeper/c.age", 200_001, false),
+        ("d.age.asc", 70_000, true),
+        ("sub/e.age.asc", 10, true),
+    ];
+    for (i, (name, len, armored)) in files.iter().enumerate() {
+        encrypt(
+            &arch.join(name),
+            &[&k.old],
+            &plaintext(i as u64, *len),
+            *armored,
+        );
+    }
+    let c = arch.join("sub/deeper/c.age");
+    std::fs::set_permissions(&c, std::fs::Permissions::from_mode(0o604)).unwrap();
+    rustix::fs::setxattr(
+        &c,
+        "user.origin",
+        b"scanner-7",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let old_payload = split(&c).1;
+    let mtime_before = std::fs::metadata(&c).unwrap().mtime();
+    std::fs::write(arch.join("notes.txt"), b"plain").unwrap();
+
+    let rep = d.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .args(["rewrap", "-j", "2", "-i"])
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--report"])
+        .arg(&rep)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let recs = report(&rep);
+    for (i, (name, len, armored)) in files.iter().enumerate() {
+        let p = arch.join(name);
+        assert_eq!(
+            decrypt(&p, &k.new).unwrap(),
+            plaintext(i as u64, *len),
+            "{name}"
+        );
+        assert!(
+            matches!(decrypt(&p, &k.old), Err(age::AgeError::NoMatch)),
+            "{name}"
+        );
+        let is_armored = std::fs::read(&p).unwrap().starts_with(b"-----BEGIN AGE");
+        assert_eq!(is_armored, *armored, "{name}: armor kept");
+        let r = rec(&recs, name);
+        assert_eq!(r["outcome"], "rewrapped");
+        assert_eq!(r["old_stanzas"], serde_json::json!(["X25519"]));
+        assert_eq!(r["new_stanzas"], serde_json::json!(["mlkem768x25519"]));
+    }
+    // Payload bytes unchanged; header only mlkem768x25519; metadata carried.
+    let (h, payload) = split(&c);
+    assert_eq!(payload, old_payload);
+    assert_eq!(h.stanza_types(), vec!["mlkem768x25519"]);
+    let m = std::fs::metadata(&c).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o604);
+    assert_eq!(m.mtime(), mtime_before);
+    let mut v = [0u8; 32];
+    let n = rustix::fs::getxattr(&c, "user.origin", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"scanner-7");
+    assert_eq!(rec(&recs, "notes.txt")["reason"], "not_encrypted");
+
+    // Second run, old identity only: nothing to change; the files look done, unverified.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub])
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("probably done (unverified) 5") && t.contains("nothing to change"),
+        "{t}"
+    );
+    // With the new identity too: verified as done.
+    let rep2 = d.path().join("r2.jsonl");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .arg("-i")
+        .arg(&k.new_file)
+        .args(["-r", &k.new_pub, "--report"])
+        .arg(&rep2)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let r = rec(&report(&rep2), "c.age").clone();
+    assert_eq!(
+        r["outcome"], "already_done",
+        "verified with the new identity: {r}"
+    );
+    assert!(text(&o).contains("already done  5"), "{}", text(&o));
+    assert_eq!(split(&c).1, old_payload);
+}
+
+#[test]
+fn dry_run_reports_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let f = d.path().join("x.age");
+    encrypt(&f, &[&k.old], b"hello", false);
+    let before = std::fs::read(&f).unwrap();
+    let ino = std::fs::metadata(&f).unwrap().ino();
+    let rep = d.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--dry-run", "--report"])
+        .arg(&rep)
+        .arg(&f));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("would re-wrap 1"), "{}", text(&o));
+    assert_eq!(rec(&report(&rep), "x.age")["outcome"], "would_rewrap");
+    assert_eq!(std::fs::read(&f).unwrap(), before);
+    assert_eq!(std::fs::metadata(&f).unwrap().ino(), ino);
+}
+
+#[test]
+fn failures_exit_1_and_leave_files_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let stranger = Identity::generate_x25519().unwrap();
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    // Not for our key.
+    encrypt(&arch.join("foreign.age"), &[&stranger], b"not ours", false);
+    // Hard-linked.
+    encrypt(&arch.join("linked.age"), &[&k.old], b"linked", false);
+    std::fs::hard_link(arch.join("linked.age"), arch.join("link2.age")).unwrap();
+    // Damaged in its second chunk: found only with --verify-payload.
+    let big = arch.join("damaged.age");
+    encrypt(&big, &[&k.old], &plaintext(9, 150_000), false);
+    let mut bytes = std::fs::read(&big).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    std::fs::write(&big, &bytes).unwrap();
+    // Damaged in its first chunk: always found.
+    let small = arch.join("damaged-first.age");
+    encrypt(&small, &[&k.old], b"short", false);
+    let mut b2 = std::fs::read(&small).unwrap();
+    let m = b2.len();
+    b2[m - 3] ^= 1;
+    std::fs::write(&small, &b2).unwrap();
+    // A good one.
+    encrypt(&arch.join("good.age"), &[&k.old], b"fine", false);
+    let snapshot = |p: &str| std::fs::read(arch.join(p)).unwrap();
+    let before: Vec<_> = [
+        "foreign.age",
+        "linked.age",
+        "damaged.age",
+        "damaged-first.age",
+    ]
+    .iter()
+    .map(|p| snapshot(p))
+    .collect();
+
+    let rep = d.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--verify-payload", "--report"])
+        .arg(&rep)
+        .arg(&arch));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let recs = report(&rep);
+    assert_eq!(rec(&recs, "foreign.age")["reason"], "no_identity");
+    let l = rec(&recs, "/linked.age");
+    assert_eq!(l["reason"], "hard_linked");
+    assert!(l["error"].as_str().unwrap().contains("old header"), "{l}");
+    assert_eq!(rec(&recs, "/damaged.age")["reason"], "corrupt");
+    assert_eq!(rec(&recs, "damaged-first.age")["reason"], "corrupt");
+    assert_eq!(rec(&recs, "good.age")["outcome"], "rewrapped");
+    let after: Vec<_> = [
+        "foreign.age",
+        "linked.age",
+        "damaged.age",
+        "damaged-first.age",
+    ]
+    .iter()
+    .map(|p| snapshot(p))
+    .collect();
+    assert_eq!(before, after);
+    let t = text(&o);
+    assert!(t.contains("failed") && t.contains("hard-linked"), "{t}");
+
+    // Without --verify-payload the damage past the first chunk is not looked for.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub])
+        .arg(&big));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let f = d.path().join("x.age");
+    encrypt(&f, &[&k.old], b"hello", false);
+    let classical = k.old.to_recipient().to_string();
+    // Classical recipient without --allow-classical.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &classical])
+        .arg(&f));
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("--allow-classical"));
+    // No recipient at all.
+    let o = run(pqwrap().arg("rewrap").arg("-i").arg(&k.old_file).arg(&f));
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    // A path that does not exist.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub])
+        .arg(d.path().join("missing")));
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    // No identity.
+    let o = run(pqwrap().arg("rewrap").args(["-r", &k.new_pub]).arg(&f));
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    // With --allow-classical and both kinds: refused by the mixing rule? No: allowed, mixed.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &classical, "-r", &k.new_pub, "--allow-classical"])
+        .arg(&f));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(split(&f).0.stanza_types().len(), 2);
+}
+
+#[test]
+fn reencrypt_changes_the_file_key_and_keeps_the_plaintext() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let f = d.path().join("x.age");
+    let a = d.path().join("y.age.asc");
+    let data = plaintext(3, 140_000);
+    encrypt(&f, &[&k.old], &data, false);
+    encrypt(&a, &[&k.old], &data, true);
+    let old_payload = split(&f).1;
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--reencrypt", "--verify-payload"])
+        .arg(&f)
+        .arg(&a));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let new_payload = split(&f).1;
+    assert_eq!(new_payload.len(), old_payload.len());
+    assert_ne!(new_payload[..16], old_payload[..16], "fresh nonce");
+    assert_ne!(new_payload[16..64], old_payload[16..64], "fresh key");
+    assert_eq!(decrypt(&f, &k.new).unwrap(), data);
+    assert_eq!(decrypt(&a, &k.new).unwrap(), data);
+    assert!(std::fs::read(&a).unwrap().starts_with(b"-----BEGIN AGE"));
+    assert!(decrypt(&f, &k.old).is_err());
+}
+
+#[test]
+fn scan_counts_by_protection_without_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    encrypt(&arch.join("c1.age"), &[&k.old], &plaintext(1, 1000), false);
+    encrypt(&arch.join("c2.age.asc"), &[&k.old], &plaintext(2, 10), true);
+    encrypt(&arch.join("pq.age"), &[&k.new], &plaintext(3, 100), false);
+    encrypt(
+        &arch.join("mixed.age"),
+        &[&k.old, &k.new],
+        &plaintext(4, 100),
+        false,
+    );
+    std::fs::write(arch.join("plain"), b"hello").unwrap();
+    std::fs::write(
+        arch.join("broken.age"),
+        b"age-encryption.org/v1\n-> X25519 !!\n",
+    )
+    .unwrap();
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["total"]["files"], 6);
+    assert_eq!(j["by_protection"]["classical"]["files"], 2);
+    assert_eq!(j["by_protection"]["post_quantum"]["files"], 1);
+    assert_eq!(j["by_protection"]["mixed"]["files"], 1);
+    assert_eq!(j["by_protection"]["unknown"]["files"], 1);
+    assert_eq!(j["by_protection"]["not_encrypted"]["files"], 1);
+    assert_eq!(j["by_protection"]["not_encrypted"]["bytes"], 5);
+    assert_eq!(j["to_rewrap"]["files"], 3);
+    let o = run(pqwrap().arg("scan").arg(&arch));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("age-armored") && t.contains("classical only"),
+        "{t}"
+    );
+    assert!(t.contains("to re-wrap (classical or mixed): 3"), "{t}");
+}
+
+#[test]
+fn help_says_when_rewrapping_is_not_enough() {
+    let o = run(pqwrap().args(["rewrap", "--help"]));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(t.contains("WHEN IS RE-WRAPPING ENOUGH?"), "{t}");
+    assert!(t.contains("--reencrypt"));
+    assert!(t.contains("harvest now, decrypt later"));
+}
+
+fn native(path: &Path, to: &[&Identity], data: &[u8]) {
+    let rs: Vec<_> = to.iter().map(|i| i.to_recipient()).collect();
+    let mut enc = envelope::Encryptor::new(Vec::new(), &rs).unwrap();
+    enc.write_all(data).unwrap();
+    std::fs::write(path, enc.finish().unwrap()).unwrap();
+}
+
+fn native_open(path: &Path, id: &Identity) -> Result<Vec<u8>, envelope::EnvelopeError> {
+    let mut out = Vec::new();
+    envelope::decrypt_to(
+        std::fs::File::open(path).unwrap(),
+        std::slice::from_ref(id),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+#[test]
+fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let old_pq_file = d.path().join("old-pq.key");
+    std::fs::write(
+        &old_pq_file,
+        old_pq.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
+    )
+    .unwrap();
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    let f = arch.join("big.pqw");
+    let data = plaintext(5, 300_000);
+    native(&f, &[&old_pq], &data);
+    std::fs::hard_link(&f, arch.join("other-name.pqw")).unwrap();
+    let past = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 1_500_000_000,
+            tv_nsec: 7,
+        },
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, &f, &past, rustix::fs::AtFlags::empty()).unwrap();
+    let before = std::fs::metadata(&f).unwrap();
+    let payload_before = std::fs::read(&f).unwrap()[before.len() as usize - 1000..].to_vec();
+
+    let rep = d.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_pq_file)
+        .args(["-r", &k.new_pub, "--report"])
+        .arg(&rep)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let after = std::fs::metadata(&f).unwrap();
+    assert_eq!(after.ino(), before.ino(), "same inode");
+    assert_eq!(after.nlink(), 2, "hard link kept");
+    assert_eq!((after.mtime(), after.mtime_nsec()), (1_500_000_000, 7));
+    assert_eq!(native_open(&f, &k.new).unwrap(), data);
+    assert_eq!(
+        native_open(&arch.join("other-name.pqw"), &k.new).unwrap(),
+        data
+    );
+    assert!(native_open(&f, &old_pq).is_err(), "old wrapping wiped");
+    let bytes = std::fs::read(&f).unwrap();
+    assert_eq!(
+        bytes[bytes.len() - 1000..],
+        payload_before[..],
+        "payload untouched"
+    );
+    let recs = report(&rep);
+    // Both names are the same inode: one re-wrap; the other name then finds it wrapped to the
+    // target, which without the new identity it reports as probably done.
+    let outcomes: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            r["reason"]
+                .as_str()
+                .unwrap_or(r["outcome"].as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&"rewrapped") && outcomes.contains(&"unverified"),
+        "{recs:?}"
+    );
+    let r = rec(&recs, "big.pqw");
+    assert_eq!(r["format"], "pqwrap");
+    assert_eq!(r["old_stanzas"], serde_json::json!(["xwing"]));
+
+    // A second run with the new identity: verified done, nothing written.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_pq_file)
+        .arg("-i")
+        .arg(&k.new_file)
+        .args(["-r", &k.new_pub])
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("already done  2"), "{}", text(&o));
+
+    // Scan sees it as post-quantum.
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&arch));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["rows"][0]["format"], "pqwrap");
+    assert_eq!(j["by_protection"]["post_quantum"]["files"], 2);
+}
+
+#[test]
+fn native_reencrypt_and_verify_payload() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let old_pq_file = d.path().join("old-pq.key");
+    std::fs::write(
+        &old_pq_file,
+        old_pq.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
+    )
+    .unwrap();
+    let f = d.path().join("x.pqw");
+    let data = plaintext(8, 200_000);
+    native(&f, &[&old_pq], &data);
+    // Damage past the first chunk: only --verify-payload sees it; the file stays as it was.
+    let bad = d.path().join("bad.pqw");
+    native(&bad, &[&old_pq], &data);
+    let mut b = std::fs::read(&bad).unwrap();
+    let n = b.len();
+    b[n - 50] ^= 1;
+    std::fs::write(&bad, &b).unwrap();
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_pq_file)
+        .arg("-i")
+        .arg(&k.new_file)
+        .args(["-r", &k.new_pub, "--reencrypt", "--verify-payload"])
+        .arg(&f)
+        .arg(&bad));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(std::fs::read(&bad).unwrap(), b);
+    assert_eq!(native_open(&f, &k.new).unwrap(), data);
+    assert!(native_open(&f, &old_pq).is_err());
+}
+
+#[test]
+fn audit_log_has_one_verified_line_per_rewrapped_file() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let ids = d.path().join("ids.key");
+    std::fs::write(
+        &ids,
+        format!(
+            "{}{}",
+            *k.old.to_file_contents("2026-01-01T00:00:00Z"),
+            *old_pq.to_file_contents("2026-01-01T00:00:00Z")
+        ),
+    )
+    .unwrap();
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    encrypt(&arch.join("a.age"), &[&k.old], b"one", false);
+    encrypt(&arch.join("b.age.asc"), &[&k.old], b"two", true);
+    native(&arch.join("c.pqw"), &[&old_pq], b"three");
+    let old_header = split(&arch.join("a.age")).0;
+    let log = d.path().join("audit.jsonl");
+    let dry = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&ids)
+        .args(["-r", &k.new_pub, "--dry-run", "--audit-log"])
+        .arg(&log)
+        .arg(&arch));
+    assert_eq!(code(&dry), 0, "{}", text(&dry));
+    assert!(!log.exists(), "a dry run writes no audit line");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&ids)
+        .args(["-r", &k.new_pub, "--audit-log"])
+        .arg(&log)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v = run(pqwrap().args(["audit", "verify"]).arg(&log));
+    assert_eq!(code(&v), 0, "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("ok: 3 lines"),
+        "{}",
+        text(&v)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let a = lines
+        .iter()
+        .map(|l| &l["record"])
+        .find(|r| r["path"].as_str().unwrap().ends_with("a.age"))
+        .unwrap();
+    assert_eq!(a["event"], "file.rewrap");
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(a["old_header_sha256"], sha(old_header.as_bytes()));
+    assert_eq!(
+        a["new_header_sha256"],
+        sha(split(&arch.join("a.age")).0.as_bytes())
+    );
+    assert_eq!(a["old_stanzas"], serde_json::json!(["X25519"]));
+    let c = lines
+        .iter()
+        .map(|l| &l["record"])
+        .find(|r| r["path"].as_str().unwrap().ends_with("c.pqw"))
+        .unwrap();
+    assert_eq!(c["format"], "pqwrap");
+    assert_ne!(c["old_header_sha256"], c["new_header_sha256"]);
+    assert!(c["new_header_sha256"].is_string());
+    // A second run adds nothing.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&ids)
+        .args(["-r", &k.new_pub, "--audit-log"])
+        .arg(&log)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v = run(pqwrap().args(["audit", "verify"]).arg(&log));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("ok: 3 lines"),
+        "{}",
+        text(&v)
+    );
+}
+
+#[test]
+fn demo_builds_scans_rewraps_and_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(pqwrap()
+        .args(["demo", "--files", "60", "--dir"])
+        .arg(d.path()));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(text(&o).contains("re-wrapped    68"), "{}", text(&o));
+    assert!(t.contains("to re-wrap (classical or mixed): 63"), "{t}");
+    assert!(t.contains("to re-wrap (classical or mixed): 0 "), "{t}");
+    assert!(
+        t.contains("same contents, and the old keys no longer open them"),
+        "{t}"
+    );
+    let root = std::fs::read_dir(d.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let v = run(pqwrap()
+        .args(["audit", "verify"])
+        .arg(root.join("audit.jsonl")));
+    assert_eq!(code(&v), 0, "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("ok: 68 lines"),
+        "{}",
+        text(&v)
+    );
+}
