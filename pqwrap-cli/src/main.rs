@@ -37,7 +37,26 @@ enum Command {
     Demo(cmd::demo::Args),
 }
 
+/// `pqwrap inspect f | head` must end quietly, as Unix tools do, not with a panic: Rust
+/// ignores SIGPIPE, so `println!` to a closed pipe panics. Exit like a SIGPIPE death instead.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keygen(args) => cmd::keygen::run(args),
@@ -52,6 +71,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code.into(),
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::from(141)
+        }
         Err(err) => {
             eprintln!("pqwrap: {err:#}");
             exit::Status::Failure.into()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use pqwrap_core::age::{self, AgeError};
+use pqwrap_core::envelope;
 use pqwrap_core::keys::{self, Identity};
 
 use super::format::{self, Format};
@@ -67,6 +68,7 @@ pub fn run(args: Args) -> Result<Status> {
     let (prefix, input) = format::peek(input).with_context(|| format!("cannot read {name}"))?;
     match format::detect(&prefix) {
         Some((Format::Age, _)) => decrypt_age(&args, input, &name),
+        Some((Format::Pqwrap, _)) => decrypt_native(&args, input, &name),
         None => Err(anyhow!(
             "{name}: not an encrypted file in a format pqwrap knows"
         )),
@@ -95,6 +97,20 @@ fn decrypt_age(args: &Args, input: impl Read, name: &str) -> Result<Status> {
     let mut out = Output::open(args.output.as_deref(), false)?;
     // On error `out` is dropped uncommitted: a file output never appears.
     copy_buffered(&mut reader, &mut out).map_err(|e| describe(name, AgeError::from_io(e)))?;
+    out.commit()?;
+    Ok(Status::Success)
+}
+
+fn decrypt_native(args: &Args, input: impl Read, name: &str) -> Result<Status> {
+    let identities = load_identities(&args.identities)?;
+    if identities.is_empty() {
+        eprintln!("pqwrap: {name} is a pqwrap envelope: give an identity with -i FILE");
+        return Ok(Status::Usage);
+    }
+    let mut out = Output::open(args.output.as_deref(), false)?;
+    // On error `out` is dropped uncommitted: a file output never appears.
+    envelope::decrypt_to(input, &identities, &mut out)
+        .map_err(|e| anyhow!("{name}: {e} ({})", e.code()))?;
     out.commit()?;
     Ok(Status::Success)
 }

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 
-use pqwrap_core::age;
+use pqwrap_core::{age, envelope};
 
 /// Bytes read from the start of an input to detect its format.
 pub const DETECT_LEN: usize = 256;
@@ -14,6 +14,9 @@ pub const DETECT_LEN: usize = 256;
 pub enum Format {
     /// age v1 (C2SP), with the post-quantum `mlkem768x25519` recipient type.
     Age,
+    /// pqwrap's native envelope (docs/FORMAT.md): AES-256-GCM, X-Wing recipients, a
+    /// header that re-wraps in place.
+    Pqwrap,
 }
 
 impl Format {
@@ -21,6 +24,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Age => "age v1",
+            Format::Pqwrap => "pqwrap envelope v1",
         }
     }
 }
@@ -29,6 +33,9 @@ impl Format {
 /// whether it is ASCII-armored. Anything PEM-like (`-----` after whitespace) is taken as
 /// armored age, so that a damaged armor is reported as such.
 pub fn detect(prefix: &[u8]) -> Option<(Format, bool)> {
+    if envelope::is_native(prefix) {
+        return Some((Format::Pqwrap, false));
+    }
     if let Some(age::Armored(a)) = age::is_age(prefix) {
         return Some((Format::Age, a));
     }
