@@ -286,8 +286,8 @@ fn garbage(seed: u64, n: usize) -> Vec<u8> {
 }
 
 /// The malformed age-file corpus derived from the valid files, plus hand-made cases.
-/// `full`: cut and flip at every header byte of every file (~9,000 cases, a minute or
-/// more); otherwise every byte of the classical file's header, and a sample with every line
+/// `full`: cut and flip at every header byte of every file (~9,000 cases, about two
+/// minutes); otherwise every byte of the classical file's header, and a sample with every line
 /// boundary of the others (~600 cases, a few seconds).
 fn age_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
     use Expect::{Either, Fail};
@@ -506,7 +506,7 @@ fn inspect_refuses_every_malformed_file_cleanly() {
 }
 
 /// Every header byte of every file, cut and flipped:
-/// `cargo test -p pqwrap-cli --test bad_input -- --ignored` (a minute or more).
+/// `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about two minutes).
 #[test]
 #[ignore = "exhaustive: ~9,000 runs of the binary per command"]
 fn decrypt_and_inspect_every_header_byte_of_every_file() {
@@ -636,6 +636,33 @@ fn decrypt_and_inspect_bad_arguments() {
         &["out/nope"],
         false,
     );
+
+    // Garbage on standard input: the error names it.
+    for args in [&["decrypt", "-i", "cl.key"][..], &["inspect", "-"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+            .args(args)
+            .current_dir(d)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            // The command may stop reading early; a broken pipe here is fine.
+            let _ = stdin.write_all(&garbage(11, 5000));
+        }
+        let o = child.wait_with_output().expect("wait");
+        check(
+            &fx,
+            &format!("{args:?} < garbage"),
+            &o,
+            Expect::Fail,
+            &["standard input"],
+            false,
+        );
+    }
 
     // A decryption that fails in the last chunk (after plaintext was produced) does not
     // touch an existing output file.
