@@ -2,3 +2,4 @@
 //! crate's tests). See README.md.
 
 pub mod native;
+pub mod suites;

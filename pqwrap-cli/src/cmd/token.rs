@@ -226,9 +226,14 @@ pub fn run(args: Args) -> Result<Status> {
         }
         Sub::Verify { v, token } => {
             let (verifier, now) = build_verifier(&v)?;
-            let text = match &token {
-                Some(p) => read_small(p)?,
-                None => read_to_string_bounded(std::io::stdin().lock())?.to_string(),
+            let (text, name) = match &token {
+                Some(p) => (read_small(p)?, p.display().to_string()),
+                None => (
+                    read_to_string_bounded(std::io::stdin().lock())
+                        .context("cannot read standard input")?
+                        .to_string(),
+                    "standard input".to_owned(),
+                ),
             };
             match verifier.verify_text(&text, now) {
                 Ok(vt) => {
@@ -241,7 +246,7 @@ pub fn run(args: Args) -> Result<Status> {
                     Ok(Status::Success)
                 }
                 Err(e) => {
-                    eprintln!("pqwrap: invalid token: {e}");
+                    eprintln!("pqwrap: {name}: invalid token: {e}");
                     Ok(Status::Failure)
                 }
             }

@@ -1,0 +1,832 @@
+//! Bad input everywhere (issue 7, point 2): a generated corpus of malformed inputs driven
+//! through the real `pqwrap` binary. For every case: no panic, no death by signal; where the
+//! input is malformed the exit status is non-zero, standard error names the file, standard
+//! output is empty and no output file (nor a leftover temporary) is written.
+//!
+//! The corpus: empty files, truncation at every header byte (exhaustively for the classical
+//! and passphrase age files, whose headers are ~200 bytes; every 7th byte plus every line
+//! boundary for the ~1.7 KB post-quantum header and the armored file, to keep each test at a
+//! few seconds on 2 cores), truncation at payload boundaries, one flipped bit per header byte
+//! (same sampling) and at payload positions (nonce, first/second chunk, tags), oversized
+//! stanzas and lines, huge declared lengths (scrypt work factor, native slot size), binary
+//! garbage with and without an age/armor prefix, invalid UTF-8 in arguments and file names,
+//! directories named like files, and bad identity / output arguments.
+//!
+//! One helper per command (`decrypt`, `inspect`, `token_verify`) runs a case and checks the
+//! outcome; `scan` and `rewrap` cases are added the same way: a `fn scan(fx, path) -> Output`
+//! and a loop over `age_corpus` with the expectation that command has.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Runs `pqwrap` in `dir` with no standard input (a passphrase prompt can never block).
+fn pqwrap<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("pqwrap runs")
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// What a case must do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    /// Exit non-zero with a clear error.
+    Fail,
+    /// The input may be acceptable to this command (e.g. `inspect` does not check MACs):
+    /// success is allowed, but a failure must still be clean.
+    Either,
+}
+
+/// One input of the corpus.
+struct Case {
+    name: String,
+    content: Content,
+    /// For `decrypt` (which authenticates everything).
+    decrypt: Expect,
+    /// For `inspect` (which reads the structure, not the MACs).
+    inspect: Expect,
+}
+
+enum Content {
+    Bytes(Vec<u8>),
+    /// A directory where a file is expected.
+    Directory,
+    /// Nothing at that path.
+    Missing,
+}
+
+impl Case {
+    fn bytes(name: impl Into<String>, b: Vec<u8>, decrypt: Expect, inspect: Expect) -> Self {
+        Case {
+            name: name.into(),
+            content: Content::Bytes(b),
+            decrypt,
+            inspect,
+        }
+    }
+    fn malformed(name: impl Into<String>, b: Vec<u8>) -> Self {
+        Case::bytes(name, b, Expect::Fail, Expect::Fail)
+    }
+}
+
+/// Keys, valid files and scratch directories shared by the cases.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    /// Valid age files: classical (X25519), post-quantum, passphrase, armored post-quantum.
+    valid: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Plaintext of the valid files: two full chunks and a bit, so payload cases reach the
+/// second and third chunks.
+fn plaintext() -> Vec<u8> {
+    (0..2 * 65536 + 1000u32).map(|i| (i % 251) as u8).collect()
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    for d in ["cases", "out"] {
+        fs::create_dir(dir.join(d)).expect("mkdir");
+    }
+    fs::write(dir.join("plain"), plaintext()).expect("write");
+    fs::write(dir.join("pw.txt"), "correct horse\n").expect("write");
+    let recipient = |name: &str, classical: bool| {
+        let mut a = vec!["keygen", "-o", name];
+        if classical {
+            a.push("--classical");
+        }
+        let o = pqwrap(&dir, &a);
+        ok(&o, "keygen");
+        String::from_utf8(o.stderr)
+            .expect("UTF-8")
+            .trim()
+            .trim_start_matches("Public key: ")
+            .to_owned()
+    };
+    let pq = recipient("pq.key", false);
+    let cl = recipient("cl.key", true);
+    let enc = |args: &[&str], out: &str| {
+        let mut a = vec!["encrypt"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", out, "plain"]);
+        ok(&pqwrap(&dir, &a), "encrypt");
+        fs::read(dir.join(out)).expect("read")
+    };
+    let valid = vec![
+        ("cl.age", enc(&["-r", &cl], "cl.age")),
+        ("pq.age", enc(&["-r", &pq], "pq.age")),
+        (
+            "pw.age",
+            enc(
+                &["-p", "--passphrase-file", "pw.txt", "--work-factor", "10"],
+                "pw.age",
+            ),
+        ),
+        ("pq.asc", enc(&["-r", &pq, "-a"], "pq.asc")),
+    ];
+    let fx = Fixture {
+        _tmp: tmp,
+        dir,
+        valid,
+    };
+    // The valid files decrypt and inspect, so every failure below is the input's doing.
+    for (name, _) in &fx.valid {
+        let o = decrypt(&fx, Path::new(name), Some(Path::new("out/plain")));
+        ok(&o, name);
+        assert_eq!(
+            fs::read(fx.dir.join("out/plain")).expect("out"),
+            plaintext()
+        );
+        fs::remove_file(fx.dir.join("out/plain")).expect("rm");
+        ok(&inspect(&fx, Path::new(name)), name);
+    }
+    fx
+}
+
+/// `pqwrap decrypt` with both identities and the passphrase file, output to `out`.
+fn decrypt(fx: &Fixture, input: &Path, out: Option<&Path>) -> Output {
+    let mut a: Vec<OsString> = ["decrypt", "-i", "pq.key", "-i", "cl.key"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    a.extend(["--passphrase-file", "pw.txt"].map(OsString::from));
+    if let Some(o) = out {
+        a.push("-o".into());
+        a.push(o.into());
+    }
+    a.push(input.into());
+    pqwrap(&fx.dir, &a)
+}
+
+/// `pqwrap inspect --json`.
+fn inspect(fx: &Fixture, input: &Path) -> Output {
+    pqwrap(
+        &fx.dir,
+        &[
+            OsStr::new("inspect"),
+            OsStr::new("--json"),
+            input.as_os_str(),
+        ],
+    )
+}
+
+/// Checks one outcome: never a panic or a signal; on failure an exit code 1 or 2, a message
+/// naming one of `names`, nothing on standard output; and never an output file or a
+/// temporary left in `out/` (unless `allow_output` and the command succeeded).
+fn check(fx: &Fixture, what: &str, o: &Output, expect: Expect, names: &[&str], allow_output: bool) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{what}: panic: {err}"
+    );
+    let code = o
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("{what}: killed by a signal: {:?}", o.status));
+    if expect == Expect::Fail {
+        assert_ne!(code, 0, "{what}: accepted a malformed input");
+    }
+    if code != 0 {
+        assert!(matches!(code, 1 | 2), "{what}: exit code {code}: {err}");
+        assert!(
+            names.iter().any(|n| err.contains(n)),
+            "{what}: the error does not name {names:?}: {err}"
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{what}: wrote to standard output on failure"
+        );
+    }
+    // Files only: a test may put a directory there on purpose.
+    let left: Vec<_> = fs::read_dir(fx.dir.join("out"))
+        .expect("out dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .map(|e| e.file_name())
+        .collect();
+    if code != 0 || !allow_output {
+        assert!(left.is_empty(), "{what}: left {left:?} behind");
+    }
+    for f in left {
+        fs::remove_file(fx.dir.join("out").join(f)).expect("rm");
+    }
+}
+
+/// Puts a case at `cases/<name>` (as a file, a directory or nothing) and returns that path.
+fn materialise(fx: &Fixture, case: &Case) -> PathBuf {
+    let rel = Path::new("cases").join(&case.name);
+    let abs = fx.dir.join(&rel);
+    match &case.content {
+        Content::Bytes(b) => fs::write(&abs, b).expect("write case"),
+        Content::Directory => fs::create_dir(&abs).expect("mkdir case"),
+        Content::Missing => {}
+    }
+    rel
+}
+
+fn remove(fx: &Fixture, rel: &Path) {
+    let abs = fx.dir.join(rel);
+    if abs.is_dir() {
+        fs::remove_dir(&abs).expect("rmdir");
+    } else if abs.exists() {
+        fs::remove_file(&abs).expect("rm");
+    }
+}
+
+/// Byte offset just past the age header (the `---` MAC line), in the binary files.
+fn header_len(f: &[u8]) -> usize {
+    let mac = f
+        .windows(4)
+        .position(|w| w == b"\n---")
+        .expect("header has a MAC line");
+    mac + 1 + f[mac + 1..].iter().position(|&b| b == b'\n').expect("EOL") + 1
+}
+
+/// Positions to cut or flip at in `0..end`: every `step`-th, plus each line break and the
+/// byte after it (where the parser changes state).
+fn header_positions(f: &[u8], end: usize, step: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..end).step_by(step).collect();
+    for (i, &b) in f[..end].iter().enumerate() {
+        if b == b'\n' {
+            v.extend([i, i + 1]);
+        }
+    }
+    v.retain(|&i| i < end);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// A small deterministic generator for garbage (xorshift64*).
+fn garbage(seed: u64, n: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+        })
+        .collect()
+}
+
+/// The malformed age-file corpus derived from the valid files, plus hand-made cases.
+/// `full`: cut and flip at every header byte of every file (~9,000 cases, about two
+/// minutes); otherwise every byte of the classical file's header, and a sample with every line
+/// boundary of the others (~600 cases, a few seconds).
+fn age_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
+    use Expect::{Either, Fail};
+    let mut cases = Vec::new();
+    for (name, f) in &fx.valid {
+        let stem = name.replace('.', "_");
+        // Cuts: every byte of the classical header; flips: every third byte of it.
+        let (step, flip_step) = match *name {
+            _ if full => (1, 1),
+            "cl.age" => (1, 3),
+            "pw.age" => (9, 9),
+            _ => (41, 41),
+        };
+        if name.ends_with(".asc") {
+            // Armored: the whole file is text; cutting anywhere before the final newline
+            // loses the END line or part of the base64 (dropping only the final newline is
+            // valid armor).
+            let ends = [f.len() / 2, f.len() - 35, f.len() - 20, f.len() - 2];
+            for i in header_positions(f, 2000, step).into_iter().chain(ends) {
+                cases.push(Case::malformed(format!("{stem}-cut{i}"), f[..i].to_vec()));
+            }
+            for i in header_positions(f, 2000, flip_step) {
+                let mut g = f.clone();
+                g[i] ^= 1 << (i % 8);
+                cases.push(Case::bytes(format!("{stem}-flip{i}"), g, Fail, Either));
+            }
+            continue;
+        }
+        let h = header_len(f);
+        for i in header_positions(f, h, step) {
+            cases.push(Case::malformed(format!("{stem}-cut{i}"), f[..i].to_vec()));
+        }
+        for i in header_positions(f, h, flip_step) {
+            let mut g = f.clone();
+            g[i] ^= 1 << (i % 8);
+            // A flipped header bit may still parse (inspect checks no MAC) but never decrypts.
+            cases.push(Case::bytes(format!("{stem}-flip{i}"), g, Fail, Either));
+        }
+        // The payload: 16-byte nonce, then chunks of 65536 + 16 bytes.
+        let chunk = 65536 + 16;
+        let cuts = [
+            h,
+            h + 1,
+            h + 15,
+            h + 16,
+            h + 17,
+            h + 16 + 15,
+            h + 16 + chunk - 1,
+            h + 16 + chunk,
+            h + 16 + chunk + 1,
+            h + 16 + 2 * chunk,
+            f.len() - 17,
+            f.len() - 1,
+        ];
+        for i in cuts {
+            cases.push(Case::bytes(
+                format!("{stem}-pcut{i}"),
+                f[..i].to_vec(),
+                Fail,
+                Either,
+            ));
+        }
+        for i in [
+            h,
+            h + 15,
+            h + 16,
+            h + 16 + 1000,
+            h + 16 + chunk - 1,
+            h + 16 + chunk,
+            f.len() - 17,
+            f.len() - 1,
+        ] {
+            let mut g = f.clone();
+            g[i] ^= 0x80;
+            cases.push(Case::bytes(format!("{stem}-pflip{i}"), g, Fail, Either));
+        }
+        let mut g = f.clone();
+        g.push(0);
+        cases.push(Case::bytes(format!("{stem}-appended"), g, Fail, Either));
+    }
+
+    let cl = &fx.valid[0].1;
+    let cl_h = header_len(cl);
+    let cl_header = std::str::from_utf8(&cl[..cl_h]).expect("ASCII header");
+    let stanza_start = cl_header.find("\n-> ").expect("stanza") + 1;
+    let mac_line = cl_header.rfind("---").expect("mac");
+    let intro = &cl_header[..stanza_start];
+    let body_line = "A".repeat(64);
+
+    // Oversized stanzas: a body of 1 MiB + 64 B of full lines (over the header limit), a
+    // body just under it, an argument line of 2 MiB, a single 2 MiB line with no newline.
+    let big = |lines: usize| {
+        let mut s = String::from(intro);
+        s.push_str("-> X25519 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        for _ in 0..lines {
+            s.push_str(&body_line);
+            s.push('\n');
+        }
+        s.push_str("AAAA\n");
+        s.push_str(&cl_header[mac_line..]);
+        s.into_bytes()
+    };
+    cases.push(Case::malformed("stanza-over-1MiB", big((1 << 20) / 65 + 1)));
+    cases.push(Case::bytes(
+        "stanza-under-1MiB",
+        big((1 << 20) / 65 - 40),
+        Fail,
+        Either,
+    ));
+    let mut many_args = String::from(intro);
+    many_args.push_str("-> X25519");
+    for _ in 0..(1 << 20) {
+        many_args.push_str(" a");
+    }
+    many_args.push('\n');
+    cases.push(Case::malformed(
+        "stanza-2MiB-of-arguments",
+        many_args.into_bytes(),
+    ));
+    let mut long = intro.as_bytes().to_vec();
+    long.extend(std::iter::repeat_n(b'a', 2 << 20));
+    cases.push(Case::malformed("line-2MiB-no-newline", long));
+    // Huge declared lengths: scrypt work factors far beyond the limit; a native preamble
+    // declaring a 4 GiB slot; an armored file with a 1 MiB line.
+    for wf in ["23", "64", "255", "99999999999999999999"] {
+        let s = format!(
+            "{intro}-> scrypt AAAAAAAAAAAAAAAAAAAAAA {wf}\n{}\n{}",
+            "A".repeat(43),
+            &cl_header[mac_line..]
+        );
+        cases.push(Case::bytes(
+            format!("scrypt-work-factor-{wf}"),
+            s.into_bytes(),
+            Fail,
+            Either,
+        ));
+    }
+    let mut native = b"\x89PQW\r\n\x1a\n\x00\x01\x00\x00\xff\xff\xf0\x00".to_vec();
+    native.resize(4096 + 64, 0);
+    cases.push(Case::malformed("native-huge-slot", native));
+    let mut armored = b"-----BEGIN AGE ENCRYPTED FILE-----\n".to_vec();
+    armored.extend(std::iter::repeat_n(b'Y', 1 << 20));
+    armored.extend_from_slice(b"\n-----END AGE ENCRYPTED FILE-----\n");
+    cases.push(Case::malformed("armor-1MiB-line", armored));
+    // Garbage.
+    cases.push(Case::malformed("empty", Vec::new()));
+    cases.push(Case::malformed("zeros-1MiB", vec![0; 1 << 20]));
+    for (i, n) in [1usize, 7, 100, 4096, 100_000].into_iter().enumerate() {
+        cases.push(Case::malformed(
+            format!("garbage-{n}"),
+            garbage(i as u64, n),
+        ));
+        let mut g = b"age-encryption.org/v1\n".to_vec();
+        g.extend(garbage(100 + i as u64, n));
+        cases.push(Case::malformed(format!("age-prefix-garbage-{n}"), g));
+        let mut g = b"-----BEGIN AGE ENCRYPTED FILE-----\n".to_vec();
+        g.extend(garbage(200 + i as u64, n));
+        cases.push(Case::malformed(format!("armor-prefix-garbage-{n}"), g));
+    }
+    cases.push(Case::malformed("text.age", b"hello, world\n".to_vec()));
+    // Directories named like files, and a name that is not there.
+    cases.push(Case {
+        name: "dir.age".into(),
+        content: Content::Directory,
+        decrypt: Fail,
+        inspect: Fail,
+    });
+    cases.push(Case {
+        name: "missing.age".into(),
+        content: Content::Missing,
+        decrypt: Fail,
+        inspect: Fail,
+    });
+    cases
+}
+
+/// Runs `run` on every case of the age corpus with the expectation `pick` gives.
+fn drive(
+    fx: &Fixture,
+    full: bool,
+    command: &str,
+    pick: fn(&Case) -> Expect,
+    run: impl Fn(&Fixture, &Path) -> Output,
+) -> usize {
+    let cases = age_corpus(fx, full);
+    for case in &cases {
+        let rel = materialise(fx, case);
+        let o = run(fx, &rel);
+        let shown = rel.display().to_string();
+        check(
+            fx,
+            &format!("{command} {}", case.name),
+            &o,
+            pick(case),
+            &[&shown],
+            false,
+        );
+        remove(fx, &rel);
+    }
+    cases.len()
+}
+
+#[test]
+fn decrypt_refuses_every_malformed_file_cleanly() {
+    let fx = fixture();
+    let n = drive(&fx, false, "decrypt", |c| c.decrypt, decrypt_to_out);
+    println!("{n} cases");
+    assert!(n > 450, "{n} cases");
+}
+
+#[test]
+fn inspect_refuses_every_malformed_file_cleanly() {
+    let fx = fixture();
+    let n = drive(&fx, false, "inspect", |c| c.inspect, inspect);
+    assert!(n > 450, "{n} cases");
+}
+
+/// Every header byte of every file, cut and flipped:
+/// `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about two minutes).
+#[test]
+#[ignore = "exhaustive: ~9,000 runs of the binary per command"]
+fn decrypt_and_inspect_every_header_byte_of_every_file() {
+    let fx = fixture();
+    let n = drive(&fx, true, "decrypt", |c| c.decrypt, decrypt_to_out);
+    drive(&fx, true, "inspect", |c| c.inspect, inspect);
+    assert!(n > 5000, "{n} cases");
+}
+
+fn decrypt_to_out(fx: &Fixture, p: &Path) -> Output {
+    decrypt(fx, p, Some(Path::new("out/plain")))
+}
+
+/// Arguments: invalid UTF-8 in file names, bad identity files, bad output paths.
+#[test]
+fn decrypt_and_inspect_bad_arguments() {
+    let fx = fixture();
+    let d = &fx.dir;
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // A file name that is not UTF-8: missing, and holding garbage, and a valid file.
+    let bad_name = b"cases/bad-\xff\xfe.age".to_vec();
+    let bad_path = PathBuf::from(OsString::from_vec(bad_name.clone()));
+    let shown = lossy(&bad_name);
+    for content in [None, Some(garbage(9, 300))] {
+        if let Some(c) = &content {
+            fs::write(d.join(&bad_path), c).expect("write");
+        }
+        let o = decrypt(&fx, &bad_path, Some(Path::new("out/plain")));
+        check(
+            &fx,
+            "decrypt non-UTF-8 name",
+            &o,
+            Expect::Fail,
+            &[&shown],
+            false,
+        );
+        let o = inspect(&fx, &bad_path);
+        check(
+            &fx,
+            "inspect non-UTF-8 name",
+            &o,
+            Expect::Fail,
+            &[&shown],
+            false,
+        );
+    }
+    fs::write(d.join(&bad_path), &fx.valid[0].1).expect("write");
+    let out = PathBuf::from(OsString::from_vec(b"out/\xff.txt".to_vec()));
+    let o = decrypt(&fx, &bad_path, Some(&out));
+    check(
+        &fx,
+        "decrypt to a non-UTF-8 name",
+        &o,
+        Expect::Either,
+        &[&shown],
+        true,
+    );
+    assert!(o.status.success(), "a non-UTF-8 name is a valid name");
+
+    // Bad identity files: garbage, invalid UTF-8, a directory, missing, a non-UTF-8 name,
+    // a public key instead of a secret key.
+    fs::write(d.join("cases/garbage.key"), garbage(3, 500)).expect("write");
+    fs::write(d.join("cases/latin1.key"), b"AGE-SECRET-KEY-1\xe9\n").expect("write");
+    fs::create_dir(d.join("cases/dir.key")).expect("mkdir");
+    let o = pqwrap(d, &["keygen", "-y", "pq.key"]);
+    ok(&o, "keygen -y");
+    fs::write(d.join("cases/public.key"), &o.stdout).expect("write");
+    let mut bad_ids: Vec<OsString> = [
+        "cases/garbage.key",
+        "cases/latin1.key",
+        "cases/dir.key",
+        "cases/missing.key",
+        "cases/public.key",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    bad_ids.push(OsString::from_vec(b"cases/\xff.key".to_vec()));
+    for id in bad_ids {
+        let id_shown = lossy(id.as_bytes());
+        let o = pqwrap(
+            d,
+            &[
+                OsStr::new("decrypt"),
+                OsStr::new("-i"),
+                &id,
+                OsStr::new("-o"),
+                OsStr::new("out/plain"),
+                OsStr::new("pq.age"),
+            ],
+        );
+        check(
+            &fx,
+            &format!("decrypt -i {id_shown}"),
+            &o,
+            Expect::Fail,
+            &[&id_shown],
+            false,
+        );
+    }
+
+    // Outputs that cannot be written: an existing directory, a missing directory. The
+    // plaintext must not be left behind in a temporary either.
+    fs::create_dir(d.join("out/existing-dir")).expect("mkdir");
+    let o = decrypt(
+        &fx,
+        Path::new("cl.age"),
+        Some(Path::new("out/existing-dir")),
+    );
+    check(
+        &fx,
+        "decrypt -o DIR",
+        &o,
+        Expect::Either,
+        &["out/existing-dir"],
+        true,
+    );
+    assert!(!o.status.success(), "decrypt -o onto a directory succeeded");
+    assert!(d.join("out/existing-dir").is_dir());
+    fs::remove_dir(d.join("out/existing-dir")).expect("rmdir");
+    let o = decrypt(&fx, Path::new("cl.age"), Some(Path::new("out/nope/plain")));
+    check(
+        &fx,
+        "decrypt -o missing/dir",
+        &o,
+        Expect::Fail,
+        &["out/nope"],
+        false,
+    );
+
+    // Garbage on standard input: the error names it.
+    for args in [&["decrypt", "-i", "cl.key"][..], &["inspect", "-"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+            .args(args)
+            .current_dir(d)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            // The command may stop reading early; a broken pipe here is fine.
+            let _ = stdin.write_all(&garbage(11, 5000));
+        }
+        let o = child.wait_with_output().expect("wait");
+        check(
+            &fx,
+            &format!("{args:?} < garbage"),
+            &o,
+            Expect::Fail,
+            &["standard input"],
+            false,
+        );
+    }
+
+    // A decryption that fails in the last chunk (after plaintext was produced) does not
+    // touch an existing output file.
+    let mut damaged = fx.valid[0].1.clone();
+    *damaged.last_mut().expect("non-empty") ^= 1;
+    fs::write(d.join("cases/damaged.age"), damaged).expect("write");
+    fs::write(d.join("out/keep"), b"precious").expect("write");
+    let o = decrypt(
+        &fx,
+        Path::new("cases/damaged.age"),
+        Some(Path::new("out/keep")),
+    );
+    assert!(!o.status.success());
+    assert_eq!(fs::read(d.join("out/keep")).expect("keep"), b"precious");
+    let left = fs::read_dir(d.join("out")).expect("out").count();
+    assert_eq!(left, 1, "a temporary was left beside out/keep");
+}
+
+/// `pqwrap token verify` on malformed tokens and trust files.
+#[test]
+fn token_verify_refuses_every_malformed_token_cleanly() {
+    let fx = fixture();
+    let d = &fx.dir;
+    ok(
+        &pqwrap(d, &["token", "keygen", "-o", "tk.jwk"]),
+        "token keygen",
+    );
+    let o = pqwrap(d, &["token", "pubkey", "tk.jwk"]);
+    ok(&o, "token pubkey");
+    fs::write(d.join("tk.pub"), &o.stdout).expect("write");
+    fs::write(
+        d.join("m.json"),
+        r#"{"agent":"a","capabilities":{"fileAccess":[{"path":"/srv","mode":"read"}]}}"#,
+    )
+    .expect("write");
+    ok(
+        &pqwrap(
+            d,
+            &[
+                "token",
+                "issue",
+                "--key",
+                "tk.jwk",
+                "--manifest",
+                "m.json",
+                "--aud",
+                "svc",
+                "--ttl",
+                "600s",
+                "-o",
+                "tok",
+            ],
+        ),
+        "token issue",
+    );
+    let verify = |token: &OsStr, trust: &OsStr, aud: &OsStr| {
+        pqwrap(
+            d,
+            &[
+                OsStr::new("token"),
+                OsStr::new("verify"),
+                OsStr::new("--trust"),
+                trust,
+                OsStr::new("--aud"),
+                aud,
+                token,
+            ],
+        )
+    };
+    let tk = OsStr::new("tk.pub");
+    let svc = OsStr::new("svc");
+    ok(
+        &verify(OsStr::new("tok"), tk, svc),
+        "the genuine token verifies",
+    );
+    let text = fs::read_to_string(d.join("tok")).expect("tok");
+    let t = text.trim_end().as_bytes();
+
+    let mut cases: Vec<(String, Content)> = vec![
+        ("empty".into(), Content::Bytes(Vec::new())),
+        ("garbage".into(), Content::Bytes(garbage(5, 3000))),
+        ("not-utf8".into(), Content::Bytes(b"0oRY\xff\xfe".to_vec())),
+        ("padded".into(), Content::Bytes([t, b"=="].concat())),
+        (
+            "space-inside".into(),
+            Content::Bytes([&t[..100], b" ", &t[100..]].concat()),
+        ),
+        ("binary-cose".into(), Content::Bytes(garbage(6, 3600))),
+        ("over-16KiB".into(), Content::Bytes(vec![b'A'; 22_000])),
+        (
+            "over-1MiB".into(),
+            Content::Bytes(vec![b'A'; (1 << 20) + 10]),
+        ),
+        ("dir.tok".into(), Content::Directory),
+        ("missing.tok".into(), Content::Missing),
+    ];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for i in (0..t.len()).step_by(97).chain([t.len() - 1]) {
+        cases.push((format!("cut{i}"), Content::Bytes(t[..i].to_vec())));
+        let mut g = t.to_vec();
+        let pos = alphabet.iter().position(|&c| c == g[i]).expect("base64url");
+        g[i] = alphabet[(pos + 1 + i % 63) % 64];
+        cases.push((format!("subst{i}"), Content::Bytes(g)));
+    }
+    let n = cases.len();
+    for (name, content) in cases {
+        let case = Case {
+            name,
+            content,
+            decrypt: Expect::Fail,
+            inspect: Expect::Fail,
+        };
+        let rel = materialise(&fx, &case);
+        let o = verify(rel.as_os_str(), tk, svc);
+        let shown = rel.display().to_string();
+        check(
+            &fx,
+            &format!("token verify {}", case.name),
+            &o,
+            Expect::Fail,
+            &[&shown],
+            false,
+        );
+        remove(&fx, &rel);
+    }
+    assert!(n > 80, "{n} cases");
+
+    // Bad trust files, a non-UTF-8 token file name, a non-UTF-8 audience.
+    fs::write(d.join("cases/garbage.pub"), garbage(7, 2000)).expect("write");
+    fs::write(d.join("cases/empty.pub"), b"").expect("write");
+    fs::create_dir(d.join("cases/dir.pub")).expect("mkdir");
+    for trust in [
+        "cases/garbage.pub",
+        "cases/empty.pub",
+        "cases/dir.pub",
+        "cases/none.pub",
+    ] {
+        let o = verify(OsStr::new("tok"), OsStr::new(trust), svc);
+        check(
+            &fx,
+            &format!("token verify --trust {trust}"),
+            &o,
+            Expect::Fail,
+            &[trust],
+            false,
+        );
+    }
+    let bad = OsString::from_vec(b"cases/\xff.tok".to_vec());
+    let o = verify(&bad, tk, svc);
+    check(
+        &fx,
+        "token verify non-UTF-8 name",
+        &o,
+        Expect::Fail,
+        &["cases/\u{fffd}.tok"],
+        false,
+    );
+    let o = verify(OsStr::new("tok"), tk, OsStr::from_bytes(b"sv\xffc"));
+    check(
+        &fx,
+        "token verify --aud non-UTF-8",
+        &o,
+        Expect::Fail,
+        &["--aud", "UTF-8"],
+        false,
+    );
+}
