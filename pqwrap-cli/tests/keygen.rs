@@ -80,3 +80,58 @@ fn bad_identity_file_names_file_and_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.txt") && err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn identity_file_readable_by_others_gets_a_warning_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("loose.txt");
+    assert!(
+        pqwrap()
+            .arg("keygen")
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let recipient = pqwrap()
+        .args(["keygen", "-y"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let recipient = String::from_utf8(recipient).unwrap();
+    let plain = dir.path().join("p");
+    std::fs::write(&plain, b"hello").unwrap();
+    let enc = dir.path().join("p.age");
+    let out = pqwrap()
+        .args(["encrypt", "-r", recipient.trim(), "-o"])
+        .arg(&enc)
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let decrypt = || {
+        pqwrap()
+            .args(["decrypt", "-i"])
+            .arg(&key)
+            .arg(&enc)
+            .output()
+            .unwrap()
+    };
+    let quiet = decrypt();
+    assert!(quiet.status.success());
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("warning"));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loud = decrypt();
+    assert!(loud.status.success());
+    assert_eq!(loud.stdout, b"hello");
+    let err = String::from_utf8_lossy(&loud.stderr);
+    assert!(
+        err.contains("warning") && err.contains("loose.txt") && err.contains("0644"),
+        "{err}"
+    );
+}

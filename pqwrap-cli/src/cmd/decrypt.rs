@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use pqwrap_core::age::{self, AgeError};
 use pqwrap_core::envelope;
-use pqwrap_core::keys::{self, Identity};
 
 use super::format::{self, Format};
 use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
@@ -37,21 +36,7 @@ pub struct Args {
     input: Option<PathBuf>,
 }
 
-fn load_identities(paths: &[PathBuf]) -> Result<Vec<Identity>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let text = super::keygen::read_to_string_bounded(
-            std::fs::File::open(p)
-                .with_context(|| format!("cannot open identity file {}", p.display()))?,
-        )
-        .with_context(|| format!("cannot read identity file {}", p.display()))?;
-        out.extend(
-            keys::parse_identities(&text)
-                .with_context(|| format!("{}: invalid identity file", p.display()))?,
-        );
-    }
-    Ok(out)
-}
+use super::keygen::load_identities;
 
 /// A failure message naming the file and the failure kind.
 fn describe(name: &str, e: AgeError) -> anyhow::Error {

@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use pqwrap_core::keys::{self, Identity, Recipient};
+use pqwrap_core::keys::{self, Recipient};
 
 use crate::exit::Status;
 use crate::rewrap::{self, commit::Durability, progress::Progress, report::Reporter};
@@ -108,22 +108,7 @@ enum SyncMode {
     PerFile,
 }
 
-/// Reads every identity in `paths`.
-pub fn load_identities(paths: &[PathBuf]) -> Result<Vec<Identity>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let text = super::keygen::read_to_string_bounded(
-            std::fs::File::open(p)
-                .with_context(|| format!("cannot open identity file {}", p.display()))?,
-        )
-        .with_context(|| format!("cannot read identity file {}", p.display()))?;
-        out.extend(
-            keys::parse_identities(&text)
-                .with_context(|| format!("{}: not a valid identity file", p.display()))?,
-        );
-    }
-    Ok(out)
-}
+pub use super::keygen::load_identities;
 
 /// Reads the recipients given with `-r` and `-R`.
 pub fn load_recipients(inline: &[String], files: &[PathBuf]) -> Result<Vec<Recipient>> {
