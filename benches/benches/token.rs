@@ -12,15 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ml_dsa::{KeyInit, Keypair, MlDsa65, Signer};
 use pqwrap_core::token::{Algorithm, Issuer, Manifest, SigningKey, TrustSet, Verifier};
 
-const DESIGN: &str = r#"{"agent": "cowork-session-1234",
-   "capabilities": {
-     "fileAccess": [{"path": "/home/user/Documents/Contracts", "mode": "read"}],
-     "network": [{"host": "internal-api.company.local", "port": 443}],
-     "clipboard": false,
-     "shell": {"allowedCommands": ["/usr/bin/less"], "interactive": false},
-     "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
-                 "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}},
-   "ttl": "3600s"}"#;
+use pqwrap_core::token::manifest::DESIGN_EXAMPLE as DESIGN;
 
 fn bench(c: &mut Criterion) {
     let seed = [7u8; 32];

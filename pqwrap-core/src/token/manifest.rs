@@ -686,11 +686,9 @@ fn exact_map<'a, const N: usize>(
         .map_err(|_| err(field, format!("must have exactly the labels 1..={n}")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) const DESIGN: &str = r#"{"agent": "cowork-session-1234",
+/// The capability manifest example from the product brief (DESIGN.md), verbatim: the shape
+/// `Manifest::from_json` accepts, and the manifest the tests, benchmarks and size figures use.
+pub const DESIGN_EXAMPLE: &str = r#"{"agent": "cowork-session-1234",
    "capabilities": {
      "fileAccess": [{"path": "/home/user/Documents/Contracts", "mode": "read"}],
      "network": [{"host": "internal-api.company.local", "port": 443}],
@@ -699,6 +697,12 @@ mod tests {
      "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
                  "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}},
    "ttl": "3600s"}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::DESIGN_EXAMPLE as DESIGN;
 
     #[test]
     fn design_example_parses_and_round_trips_through_cbor() {

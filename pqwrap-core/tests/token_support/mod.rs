@@ -7,15 +7,7 @@ use pqwrap_core::token::{Algorithm, Issuer, Manifest, SigningKey, TrustSet, Veri
 pub const NOW: u64 = 1_780_000_000;
 pub const AUD: &str = "files.enforcer.local";
 
-pub const DESIGN_MANIFEST: &str = r#"{"agent": "cowork-session-1234",
-   "capabilities": {
-     "fileAccess": [{"path": "/home/user/Documents/Contracts", "mode": "read"}],
-     "network": [{"host": "internal-api.company.local", "port": 443}],
-     "clipboard": false,
-     "shell": {"allowedCommands": ["/usr/bin/less"], "interactive": false},
-     "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
-                 "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}},
-   "ttl": "3600s"}"#;
+pub use pqwrap_core::token::manifest::DESIGN_EXAMPLE as DESIGN_MANIFEST;
 
 pub fn key(alg: Algorithm, b: u8) -> SigningKey {
     SigningKey::from_seed(alg, &[b; 32])
