@@ -153,3 +153,27 @@ fn torn_last_line_is_reported_and_not_appended_to() {
     ));
     assert!(AuditLog::open(&path).is_err());
 }
+
+#[test]
+fn append_all_chains_like_append_and_writes_nothing_on_a_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, batch) = (dir.path().join("one.jsonl"), dir.path().join("batch.jsonl"));
+    let records: Vec<_> = (0..5)
+        .map(|i| serde_json::json!({"event": "file.rewrap", "n": i}))
+        .collect();
+    let mut a = AuditLog::open(&one).unwrap();
+    let singles: Vec<String> = records.iter().map(|r| a.append(r).unwrap()).collect();
+    let mut b = AuditLog::open(&batch).unwrap();
+    assert_eq!(b.append_all(&records).unwrap(), singles);
+    assert_eq!(b.head(), a.head());
+    assert_eq!(audit::verify(&batch).unwrap().lines, 5);
+
+    // A non-object anywhere in the batch: an error, and neither the file nor the chain moves.
+    let before = std::fs::read(&batch).unwrap();
+    let bad = [serde_json::json!({"ok": 1}), serde_json::json!([1, 2])];
+    assert!(matches!(b.append_all(&bad), Err(AuditError::NotAnObject)));
+    assert_eq!(std::fs::read(&batch).unwrap(), before);
+    assert_eq!(b.len(), 5);
+    b.append_all(&records[..1]).unwrap();
+    assert_eq!(audit::verify(&batch).unwrap().lines, 6);
+}

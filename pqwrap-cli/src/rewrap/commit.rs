@@ -160,16 +160,43 @@ fn release(m: &mut HashMap<(u64, u64), usize>, key: (u64, u64)) {
     }
 }
 
+/// The directory the last source was opened in, kept open for the `*at` calls of the next
+/// ones: the walk goes through a directory's files in a row, so one cached descriptor saves
+/// an `open` (a path resolution) and a `close` per file. The descriptor stays on the
+/// directory it was opened on even if its path is renamed meanwhile, so the files of one
+/// directory are read, staged and renamed in that one directory.
+#[derive(Debug, Default)]
+pub struct DirCache(Mutex<Option<(PathBuf, Arc<OwnedFd>)>>);
+
+impl DirCache {
+    /// The open parent directory of `path`.
+    fn parent_of(&self, path: &Path) -> io::Result<Arc<OwnedFd>> {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((p, fd)) = last.as_ref()
+            && p == parent
+        {
+            return Ok(Arc::clone(fd));
+        }
+        let fd = Arc::new(walk::open_dir(parent)?);
+        *last = Some((parent.to_path_buf(), Arc::clone(&fd)));
+        Ok(fd)
+    }
+}
+
 /// Opens `path` as a source: no symlinks followed, no FIFO opened (O_NONBLOCK), regular files
 /// only, exclusive `flock` taken without waiting on other processes (see [`Locks`]).
-pub fn open_source(path: &Path, locks: &Arc<Locks>) -> Result<Source, OpenError> {
+pub fn open_source(path: &Path, locks: &Arc<Locks>, dirs: &DirCache) -> Result<Source, OpenError> {
     let name = path
         .file_name()
         .ok_or_else(|| OpenError::Io(io::Error::other("path has no file name")))?
         .to_os_string();
-    let dir = walk::open_parent(path).map_err(OpenError::Io)?;
+    let dir = dirs.parent_of(path).map_err(OpenError::Io)?;
     let fd = match rustix::fs::openat(
-        &dir,
+        &*dir,
         &name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
@@ -179,44 +206,53 @@ pub fn open_source(path: &Path, locks: &Arc<Locks>) -> Result<Source, OpenError>
         Err(e) => return Err(OpenError::Io(e.into())),
     };
     let file = File::from(fd);
-    let meta = file.metadata().map_err(OpenError::Io)?;
-    if !meta.file_type().is_file() {
-        return Err(OpenError::Special);
-    }
-    let key = (meta.dev(), meta.ino());
-    let wait = {
+    // Lock first, then stat: in the usual case (the lock is free) one `fstat` after the lock
+    // is both the type check and the snapshot.
+    let (meta, wait) = {
         let mut m = locks.map();
-        let wait = match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => false,
-            Err(Errno::WOULDBLOCK) if m.contains_key(&key) => true,
-            Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
+        let (meta, wait) = match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive)
+        {
+            Ok(()) => (file.metadata().map_err(OpenError::Io)?, false),
+            Err(Errno::WOULDBLOCK) => {
+                let meta = file.metadata().map_err(OpenError::Io)?;
+                if !m.contains_key(&(meta.dev(), meta.ino())) {
+                    return Err(OpenError::Locked);
+                }
+                (meta, true)
+            }
             Err(e) => return Err(OpenError::Io(e.into())),
         };
         // Registered as holder, or as waiter, before the mutex is released.
-        *m.entry(key).or_default() += 1;
-        wait
+        *m.entry((meta.dev(), meta.ino())).or_default() += 1;
+        (meta, wait)
     };
-    if wait {
-        // Another of our own sources holds it: wait for it (see `Locks`).
-        if let Err(e) = rustix::fs::flock(&file, FlockOperation::LockExclusive) {
-            release(&mut locks.map(), key);
-            return Err(OpenError::Io(e.into()));
-        }
+    let key = (meta.dev(), meta.ino());
+    let give_up = |e: OpenError| {
+        let mut m = locks.map();
+        let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
+        release(&mut m, key);
+        Err(e)
+    };
+    if !meta.file_type().is_file() {
+        return give_up(OpenError::Special);
     }
-    // Snapshot after the lock: a run that held the lock until a moment ago may have renamed a
-    // new file over this name, and the check in `check_unchanged` then sees the new inode.
-    let snap = match file.metadata() {
-        Ok(m) => Snapshot::of(&m),
-        Err(e) => {
-            let mut m = locks.map();
-            let _ = rustix::fs::flock(&file, FlockOperation::Unlock);
-            release(&mut m, key);
-            return Err(OpenError::Io(e));
+    let snap = if wait {
+        // Another of our own sources holds it: wait for it (see `Locks`), then snapshot after
+        // the lock: that source may have renamed a new file over this name, and the check in
+        // `check_unchanged` then sees the new inode.
+        if let Err(e) = rustix::fs::flock(&file, FlockOperation::LockExclusive) {
+            return give_up(OpenError::Io(e.into()));
         }
+        match file.metadata() {
+            Ok(m) => Snapshot::of(&m),
+            Err(e) => return give_up(OpenError::Io(e)),
+        }
+    } else {
+        Snapshot::of(&meta)
     };
     Ok(Source {
         path: path.to_path_buf(),
-        dir: Arc::new(dir),
+        dir,
         name,
         file,
         snap,
@@ -293,8 +329,13 @@ pub struct Temp {
     pub file: File,
     dev: u64,
     ino: u64,
+    /// Creation order within the process (see [`commit_batch`]: the first-created temporary's
+    /// descriptor sees every write-back error of the batch through `syncfs`).
+    created: u64,
     renamed: bool,
 }
+
+static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Drop for Temp {
     fn drop(&mut self) {
@@ -322,13 +363,27 @@ pub struct Staged<T> {
 
 /// Creates a locked temporary beside `src`.
 fn create_temp(src: &Source) -> io::Result<Temp> {
-    let name = walk::temp_name_for(&src.name)?;
-    let fd = rustix::fs::openat(
-        &*src.dir,
-        &name,
-        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
+    let create = |name: &OsString| {
+        rustix::fs::openat(
+            &*src.dir,
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    let mut name = walk::temp_name_for(&src.name)?;
+    let mut attempts = 0;
+    let fd = loop {
+        match create(&name) {
+            // Someone made that name (a planted file, or a name from another process's
+            // sequence): take a fully random one.
+            Err(Errno::EXIST) if attempts < 8 => {
+                attempts += 1;
+                name = walk::random_temp_name_for(&src.name)?;
+            }
+            r => break r?,
+        }
+    };
     let file = File::from(fd);
     let meta = file.metadata()?;
     let temp = Temp {
@@ -337,6 +392,7 @@ fn create_temp(src: &Source) -> io::Result<Temp> {
         file,
         dev: meta.dev(),
         ino: meta.ino(),
+        created: CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         renamed: false,
     };
     // Locked for as long as it lives: this is what tells another run's cleanup that the
@@ -542,6 +598,9 @@ fn copy_xattrs(src: &File, dst: &File) -> io::Result<()> {
 fn read_xattr_list(fd: impl AsFd + Copy) -> io::Result<Vec<u8>> {
     loop {
         let n = rustix::fs::flistxattr_query(fd)?;
+        if n == 0 {
+            return Ok(Vec::new()); // the usual case: no second call
+        }
         let mut buf = vec![0u8; n];
         match rustix::fs::flistxattr(fd, &mut buf[..]) {
             Ok(got) => {
@@ -570,15 +629,57 @@ fn read_xattr(fd: impl AsFd + Copy, name: &std::ffi::OsStr) -> io::Result<Vec<u8
     }
 }
 
-/// How temporaries are made durable before they are renamed.
+/// How temporaries (and then the renames) are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// One `syncfs` per filesystem per batch (one journal commit for the whole batch), then an
-    /// `fsync` of each temporary, which finds nothing left to write and only reports that
-    /// file's own write-back errors (syncfs reports the filesystem's, not per file).
+    /// One `syncfs` per filesystem per batch for the temporaries, and one for the renames: one
+    /// journal commit and one cache flush each, for the whole batch. Since Linux 5.8 `syncfs`
+    /// reports every write-back error on the filesystem since the descriptor it is called on
+    /// was opened; it is called on the batch's first-created temporary, so it sees an error in
+    /// any of them. Only when it reports one (or on an older kernel) is each file `fsync`ed,
+    /// to find out which ones failed.
     Group,
-    /// `fsync` each temporary (for filesystems where other writers make syncfs costly).
+    /// `fsync` each temporary and each directory (for filesystems where other writers make
+    /// `syncfs` costly).
     PerFile,
+}
+
+/// Whether `syncfs` returns write-back errors (Linux 5.8 and later); before that it always
+/// succeeded, and only `fsync` could tell.
+fn syncfs_reports_errors() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+        matches!((major, minor), (Some(ma), Some(mi)) if (ma, mi) >= (5, 8))
+    })
+}
+
+/// `syncfs` once per filesystem, on the descriptor `pick` chooses among those of `items`
+/// on that filesystem. True if every call succeeded and that success means no write-back
+/// error (see [`Durability::Group`]).
+fn sync_filesystems<'a, I>(items: I) -> bool
+where
+    I: Iterator<Item = (u64, u64, &'a File)>,
+{
+    // Per device: the lowest order key and its file.
+    let mut first: HashMap<u64, (u64, &File)> = HashMap::new();
+    for (dev, order, file) in items {
+        let e = first.entry(dev).or_insert((order, file));
+        if order < e.0 {
+            *e = (order, file);
+        }
+    }
+    let mut clean = syncfs_reports_errors();
+    for (_, file) in first.values() {
+        if rustix::fs::syncfs(file).is_err() {
+            clean = false;
+        }
+    }
+    clean
 }
 
 /// Why a staged file was not committed.
@@ -615,13 +716,15 @@ pub struct Committed<T> {
 ///   step 1 have returned without error). `rename` atomically switches the name from the old
 ///   inode to the new one, so after a crash the name refers either to the old file or to the
 ///   new one, and the new one is complete on disk: never to a partial file, never to nothing.
-/// - The directory sync of step 3 makes the renames themselves durable. Until it returns, a
-///   crash may bring back the old names (old files intact, still openable with the old
-///   identity); so a file is reported re-wrapped only after its directory was synced, and the
-///   old identity must not be retired before a run has ended with every file done.
+/// - The sync of step 3 (the filesystem's, or each directory's) makes the renames themselves
+///   durable. Until it returns, a crash may bring back the old names (old files intact, still
+///   openable with the old identity); so a file is reported re-wrapped only after that sync,
+///   and the old identity must not be retired before a run has ended with every file done.
+/// - A sync that reports an error is never taken as durability: the files it covered are
+///   synced one by one, and each one whose sync fails is reported failed.
 ///
-/// So the per-file cost of durability is shared: one filesystem sync and one directory sync
-/// per batch instead of two fsyncs per file.
+/// So the per-file cost of durability is shared: two filesystem syncs per batch instead of
+/// two fsyncs per file (each of which, on a journaling filesystem, flushes the disk cache).
 pub fn commit_batch<T>(batch: Vec<Staged<T>>, durability: Durability) -> Vec<Committed<T>> {
     // Step 1: the temporaries get their times, then their contents and metadata reach the disk.
     let mut batch = batch;
@@ -633,21 +736,20 @@ pub fn commit_batch<T>(batch: Vec<Staged<T>>, durability: Durability) -> Vec<Com
                 .map(|e| CommitError::Io(format!("cannot set the new file's times: {e}")))
         })
         .collect();
-    if durability == Durability::Group {
-        let mut synced = std::collections::HashSet::new();
-        for s in &batch {
-            if synced.insert(s.temp.dev) {
-                // An error here is not attributed to any file: the fsync below reports each
-                // temporary's own write-back errors.
-                let _ = rustix::fs::syncfs(&s.temp.file);
+    let synced = durability == Durability::Group
+        && sync_filesystems(
+            batch
+                .iter()
+                .map(|s| (s.temp.dev, s.temp.created, &s.temp.file)),
+        );
+    if !synced {
+        // Per file: durability, or (after a failed syncfs) which temporaries failed.
+        for (s, err) in batch.iter().zip(errors.iter_mut()) {
+            if err.is_none()
+                && let Err(e) = s.temp.file.sync_all()
+            {
+                *err = Some(CommitError::Io(format!("cannot sync the new file: {e}")));
             }
-        }
-    }
-    for (s, err) in batch.iter().zip(errors.iter_mut()) {
-        if err.is_none()
-            && let Err(e) = s.temp.file.sync_all()
-        {
-            *err = Some(CommitError::Io(format!("cannot sync the new file: {e}")));
         }
     }
 
@@ -666,28 +768,43 @@ pub fn commit_batch<T>(batch: Vec<Staged<T>>, durability: Durability) -> Vec<Com
         }
     }
 
-    // Step 3: one sync per directory that received a rename.
-    let mut dirs: HashMap<(u64, u64), Option<String>> = HashMap::new();
-    for (s, err) in batch.iter().zip(errors.iter_mut()) {
-        if !s.temp.renamed {
-            continue;
-        }
-        let dir_result = match rustix::fs::fstat(&*s.src.dir) {
-            #[allow(clippy::unnecessary_cast)]
-            Ok(st) => dirs
-                .entry((st.st_dev as u64, st.st_ino as u64))
-                .or_insert_with(|| rustix::fs::fsync(&*s.src.dir).err().map(|e| e.to_string()))
-                .clone(),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(e) = dir_result {
-            *err = Some(CommitError::Io(format!(
-                "the new file is in place but syncing its directory failed ({e}): it may not \
-                 survive a crash"
-            )));
+    // Step 3: the renames reach the disk: one syncfs per filesystem, or else one fsync per
+    // directory that received a rename.
+    let synced = durability == Durability::Group
+        && sync_filesystems(
+            batch
+                .iter()
+                .filter(|s| s.temp.renamed)
+                .map(|s| (s.temp.dev, 0, &s.temp.file)),
+        );
+    if !synced {
+        // Directories are shared between sources through the cache: most share a descriptor.
+        let mut by_fd: HashMap<*const OwnedFd, Option<String>> = HashMap::new();
+        let mut by_inode: HashMap<(u64, u64), Option<String>> = HashMap::new();
+        for (s, err) in batch.iter().zip(errors.iter_mut()) {
+            if !s.temp.renamed {
+                continue;
+            }
+            let dir = &s.src.dir;
+            let dir_result = by_fd
+                .entry(Arc::as_ptr(dir))
+                .or_insert_with(|| match rustix::fs::fstat(&**dir) {
+                    #[allow(clippy::unnecessary_cast)]
+                    Ok(st) => by_inode
+                        .entry((st.st_dev as u64, st.st_ino as u64))
+                        .or_insert_with(|| rustix::fs::fsync(&**dir).err().map(|e| e.to_string()))
+                        .clone(),
+                    Err(e) => Some(e.to_string()),
+                })
+                .clone();
+            if let Some(e) = dir_result {
+                *err = Some(CommitError::Io(format!(
+                    "the new file is in place but syncing its directory failed ({e}): it may \
+                     not survive a crash"
+                )));
+            }
         }
     }
-
     // Step 4: re-check that the name now refers to the file we wrote.
     for (s, err) in batch.iter().zip(errors.iter_mut()) {
         if !s.temp.renamed || err.is_some() {

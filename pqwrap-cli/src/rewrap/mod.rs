@@ -72,19 +72,10 @@ pub type InPlace<'a> =
 /// The audit log shared by the workers and the committer.
 pub type Audit = std::sync::Mutex<pqwrap_core::audit::AuditLog>;
 
-/// Appends the audit line of a committed file. An error here fails the file in the report:
-/// it was re-wrapped, but the log does not say so.
-fn audit_append(
-    audit: Option<&Audit>,
-    path: &std::path::Path,
-    info: &Info,
-    new_hash: Option<&str>,
-) -> Result<(), String> {
-    let Some(audit) = audit else {
-        return Ok(());
-    };
+/// The audit record of a committed file.
+fn audit_record(path: &std::path::Path, info: &Info, new_hash: Option<&str>) -> serde_json::Value {
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let record = serde_json::json!({
+    serde_json::json!({
         "event": "file.rewrap",
         "path": path.to_string_lossy(),
         "format": info.format,
@@ -93,9 +84,14 @@ fn audit_append(
         "old_stanzas": info.old_stanzas,
         "new_stanzas": info.new_stanzas,
         "time": time,
-    });
+    })
+}
+
+/// Appends the audit lines of committed files, with one sync. An error here fails the files
+/// in the report: they were re-wrapped, but the log does not say so.
+fn audit_append(audit: &Audit, records: &[serde_json::Value]) -> Result<(), String> {
     let mut log = audit.lock().unwrap_or_else(|p| p.into_inner());
-    log.append(&record)
+    log.append_all(records)
         .map(|_| ())
         .map_err(|e| format!("re-wrapped, but the audit log could not be written: {e}"))
 }
@@ -221,6 +217,7 @@ pub fn run(
             progress,
             audit,
             locks: Arc::new(commit::Locks::default()),
+            dirs: commit::DirCache::default(),
         };
         pool.install(|| {
             walk::walk(roots)
@@ -241,6 +238,7 @@ struct Ctx<'a> {
     progress: &'a Progress,
     audit: Option<&'a Audit>,
     locks: Arc<commit::Locks>,
+    dirs: commit::DirCache,
 }
 
 fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
@@ -289,7 +287,7 @@ fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
 
 fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
     let (job, opts, reporter, progress) = (ctx.job, ctx.opts, ctx.reporter, ctx.progress);
-    let src = match commit::open_source(&path, &ctx.locks) {
+    let src = match commit::open_source(&path, &ctx.locks, &ctx.dirs) {
         Ok(s) => s,
         Err(e) => {
             let (outcome, reason, msg) = match e {
@@ -387,7 +385,9 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
                 return;
             }
             match apply(&src) {
-                Ok(new_hash) => match audit_append(ctx.audit, &path, &info, new_hash.as_deref()) {
+                Ok(new_hash) => match ctx.audit.map_or(Ok(()), |a| {
+                    audit_append(a, &[audit_record(&path, &info, new_hash.as_deref())])
+                }) {
                     Ok(()) => record(&info, Outcome::Rewrapped, None, &[]),
                     Err(m) => record(&info, Outcome::Failed, Some((Reason::Io, m)), &[]),
                 },
@@ -411,11 +411,21 @@ fn committer(
         if batch.is_empty() {
             return;
         }
-        for c in commit::commit_batch(std::mem::take(batch), opts.durability) {
+        let committed = commit::commit_batch(std::mem::take(batch), opts.durability);
+        // One audit append (one sync) for the batch.
+        let logged = audit.map_or(Ok(()), |a| {
+            let records: Vec<_> = committed
+                .iter()
+                .filter(|c| c.result.is_ok())
+                .map(|c| audit_record(&c.path, &c.payload.info, None))
+                .collect();
+            audit_append(a, &records)
+        });
+        for c in committed {
             let (outcome, why) = match c.result {
-                Ok(()) => match audit_append(audit, &c.path, &c.payload.info, None) {
+                Ok(()) => match &logged {
                     Ok(()) => (Outcome::Rewrapped, None),
-                    Err(m) => (Outcome::Failed, Some((Reason::Io, m))),
+                    Err(m) => (Outcome::Failed, Some((Reason::Io, m.clone()))),
                 },
                 Err(CommitError::Changed(m)) => {
                     (Outcome::Failed, Some((Reason::ChangedUnderUs, m)))

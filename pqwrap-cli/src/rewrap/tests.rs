@@ -448,7 +448,7 @@ fn commit_api_detects_change_between_stage_and_commit() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("f");
     old_file(&f, 12, 2000);
-    let src = commit::open_source(&f, &Default::default()).unwrap();
+    let src = commit::open_source(&f, &Default::default(), &Default::default()).unwrap();
     let body = Body::PrefixCopy {
         prefix: NEW.to_vec(),
         tail_offset: OLD.len() as u64,
@@ -470,7 +470,7 @@ fn reopen_rw_is_the_same_inode_or_an_error() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("f");
     std::fs::write(&f, b"0123456789").unwrap();
-    let src = commit::open_source(&f, &Default::default()).unwrap();
+    let src = commit::open_source(&f, &Default::default(), &Default::default()).unwrap();
     let rw = src.reopen_rw().unwrap();
     std::os::unix::fs::FileExt::write_all_at(&rw, b"ab", 2).unwrap();
     drop(rw);
@@ -481,12 +481,12 @@ fn reopen_rw_is_the_same_inode_or_an_error() {
     );
     // The lock is held until the source is dropped.
     assert!(matches!(
-        commit::open_source(&f, &Default::default()),
+        commit::open_source(&f, &Default::default(), &Default::default()),
         Err(OpenError::Locked)
     ));
     drop(src);
     // Swapped under us: refused.
-    let src = commit::open_source(&f, &Default::default()).unwrap();
+    let src = commit::open_source(&f, &Default::default(), &Default::default()).unwrap();
     std::fs::write(d.path().join("g"), b"other").unwrap();
     std::fs::rename(d.path().join("g"), &f).unwrap();
     assert!(src.reopen_rw().is_err());
@@ -499,10 +499,11 @@ fn our_own_lock_on_another_hard_link_is_waited_for_not_reported() {
     std::fs::write(&a, b"x").unwrap();
     std::fs::hard_link(&a, d.path().join("b")).unwrap();
     let locks: Arc<commit::Locks> = Arc::default();
-    let first = commit::open_source(&a, &locks).unwrap();
+    let first = commit::open_source(&a, &locks, &Default::default()).unwrap();
     let b = d.path().join("b");
     let l2 = Arc::clone(&locks);
-    let waiter = std::thread::spawn(move || commit::open_source(&b, &l2).map(|_| ()));
+    let waiter =
+        std::thread::spawn(move || commit::open_source(&b, &l2, &Default::default()).map(|_| ()));
     std::thread::sleep(Duration::from_millis(50));
     assert!(
         !waiter.is_finished(),
@@ -510,7 +511,7 @@ fn our_own_lock_on_another_hard_link_is_waited_for_not_reported() {
     );
     // Another process (here: another registry) is told it is locked.
     assert!(matches!(
-        commit::open_source(&a, &Default::default()),
+        commit::open_source(&a, &Default::default(), &Default::default()),
         Err(OpenError::Locked)
     ));
     drop(first);

@@ -23,7 +23,7 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 
 /// The marker between the original name and the random suffix of a temporary.
 pub const TEMP_MARKER: &str = ".pqwrap-tmp-";
-/// Length of the random suffix: 16 lowercase hex digits (64 random bits).
+/// Length of the suffix: 16 lowercase hex digits (64 bits, see [`temp_name_for`]).
 const TEMP_RANDOM_HEX: usize = 16;
 /// Linux NAME_MAX: a temporary's name must fit, so long original names are shortened in it.
 const NAME_MAX: usize = 255;
@@ -115,6 +115,7 @@ fn classify(res: walkdir::Result<walkdir::DirEntry>) -> Option<Entry> {
         }
     };
     let ft = entry.file_type();
+    let depth = entry.depth();
     let path = entry.into_path();
     if ft.is_dir() {
         return None;
@@ -126,7 +127,8 @@ fn classify(res: walkdir::Result<walkdir::DirEntry>) -> Option<Entry> {
     if ft.is_file() {
         // A root given as a symlink to a file: walkdir reports the target's type, but the
         // path itself is a link and must not be renamed over.
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if depth == 0 && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+        {
             return Some(Entry::Symlink(path));
         }
         return Some(if temp {
@@ -155,11 +157,39 @@ pub fn is_temp_name(name: &OsStr) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
-/// A fresh temporary name for `name`: `.<name>.pqwrap-tmp-<16 random hex digits>`, the name
+/// A fresh temporary name for `name`: `.<name>.pqwrap-tmp-<16 hex digits>`, the name
 /// shortened (by bytes) if the result would exceed NAME_MAX.
+///
+/// The 16 digits are a random 64-bit start, drawn once per process, plus a counter: unique
+/// within the run and unguessable before it starts, without a `getrandom` call per file. They
+/// need not be secret: the temporary is created with `O_EXCL | O_NOFOLLOW`, so a name someone
+/// planted fails the create (which retries with [`random_temp_name_for`]) and is never
+/// followed or written through.
 pub fn temp_name_for(name: &OsStr) -> io::Result<OsString> {
-    let mut random = [0u8; TEMP_RANDOM_HEX / 2];
-    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = match START.get() {
+        Some(s) => *s,
+        None => {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+            *START.get_or_init(|| u64::from_le_bytes(b))
+        }
+    };
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Ok(temp_name_with(name, start.wrapping_add(n)))
+}
+
+/// Like [`temp_name_for`], with all 64 bits of the suffix fresh from the OS.
+pub fn random_temp_name_for(name: &OsStr) -> io::Result<OsString> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(temp_name_with(name, u64::from_le_bytes(b)))
+}
+
+fn temp_name_with(name: &OsStr, suffix: u64) -> OsString {
     let room = NAME_MAX - 1 - TEMP_MARKER.len() - TEMP_RANDOM_HEX;
     let base = name.as_bytes();
     let base = base.get(..room.min(base.len())).unwrap_or(base);
@@ -167,10 +197,8 @@ pub fn temp_name_for(name: &OsStr) -> io::Result<OsString> {
     out.push(b'.');
     out.extend_from_slice(base);
     out.extend_from_slice(TEMP_MARKER.as_bytes());
-    for byte in random {
-        out.extend_from_slice(format!("{byte:02x}").as_bytes());
-    }
-    Ok(OsString::from_vec(out))
+    out.extend_from_slice(format!("{suffix:016x}").as_bytes());
+    OsString::from_vec(out)
 }
 
 /// What became of a leftover temporary.
@@ -229,8 +257,13 @@ pub fn open_parent(path: &Path) -> io::Result<rustix::fd::OwnedFd> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    open_dir(parent)
+}
+
+/// Opens the directory `dir`, for `*at` calls.
+pub fn open_dir(dir: &Path) -> io::Result<rustix::fd::OwnedFd> {
     Ok(rustix::fs::open(
-        parent,
+        dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
