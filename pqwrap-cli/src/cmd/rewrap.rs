@@ -202,8 +202,8 @@ pub fn run(args: Args) -> Result<Status> {
     })
 }
 
-/// Runs the job with a progress bar (if `progress` and stderr is a terminal) and prints the
-/// summary on stderr. Shared with `pqwrap demo`.
+/// Runs the job with a progress bar (if `progress` and stderr is a terminal) and prints each
+/// failed file, then the summary, on stderr. Shared with `pqwrap demo`.
 pub fn execute(
     paths: &[PathBuf],
     job: &rewrap::formats::FormatJob,
@@ -217,8 +217,12 @@ pub fn execute(
             bail!("{}: no such file or directory", p.display());
         }
     }
-    let reporter = Reporter::new(report);
     let bar = Progress::new(progress);
+    let echo = bar.clone();
+    // Each failure named on stderr as it happens: the summary only counts them.
+    let reporter = Reporter::new(report).echo_failures(Box::new(move |line: &str| {
+        echo.println(&format!("pqwrap rewrap: {line}"))
+    }));
     bar.count_in_background(paths);
     rewrap::run(paths, job, opts, &reporter, &bar, audit)?;
     bar.finish();
