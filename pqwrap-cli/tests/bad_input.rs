@@ -517,7 +517,8 @@ fn native_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
         .collect();
     if full {
         preamble = (0..64).chain([100, 4095]).collect();
-        active = (s0..s1).collect();
+        // Every byte of the slot up to one past its body; the rest is zero padding, sampled.
+        active = (s0..s0 + 48 + body_len + 2).chain([s1 - 1]).collect();
     }
     active.sort_unstable();
     active.dedup();
@@ -635,10 +636,11 @@ fn inspect_refuses_every_malformed_file_cleanly() {
     assert!(n > 450, "{n} cases");
 }
 
-/// Every header byte of every file, cut and flipped:
-/// `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about two minutes).
+/// Every header byte of every age file and of the native file's active slot, cut and
+/// flipped: `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about a minute on two
+/// cores).
 #[test]
-#[ignore = "exhaustive: ~9,000 runs of the binary per command"]
+#[ignore = "exhaustive: ~12,000 runs of the binary per command"]
 fn decrypt_and_inspect_every_header_byte_of_every_file() {
     let fx = fixture();
     let n = drive(&fx, true, "decrypt", |c| c.decrypt, decrypt_to_out);
