@@ -640,7 +640,7 @@ fn inspect_refuses_every_malformed_file_cleanly() {
 /// flipped: `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about a minute on two
 /// cores).
 #[test]
-#[ignore = "exhaustive: ~12,000 runs of the binary per command"]
+#[ignore = "exhaustive: ~11,000 runs of the binary per command"]
 fn decrypt_and_inspect_every_header_byte_of_every_file() {
     let fx = fixture();
     let n = drive(&fx, true, "decrypt", |c| c.decrypt, decrypt_to_out);
