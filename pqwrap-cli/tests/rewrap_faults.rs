@@ -160,13 +160,19 @@ impl Sandbox {
         )?;
         std::fs::set_permissions(sb.tmp.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        match pqwrap_as_nobody().arg("--version").output() {
+        // The probe: nobody runs the binary (so can reach it) and walks the tmpfs (so can
+        // reach the sandbox, e.g. not when TMPDIR is under a 0700 home).
+        match pqwrap_as_nobody()
+            .args(["scan", "--json"])
+            .arg(sb.root())
+            .output()
+        {
             Ok(o) if o.status.success() => Some(sb),
             Ok(o) => {
                 let e = String::from_utf8_lossy(&o.stderr).trim().to_string();
                 skipped(
                     test,
-                    &format!("cannot run pqwrap as nobody with setpriv ({e})"),
+                    &format!("pqwrap cannot run as nobody on the sandbox with setpriv ({e})"),
                 );
                 None
             }

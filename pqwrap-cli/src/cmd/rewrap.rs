@@ -139,8 +139,9 @@ pub fn load_recipients(inline: &[String], files: &[PathBuf]) -> Result<Vec<Recip
 /// Runs `pqwrap rewrap`.
 pub fn run(args: Args) -> Result<Status> {
     for p in &args.paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            eprintln!("pqwrap rewrap: {}: no such file or directory", p.display());
+        // The real reason: "no such file" would be wrong for a path we may not reach.
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            eprintln!("pqwrap rewrap: {}: {e}", p.display());
             return Ok(Status::Usage);
         }
     }
@@ -213,8 +214,8 @@ pub fn execute(
     audit: Option<&rewrap::Audit>,
 ) -> Result<rewrap::report::Summary> {
     for p in paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            bail!("{}: no such file or directory", p.display());
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            bail!("{}: {e}", p.display());
         }
     }
     let bar = Progress::new(progress);
