@@ -730,8 +730,8 @@ fn scan_classifies_every_malformed_file_and_writes_nothing() {
     assert!(cases.len() > 550, "{} cases", cases.len());
 }
 
-/// `rewrap` over every case of both corpora at once (one directory, one run, one JSON line per
-/// file), with valid old identities (classical and post-quantum), the target's identity and
+/// `scan`, then `rewrap`, over every case of both corpora at once (one directory, one run,
+/// one JSON line per file), with valid old identities (classical and post-quantum), the target's identity and
 /// `--verify-payload` (so damage anywhere in a payload is looked for). Beside them: files
 /// whose names are not UTF-8, a malformed file given directly as a non-UTF-8 argument, and two
 /// valid control files, which must be re-wrapped (so every refusal is the input's doing).
@@ -796,6 +796,23 @@ fn rewrap_reports_every_malformed_file_and_writes_nothing() {
     mac_flipped[h - 5] ^= 1;
     let arg = PathBuf::from(OsString::from_vec(b"rw-arg/\xfe-arg.age".to_vec()));
     fs::write(d.join(&arg), &mac_flipped).expect("write");
+
+    // The whole lot, non-UTF-8 names included, through one `scan` first: every file counted
+    // once, nothing written (checked with the rest below).
+    let o = scan(&fx, Path::new("rw"));
+    assert_eq!(
+        no_panic("scan rw", &o),
+        0,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let unreadable = j["not_scanned"]["unreadable"].as_u64().unwrap_or(0);
+    assert_eq!(
+        j["total"]["files"].as_u64().expect("total") + unreadable,
+        files.len() as u64,
+        "{j}"
+    );
 
     let mut args: Vec<OsString> = ["rewrap", "-j", "2", "-i", "cl.key", "-i", "pq.key"]
         .map(OsString::from)
