@@ -340,30 +340,36 @@ fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Disk full in the middle of copying an age payload: a 1 MiB tmpfs holds several small age
-/// files and one of 720 KB, leaving less free space than the large file's payload but more
-/// than a 64 KiB chunk plus the new header, so its copy starts and runs out of space midway
-/// (`copy_file_range` returns ENOSPC). One worker (`-j 1`), so that no other file's temporary
-/// competes for the space at that moment and the outcome does not depend on scheduling.
+/// Disk full in the middle of copying an age payload: a 1.7 MiB tmpfs holds several small age
+/// files and two large ones, a binary file of 720 KB (its payload is copied by the kernel,
+/// `copy_file_range`) and an armored one of 690 KB (its payload is streamed through a
+/// buffered writer). The free space left is less than either large file but more than a
+/// 64 KiB chunk plus the new header, so each copy starts and runs out of space midway
+/// (ENOSPC). One worker (`-j 1`), so that no other file's temporary competes for the space
+/// at that moment and the outcome does not depend on scheduling.
 ///
-/// Must hold: the large file's bytes are untouched and open with the old key; its temporary
-/// is removed (no name left, and the space is given back); the report and stderr name it as
-/// failed with "no space left"; the small files are re-wrapped (they open with the new key
-/// only); exit status 1. Then, with space added, a re-run finishes the job.
+/// Must hold: the large files' bytes are untouched and open with the old key; their
+/// temporaries are removed (no name left, and the space is given back); the report and stderr
+/// name each as failed with "no space left"; the small files are re-wrapped (they open with
+/// the new key only); exit status 1. Then, with space added, a re-run finishes the job.
 #[test]
 fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues() {
     let Some(sb) = Sandbox::new(
         "disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues",
-        "size=1m,mode=0755",
+        "size=1700k,mode=0755",
     ) else {
         return;
     };
     let k = keys(sb.tmp.path());
     let arch = sb.root().join("arch");
     std::fs::create_dir(&arch).unwrap();
-    let big_data = plaintext(1, 720_000);
-    let big = arch.join("big.age");
-    encrypt(&big, &k.old, &big_data, false);
+    let bigs: Vec<(&str, Vec<u8>)> = vec![
+        ("big.age", plaintext(1, 720_000)),
+        ("big.age.asc", plaintext(2, 500_000)),
+    ];
+    for (name, data) in &bigs {
+        encrypt(&arch.join(name), &k.old, data, name.ends_with(".asc"));
+    }
     let small: Vec<(String, Vec<u8>)> = (0..5)
         .map(|i| {
             let name = if i == 4 {
@@ -376,11 +382,15 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
             (name, data)
         })
         .collect();
-    let big_before = std::fs::read(&big).unwrap();
+    let bigs_before: Vec<Vec<u8>> = bigs
+        .iter()
+        .map(|(n, _)| std::fs::read(arch.join(n)).unwrap())
+        .collect();
     let free_before = sb.mnt.available();
+    let smallest = bigs_before.iter().map(Vec::len).min().unwrap() as u64;
     assert!(
-        free_before < big_before.len() as u64,
-        "the tmpfs must be too small for a second copy of big.age: {free_before} free"
+        free_before < smallest,
+        "the tmpfs must be too small for a second copy of either large file: {free_before} free"
     );
     assert!(
         free_before > 65_536 + 4096,
@@ -396,12 +406,19 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
         .arg(&arch));
     assert_eq!(code(&o), 1, "{}", text(&o));
     let recs = report(&rep);
-    assert_failed(&recs, &o, "big.age", "io", "no space left");
-    assert_eq!(std::fs::read(&big).unwrap(), big_before, "original changed");
-    assert_eq!(decrypt(&big, &k.old).unwrap(), big_data);
+    for ((name, data), before) in bigs.iter().zip(&bigs_before) {
+        let p = arch.join(name);
+        assert_failed(&recs, &o, name, "io", "no space left");
+        assert_eq!(
+            &std::fs::read(&p).unwrap(),
+            before,
+            "{name}: original changed"
+        );
+        assert_eq!(&decrypt(&p, &k.old).unwrap(), data, "{name}");
+    }
     assert_eq!(temporaries(&arch), Vec::<PathBuf>::new());
-    // The temporary's blocks were freed too (not only its name): the small files, one page
-    // each before and after, are the only difference.
+    // The temporaries' blocks were freed too (not only their names): the small files, one or
+    // two pages each before and after, are the only difference.
     let free_after = sb.mnt.available();
     assert!(
         free_after + 4 * 4096 >= free_before,
@@ -416,17 +433,19 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
             "{name}"
         );
     }
-    assert_eq!(recs.len(), 6, "{recs:?}");
+    assert_eq!(recs.len(), 7, "{recs:?}");
 
-    // Room again: the re-run re-wraps the large file and skips the done ones.
-    sb.mnt.remount("size=4m");
+    // Room again: the re-run re-wraps the large files and skips the done ones.
+    sb.mnt.remount("size=8m");
     let o = run(pqwrap()
         .args(["rewrap", "-j", "1", "-i"])
         .arg(&k.old_file)
         .args(["-r", &k.new_pub])
         .arg(&arch));
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(decrypt(&big, &k.new).unwrap(), big_data);
+    for (name, data) in &bigs {
+        assert_eq!(&decrypt(&arch.join(name), &k.new).unwrap(), data, "{name}");
+    }
     assert_eq!(temporaries(&arch), Vec::<PathBuf>::new());
 }
 
