@@ -12,10 +12,17 @@
 //! garbage with and without an age/armor prefix, invalid UTF-8 in arguments and file names,
 //! directories named like files, and bad identity / output arguments.
 //!
-//! One helper per command (`decrypt`, `inspect`, `token_verify`) runs a case and checks the
-//! outcome; `scan` and `rewrap` cases are added the same way: a `fn scan(fx, path) -> Output`
-//! and a loop over `age_corpus` with the expectation that command has.
+//! A native corpus is derived the same way from a valid pqwrap native file: cuts and flips in
+//! the preamble, in the active slot, in the empty spare slot (where a flip is harmless: the
+//! file stays valid) and in the payload.
+//!
+//! One helper per command (`decrypt`, `inspect`, `scan`, `token_verify`) runs a case and
+//! checks the outcome; `rewrap`, which takes a whole directory, runs once over every case of
+//! both corpora laid out side by side and checks each file through its line of the JSON
+//! report. To add a command: a `fn cmd(fx, path) -> Output` and a loop over [`corpus`] with
+//! the expectation that command has.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -59,6 +66,8 @@ struct Case {
     decrypt: Expect,
     /// For `inspect` (which reads the structure, not the MACs).
     inspect: Expect,
+    /// For `scan` (which reads the header only, not the MACs, not an armored file's end).
+    scan: Expect,
 }
 
 enum Content {
@@ -76,10 +85,16 @@ impl Case {
             content: Content::Bytes(b),
             decrypt,
             inspect,
+            scan: inspect,
         }
     }
     fn malformed(name: impl Into<String>, b: Vec<u8>) -> Self {
         Case::bytes(name, b, Expect::Fail, Expect::Fail)
+    }
+    /// The header is intact (only what follows it is damaged): `scan` may classify it.
+    fn header_intact(mut self) -> Self {
+        self.scan = Expect::Either;
+        self
     }
 }
 
@@ -89,6 +104,10 @@ struct Fixture {
     dir: PathBuf,
     /// Valid age files: classical (X25519), post-quantum, passphrase, armored post-quantum.
     valid: Vec<(&'static str, Vec<u8>)>,
+    /// A valid native file, to the post-quantum key.
+    native: Vec<u8>,
+    /// A fresh post-quantum recipient (`new.key` is its identity): the target of `rewrap`.
+    new_pub: String,
 }
 
 /// Plaintext of the valid files: two full chunks and a bit, so payload cases reach the
@@ -120,6 +139,7 @@ fn fixture() -> Fixture {
     };
     let pq = recipient("pq.key", false);
     let cl = recipient("cl.key", true);
+    let new_pub = recipient("new.key", false);
     let enc = |args: &[&str], out: &str| {
         let mut a = vec!["encrypt"];
         a.extend_from_slice(args);
@@ -139,13 +159,16 @@ fn fixture() -> Fixture {
         ),
         ("pq.asc", enc(&["-r", &pq, "-a"], "pq.asc")),
     ];
+    let native = enc(&["-r", &pq, "--format", "pqwrap"], "pq.pqw");
     let fx = Fixture {
         _tmp: tmp,
         dir,
         valid,
+        native,
+        new_pub,
     };
     // The valid files decrypt and inspect, so every failure below is the input's doing.
-    for (name, _) in &fx.valid {
+    for name in fx.valid.iter().map(|(n, _)| *n).chain(["pq.pqw"]) {
         let o = decrypt(&fx, Path::new(name), Some(Path::new("out/plain")));
         ok(&o, name);
         assert_eq!(
@@ -306,8 +329,12 @@ fn age_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
             // loses the END line or part of the base64 (dropping only the final newline is
             // valid armor).
             let ends = [f.len() / 2, f.len() - 35, f.len() - 20, f.len() - 2];
-            for i in header_positions(f, 2000, step).into_iter().chain(ends) {
+            for i in header_positions(f, 2000, step) {
                 cases.push(Case::malformed(format!("{stem}-cut{i}"), f[..i].to_vec()));
+            }
+            for i in ends {
+                let cut = Case::malformed(format!("{stem}-cut{i}"), f[..i].to_vec());
+                cases.push(cut.header_intact());
             }
             for i in header_positions(f, 2000, flip_step) {
                 let mut g = f.clone();
@@ -454,17 +481,110 @@ fn age_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
         content: Content::Directory,
         decrypt: Fail,
         inspect: Fail,
+        scan: Fail,
     });
     cases.push(Case {
         name: "missing.age".into(),
         content: Content::Missing,
         decrypt: Fail,
         inspect: Fail,
+        scan: Fail,
     });
     cases
 }
 
-/// Runs `run` on every case of the age corpus with the expectation `pick` gives.
+/// The malformed native-file corpus, derived from the valid native file (preamble of 4096
+/// bytes, two slots of `S` bytes, the payload). `full`: every byte of the preamble's first
+/// 64 and of the active slot; otherwise a sample with every field boundary.
+fn native_corpus(fx: &Fixture, full: bool) -> Vec<Case> {
+    use Expect::{Either, Fail};
+    let f = &fx.native;
+    let slot = u32::from_be_bytes(f[12..16].try_into().expect("4 bytes")) as usize;
+    let (s0, s1, payload) = (4096, 4096 + slot, 4096 + 2 * slot);
+    assert!(f.len() > payload + 2 * 65536, "three payload chunks");
+    let body_len = u32::from_be_bytes(f[s0 + 12..s0 + 16].try_into().expect("4 bytes")) as usize;
+    let step = if full { 1 } else { 97 };
+    let mut preamble: Vec<usize> = (0..17).chain([100, 4095]).collect();
+    // Slot fields (magic, sequence, length, checksum), the body's fixed fields and stanza
+    // boundaries, its end (the MAC, then the zero padding) and the slot's last byte.
+    let mut active: Vec<usize> = [0, 3, 4, 11, 12, 15, 16, 47, 48, 49, 50, 81, 82, 113, 114]
+        .into_iter()
+        .chain([116, 117, 118, 119, 120, 135, 136, 1303])
+        .chain((0..48 + body_len).step_by(step))
+        .chain([48 + body_len - 33, 48 + body_len - 1, 48 + body_len])
+        .chain([48 + body_len + 1, slot - 1])
+        .map(|i| s0 + i)
+        .collect();
+    if full {
+        preamble = (0..64).chain([100, 4095]).collect();
+        // Every byte of the slot up to one past its body; the rest is zero padding, sampled.
+        active = (s0..s0 + 48 + body_len + 2).chain([s1 - 1]).collect();
+    }
+    active.sort_unstable();
+    active.dedup();
+    let chunk = 65536 + 16;
+    let in_payload = [
+        payload,
+        payload + 1,
+        payload + 15,
+        payload + 16,
+        payload + 17,
+        payload + 16 + chunk - 1,
+        payload + 16 + chunk,
+        payload + 16 + 2 * chunk,
+        f.len() - 17,
+        f.len() - 1,
+    ];
+    let mut cases = Vec::new();
+    // Cuts: nothing survives a cut (the payload is always short); `inspect` reads the header
+    // area only, so from the spare slot on it may succeed.
+    for &i in preamble.iter().chain(&active) {
+        cases.push(Case::malformed(format!("pqw-cut{i}"), f[..i].to_vec()));
+    }
+    for i in [s1, s1 + 1, s1 + slot / 2, payload - 1]
+        .into_iter()
+        .chain(in_payload)
+    {
+        cases.push(Case::bytes(
+            format!("pqw-cut{i}"),
+            f[..i].to_vec(),
+            Fail,
+            Either,
+        ));
+    }
+    // Flips: the preamble and the active slot are checked (magic, version, flags, slot
+    // size, zero padding, checksum); the spare slot is empty, and an invalid spare slot is
+    // what a torn write leaves: ignored, the file stays valid. The payload fails decryption.
+    let flip = |i: usize| {
+        let mut g = f.clone();
+        g[i] ^= 1 << (i % 8);
+        g
+    };
+    for &i in preamble.iter().chain(&active) {
+        cases.push(Case::malformed(format!("pqw-flip{i}"), flip(i)));
+    }
+    for i in [s1, s1 + 4, s1 + slot - 1] {
+        cases.push(Case::bytes(format!("pqw-flip{i}"), flip(i), Either, Either));
+    }
+    for i in in_payload.into_iter().filter(|&i| i < f.len()) {
+        cases.push(Case::bytes(format!("pqw-flip{i}"), flip(i), Fail, Either));
+    }
+    let mut g = f.clone();
+    g.push(0);
+    cases.push(Case::bytes("pqw-appended", g, Fail, Either));
+    // Only the first 8 bytes (the magic) of a native file: sniffed as native, then too short.
+    cases.push(Case::malformed("pqw-magic-only", f[..8].to_vec()));
+    cases
+}
+
+/// Both corpora.
+fn corpus(fx: &Fixture, full: bool) -> Vec<Case> {
+    let mut c = age_corpus(fx, full);
+    c.extend(native_corpus(fx, full));
+    c
+}
+
+/// Runs `run` on every case of both corpora with the expectation `pick` gives.
 fn drive(
     fx: &Fixture,
     full: bool,
@@ -472,18 +592,29 @@ fn drive(
     pick: fn(&Case) -> Expect,
     run: impl Fn(&Fixture, &Path) -> Output,
 ) -> usize {
-    let cases = age_corpus(fx, full);
+    let cases = corpus(fx, full);
     for case in &cases {
         let rel = materialise(fx, case);
         let o = run(fx, &rel);
         let shown = rel.display().to_string();
+        // An input that is still valid (e.g. a flip in a native file's empty spare slot) may
+        // decrypt: then to exactly the original plaintext.
+        let out = fx.dir.join("out/plain");
+        if o.status.success() && out.exists() {
+            assert_eq!(
+                fs::read(&out).expect("out"),
+                plaintext(),
+                "{command} {}: wrong plaintext",
+                case.name
+            );
+        }
         check(
             fx,
             &format!("{command} {}", case.name),
             &o,
             pick(case),
             &[&shown],
-            false,
+            pick(case) == Expect::Either,
         );
         remove(fx, &rel);
     }
@@ -505,15 +636,298 @@ fn inspect_refuses_every_malformed_file_cleanly() {
     assert!(n > 450, "{n} cases");
 }
 
-/// Every header byte of every file, cut and flipped:
-/// `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about two minutes).
+/// Every header byte of every age file and of the native file's active slot, cut and
+/// flipped: `cargo test -p pqwrap-cli --test bad_input -- --ignored` (about a minute on two
+/// cores).
 #[test]
-#[ignore = "exhaustive: ~9,000 runs of the binary per command"]
+#[ignore = "exhaustive: ~11,000 runs of the binary per command"]
 fn decrypt_and_inspect_every_header_byte_of_every_file() {
     let fx = fixture();
     let n = drive(&fx, true, "decrypt", |c| c.decrypt, decrypt_to_out);
     drive(&fx, true, "inspect", |c| c.inspect, inspect);
     assert!(n > 5000, "{n} cases");
+}
+
+/// `pqwrap scan --json` (no key at all).
+fn scan(fx: &Fixture, input: &Path) -> Output {
+    pqwrap(
+        &fx.dir,
+        &[OsStr::new("scan"), OsStr::new("--json"), input.as_os_str()],
+    )
+}
+
+fn no_panic(what: &str, o: &Output) -> i32 {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{what}: panic: {err}"
+    );
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("{what}: killed by a signal: {:?}", o.status))
+}
+
+/// `scan` reads every case of both corpora, one run each, without a key: exit 0 with one
+/// file counted (or, for a directory named like a file, none), a malformed file classified
+/// as unknown or not encrypted (or listed as not scanned) and never as protected, a file that
+/// may still parse counted once in any class; a missing path is a usage error naming it; the
+/// case is never written to and nothing appears beside it.
+#[test]
+fn scan_classifies_every_malformed_file_and_writes_nothing() {
+    let fx = fixture();
+    let cases = corpus(&fx, false);
+    for case in &cases {
+        let rel = materialise(&fx, case);
+        let what = format!("scan {}", case.name);
+        let o = scan(&fx, &rel);
+        let code = no_panic(&what, &o);
+        match &case.content {
+            Content::Missing => {
+                assert_eq!(code, 2, "{what}");
+                let shown = rel.display().to_string();
+                assert!(
+                    String::from_utf8_lossy(&o.stderr).contains(&shown),
+                    "{what}"
+                );
+                assert!(o.stdout.is_empty(), "{what}");
+            }
+            Content::Directory => {
+                assert_eq!(code, 0, "{what}: {}", String::from_utf8_lossy(&o.stderr));
+                let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+                assert_eq!(j["total"]["files"], 0, "{what}: {j}");
+            }
+            Content::Bytes(b) => {
+                assert_eq!(code, 0, "{what}: {}", String::from_utf8_lossy(&o.stderr));
+                let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+                let files = |p: &str| j["by_protection"][p]["files"].as_u64().expect("count");
+                let unreadable = j["not_scanned"]["unreadable"].as_u64().unwrap_or(0);
+                assert_eq!(
+                    j["total"]["files"].as_u64().expect("total") + unreadable,
+                    1,
+                    "{what}: {j}"
+                );
+                if unreadable == 0 {
+                    assert_eq!(j["total"]["bytes"], b.len(), "{what}: {j}");
+                }
+                if case.scan == Expect::Fail {
+                    assert_eq!(
+                        files("unknown") + files("not_encrypted") + unreadable,
+                        1,
+                        "{what}: a malformed file was classified as protected: {j}"
+                    );
+                }
+                assert_eq!(&fs::read(fx.dir.join(&rel)).expect("case"), b, "{what}");
+            }
+        }
+        let beside = fs::read_dir(fx.dir.join("cases")).expect("cases").count();
+        let expected = usize::from(!matches!(case.content, Content::Missing));
+        assert_eq!(
+            beside, expected,
+            "{what}: something was written beside the case"
+        );
+        remove(&fx, &rel);
+    }
+    assert!(cases.len() > 550, "{} cases", cases.len());
+}
+
+/// `scan`, then `rewrap`, over every case of both corpora at once (one directory, one run,
+/// one JSON line per file), with valid old identities (classical and post-quantum), the target's identity and
+/// `--verify-payload` (so damage anywhere in a payload is looked for). Beside them: files
+/// whose names are not UTF-8, a malformed file given directly as a non-UTF-8 argument, and two
+/// valid control files, which must be re-wrapped (so every refusal is the input's doing).
+///
+/// Must hold: exit status 1, no panic; exactly one report line per file and none for the
+/// directories named like files; a malformed file is failed (reason and error given, and
+/// named on stderr) or skipped as not encrypted (or, for a passphrase-shaped header, as
+/// passphrase-encrypted), never re-wrapped or "already done"; nothing is written: every case
+/// keeps its bytes and no temporary is left. Only a case that is still valid (a flip in a
+/// native file's empty spare slot) may be re-wrapped, and then it decrypts with the new key
+/// to the original plaintext. A missing path is a usage error (2) naming it.
+#[test]
+fn rewrap_reports_every_malformed_file_and_writes_nothing() {
+    let fx = fixture();
+    let d = &fx.dir;
+    let cases = corpus(&fx, false);
+    fs::create_dir_all(d.join("rw")).expect("mkdir");
+    fs::create_dir_all(d.join("rw-arg")).expect("mkdir");
+    // name in rw/ -> (bytes, may it be re-wrapped, may it be skipped as passphrase)
+    let mut files: Vec<(OsString, Vec<u8>, bool, bool)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        cases.iter().all(|c| seen.insert(&c.name)),
+        "case names are unique"
+    );
+    let mut dirs = 0;
+    for case in &cases {
+        match &case.content {
+            Content::Bytes(b) => {
+                let pw = case.name.starts_with("pw_age") || case.name.starts_with("scrypt-");
+                let name = OsString::from(&case.name);
+                files.push((name, b.clone(), case.decrypt == Expect::Either, pw));
+            }
+            Content::Directory => {
+                fs::create_dir(d.join("rw").join(&case.name)).expect("mkdir");
+                dirs += 1;
+            }
+            Content::Missing => {}
+        }
+    }
+    let cl = fx.valid[0].1.clone();
+    files.push((
+        OsString::from_vec(b"bad-\xff\xfe.age".to_vec()),
+        cl[..100].to_vec(),
+        false,
+        false,
+    ));
+    files.push((
+        OsString::from_vec(b"\xff".to_vec()),
+        garbage(21, 700),
+        false,
+        false,
+    ));
+    files.push(("control.age".into(), cl.clone(), true, false));
+    files.push(("control.pqw".into(), fx.native.clone(), true, false));
+    for (name, b, _, _) in &files {
+        fs::write(d.join("rw").join(name), b).expect("write");
+    }
+    // A malformed file (header MAC flipped) given directly, under a non-UTF-8 name.
+    let mut mac_flipped = cl.clone();
+    let h = header_len(&cl);
+    mac_flipped[h - 5] ^= 1;
+    let arg = PathBuf::from(OsString::from_vec(b"rw-arg/\xfe-arg.age".to_vec()));
+    fs::write(d.join(&arg), &mac_flipped).expect("write");
+
+    // The whole lot, non-UTF-8 names included, through one `scan` first: every file counted
+    // once, nothing written (checked with the rest below).
+    let o = scan(&fx, Path::new("rw"));
+    assert_eq!(
+        no_panic("scan rw", &o),
+        0,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let unreadable = j["not_scanned"]["unreadable"].as_u64().unwrap_or(0);
+    assert_eq!(
+        j["total"]["files"].as_u64().expect("total") + unreadable,
+        files.len() as u64,
+        "{j}"
+    );
+
+    let mut args: Vec<OsString> = ["rewrap", "-j", "2", "-i", "cl.key", "-i", "pq.key"]
+        .map(OsString::from)
+        .to_vec();
+    args.extend(["-i", "new.key", "-r", &fx.new_pub, "--verify-payload"].map(OsString::from));
+    args.extend(["--report", "rw.jsonl", "rw"].map(OsString::from));
+    args.push(arg.clone().into_os_string());
+    let o = pqwrap(d, &args);
+    let code = no_panic("rewrap", &o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code, 1, "{stderr}");
+    let recs: Vec<serde_json::Value> = fs::read_to_string(d.join("rw.jsonl"))
+        .expect("report")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        recs.len(),
+        files.len() + 1,
+        "one line per file, none per directory"
+    );
+
+    let lossy = |p: &Path| String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned();
+    let find = |path: &str| -> &serde_json::Value {
+        let found: Vec<_> = recs.iter().filter(|r| r["path"] == path).collect();
+        assert_eq!(found.len(), 1, "records for {path}");
+        found[0]
+    };
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, before, may_rewrap, may_be_passphrase) in &files {
+        let rel = Path::new("rw").join(name);
+        let shown = lossy(&rel);
+        let r = find(&shown);
+        assert_eq!(
+            r["path_lossy"].as_bool().unwrap_or(false),
+            rel.to_str().is_none(),
+            "{r}"
+        );
+        let outcome = r["outcome"].as_str().expect("outcome");
+        let reason = r["reason"].as_str().unwrap_or("");
+        *tally.entry(format!("{outcome} {reason}")).or_default() += 1;
+        let now = fs::read(d.join(&rel)).expect("still there");
+        match outcome {
+            "rewrapped" => {
+                assert!(may_rewrap, "{shown}: a malformed file was re-wrapped: {r}");
+                let out = d.join("out/plain");
+                let o = pqwrap(
+                    d,
+                    &[
+                        OsStr::new("decrypt"),
+                        OsStr::new("-i"),
+                        OsStr::new("new.key"),
+                        OsStr::new("-o"),
+                    ]
+                    .into_iter()
+                    .chain([out.as_os_str(), rel.as_os_str()])
+                    .collect::<Vec<_>>(),
+                );
+                ok(&o, &shown);
+                assert_eq!(fs::read(&out).expect("out"), plaintext(), "{shown}");
+                fs::remove_file(&out).expect("rm");
+                continue;
+            }
+            "failed" => {
+                assert!(!reason.is_empty() && r["error"].is_string(), "{shown}: {r}");
+                assert!(
+                    stderr.contains(&format!("pqwrap rewrap: {shown}: failed")),
+                    "{shown} not named on stderr"
+                );
+            }
+            "skipped" => assert!(
+                reason == "not_encrypted" || (reason == "passphrase" && *may_be_passphrase),
+                "{shown}: skipped as {reason}: {r}"
+            ),
+            other => panic!("{shown}: {other}: {r}"),
+        }
+        assert_eq!(&now, before, "{shown}: changed");
+    }
+    let r = find(&lossy(&arg));
+    assert_eq!(
+        (r["outcome"].as_str(), r["reason"].as_str()),
+        (Some("failed"), Some("corrupt")),
+        "{r}"
+    );
+    assert_eq!(fs::read(d.join(&arg)).expect("arg"), mac_flipped);
+    assert_eq!(find("rw/control.age")["outcome"], "rewrapped");
+    assert_eq!(find("rw/control.pqw")["outcome"], "rewrapped");
+    // Nothing else appeared: no temporary, no stray file.
+    let names = |dir: &str| {
+        let mut v: Vec<OsString> = fs::read_dir(d.join(dir))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("rw").len(), files.len() + dirs, "{:?}", names("rw"));
+    assert_eq!(names("rw-arg").len(), 1);
+    println!("{} files, {dirs} directories: {tally:?}", files.len());
+
+    // A path that does not exist: bad usage, named, nothing written.
+    let o = pqwrap(
+        d,
+        &[
+            "rewrap",
+            "-i",
+            "cl.key",
+            "-r",
+            &fx.new_pub,
+            "rw/missing.age",
+        ],
+    );
+    assert_eq!(no_panic("rewrap missing", &o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rw/missing.age"));
+    assert_eq!(names("rw").len(), files.len() + dirs);
 }
 
 fn decrypt_to_out(fx: &Fixture, p: &Path) -> Output {
@@ -774,6 +1188,7 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
             content,
             decrypt: Expect::Fail,
             inspect: Expect::Fail,
+            scan: Expect::Fail,
         };
         let rel = materialise(&fx, &case);
         let o = verify(rel.as_os_str(), tk, svc);

@@ -713,3 +713,53 @@ fn demo_builds_scans_rewraps_and_checks() {
         text(&v)
     );
 }
+
+#[test]
+fn target_shaped_files_the_target_identity_does_not_open_fail_instead_of_unverified() {
+    // Files wrapped to somebody else's post-quantum key look like re-wrapped ones (one
+    // mlkem768x25519 / xwing stanza). Without the target's identity that is ambiguous (skipped,
+    // "unverified"); with it, it is not: a file wrapped to the target would open.
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let stranger = Identity::generate_hybrid().unwrap();
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    encrypt(&arch.join("other.age"), &[&stranger], b"not ours", false);
+    native(&arch.join("other.pqw"), &[&stranger], b"not ours either");
+    let before = [
+        std::fs::read(arch.join("other.age")).unwrap(),
+        std::fs::read(arch.join("other.pqw")).unwrap(),
+    ];
+    let rewrap = |with_target: bool, rep: &Path| {
+        let mut c = pqwrap();
+        c.arg("rewrap").arg("-i").arg(&k.old_file);
+        if with_target {
+            c.arg("-i").arg(&k.new_file);
+        }
+        run(c.args(["-r", &k.new_pub, "--report"]).arg(rep).arg(&arch))
+    };
+    let rep = d.path().join("r1.jsonl");
+    let o = rewrap(false, &rep);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for name in ["other.age", "other.pqw"] {
+        assert_eq!(rec(&report(&rep), name)["reason"], "unverified");
+    }
+    let rep = d.path().join("r2.jsonl");
+    let o = rewrap(true, &rep);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    for name in ["other.age", "other.pqw"] {
+        let r = rec(&report(&rep), name).clone();
+        assert_eq!(
+            (r["outcome"].as_str(), r["reason"].as_str()),
+            (Some("failed"), Some("no_identity")),
+            "{r}"
+        );
+        assert!(
+            text(&o).contains(&format!("{name}: failed")),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!(std::fs::read(arch.join("other.age")).unwrap(), before[0]);
+    assert_eq!(std::fs::read(arch.join("other.pqw")).unwrap(), before[1]);
+}

@@ -139,8 +139,9 @@ pub fn load_recipients(inline: &[String], files: &[PathBuf]) -> Result<Vec<Recip
 /// Runs `pqwrap rewrap`.
 pub fn run(args: Args) -> Result<Status> {
     for p in &args.paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            eprintln!("pqwrap rewrap: {}: no such file or directory", p.display());
+        // The real reason: "no such file" would be wrong for a path we may not reach.
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            eprintln!("pqwrap rewrap: {}: {e}", p.display());
             return Ok(Status::Usage);
         }
     }
@@ -202,8 +203,8 @@ pub fn run(args: Args) -> Result<Status> {
     })
 }
 
-/// Runs the job with a progress bar (if `progress` and stderr is a terminal) and prints the
-/// summary on stderr. Shared with `pqwrap demo`.
+/// Runs the job with a progress bar (if `progress` and stderr is a terminal) and prints each
+/// failed file, then the summary, on stderr. Shared with `pqwrap demo`.
 pub fn execute(
     paths: &[PathBuf],
     job: &rewrap::formats::FormatJob,
@@ -213,12 +214,16 @@ pub fn execute(
     audit: Option<&rewrap::Audit>,
 ) -> Result<rewrap::report::Summary> {
     for p in paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            bail!("{}: no such file or directory", p.display());
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            bail!("{}: {e}", p.display());
         }
     }
-    let reporter = Reporter::new(report);
     let bar = Progress::new(progress);
+    let echo = bar.clone();
+    // Each failure named on stderr as it happens: the summary only counts them.
+    let reporter = Reporter::new(report).echo_failures(Box::new(move |line: &str| {
+        echo.println(&format!("pqwrap rewrap: {line}"))
+    }));
     bar.count_in_background(paths);
     rewrap::run(paths, job, opts, &reporter, &bar, audit)?;
     bar.finish();

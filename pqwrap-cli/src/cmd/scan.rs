@@ -28,8 +28,9 @@ pub struct Args {
 /// Runs `pqwrap scan`.
 pub fn run(args: Args) -> Result<Status> {
     for p in &args.paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            eprintln!("pqwrap scan: {}: no such file or directory", p.display());
+        // The real reason: "no such file" would be wrong for a path we may not reach.
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            eprintln!("pqwrap scan: {}: {e}", p.display());
             return Ok(Status::Usage);
         }
     }

@@ -142,6 +142,11 @@ impl FormatJob {
                 }
             }
             match header.unwrap_file_key(&self.identities, &[], age::DEFAULT_MAX_WORK_FACTOR) {
+                // With a target's identity given, "unverified" is wrong: a file wrapped to
+                // the targets has a stanza for each, so that identity would have opened it.
+                Err(AgeError::NoMatch) if !self.target_identities.is_empty() => {
+                    return fail(info, Reason::NoIdentity, not_the_targets());
+                }
                 Err(AgeError::NoMatch) => return unverified(info),
                 // An old identity opens it: it still needs re-wrapping (e.g. a post-quantum
                 // key being rotated).
@@ -340,6 +345,10 @@ impl FormatJob {
                     .iter()
                     .all(|s| s.kem() == envelope::KEM_XWING);
                 if !self.reencrypt && all_xwing && n == self.recipients.len() {
+                    if !self.target_identities.is_empty() {
+                        // As for age files: a target identity would have opened it.
+                        return fail(info, Reason::NoIdentity, not_the_targets());
+                    }
                     info.new_stanzas = info.old_stanzas.clone();
                     return unverified(info);
                 }
@@ -481,6 +490,14 @@ fn unverified<'a>(info: Info) -> Plan<'a> {
                   verify"
             .into(),
     }
+}
+
+/// A file shaped like the targets' output that neither an old identity nor a given target
+/// identity opens: not re-wrapped to the targets (damaged, or for somebody else's key).
+fn not_the_targets() -> String {
+    "none of the given identities opens this file, not even the target recipients' own: it is \
+     not wrapped to them (damaged, or for somebody else's key)"
+        .into()
 }
 
 fn reason_of(e: &AgeError) -> Reason {

@@ -88,6 +88,15 @@ impl Progress {
         }
     }
 
+    /// Prints `line` on standard error, above the bar if one is shown (a plain `eprintln!`
+    /// would be overwritten by the next redraw).
+    pub fn println(&self, line: &str) {
+        match &self.inner {
+            Some(inner) => inner.bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         if let Some(inner) = &self.inner {

@@ -144,6 +144,18 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// `<path>: failed (<reason>): <error>`, for people.
+    pub fn failure_line(&self) -> String {
+        let mut s = format!("{}: failed", self.path);
+        if let Some(r) = self.reason {
+            s.push_str(&format!(" ({})", r.describe()));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!(": {e}"));
+        }
+        s
+    }
+
     /// With a reason and a message.
     pub fn because(mut self, reason: Reason, error: impl Into<String>) -> Self {
         self.reason = Some(reason);
@@ -246,10 +258,16 @@ impl Summary {
     }
 }
 
-/// Where records go: the optional JSON-lines writer, and the counters.
+/// Called with one line (`<path>: failed (<reason>): <error>`) for each failed file.
+pub type FailureEcho = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Where records go: the optional JSON-lines writer, the counters, and the optional echo of
+/// failures (for standard error: without `--report` the summary alone would count failed
+/// files without naming them).
 pub struct Reporter {
     out: Option<Mutex<Box<dyn Write + Send>>>,
     summary: Mutex<Summary>,
+    echo: Option<FailureEcho>,
 }
 
 impl Reporter {
@@ -258,11 +276,23 @@ impl Reporter {
         Reporter {
             out: out.map(|w| Mutex::new(Box::new(io::BufWriter::new(w)) as Box<dyn Write + Send>)),
             summary: Mutex::new(Summary::default()),
+            echo: None,
         }
+    }
+
+    /// Also passes a line naming each failed file, its reason and its error to `echo`.
+    pub fn echo_failures(mut self, echo: FailureEcho) -> Reporter {
+        self.echo = Some(echo);
+        self
     }
 
     /// Counts the record and streams it.
     pub fn record(&self, rec: &Record<'_>) {
+        if rec.outcome == Outcome::Failed
+            && let Some(echo) = &self.echo
+        {
+            echo(&rec.failure_line());
+        }
         let report_failed = {
             let mut sum = self.summary.lock().unwrap_or_else(|p| p.into_inner());
             *sum.counts.entry((rec.outcome, rec.reason)).or_default() += 1;
@@ -358,6 +388,26 @@ mod tests {
         let text = sum.render(false);
         assert!(text.contains("failed        1 (hard-linked 1)"), "{text}");
         assert!(text.contains("skipped       1 (symlink 1)"), "{text}");
+    }
+
+    #[test]
+    fn failures_are_echoed_with_path_reason_and_error() {
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&lines);
+        let r = Reporter::new(None).echo_failures(Box::new(move |l: &str| {
+            sink.lock().unwrap().push(l.to_string())
+        }));
+        r.record(&Record::new(Path::new("ok.age"), Outcome::Rewrapped));
+        r.record(&Record::new(Path::new("n"), Outcome::Skipped).because(Reason::Symlink, ""));
+        r.record(
+            &Record::new(Path::new("d/big.age"), Outcome::Failed)
+                .because(Reason::Io, "No space left on device"),
+        );
+        assert_eq!(
+            *lines.lock().unwrap(),
+            vec!["d/big.age: failed (I/O error): No space left on device".to_string()]
+        );
+        assert_eq!(r.finish().count(Outcome::Failed), 1);
     }
 
     #[test]
