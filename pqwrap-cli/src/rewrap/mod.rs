@@ -351,7 +351,14 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
             let staged = match commit::stage(src, body, Pending { info, size }) {
                 Ok(s) => s,
                 Err((pending, e)) => {
-                    let why = Some((Reason::Io, format!("cannot write the new file: {e}")));
+                    // The original was checked whole before the copy: running out of it
+                    // now means someone truncated it under us.
+                    let reason = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Reason::ChangedUnderUs
+                    } else {
+                        Reason::Io
+                    };
+                    let why = Some((reason, format!("cannot write the new file: {e}")));
                     record(&pending.info, Outcome::Failed, why, &[]);
                     return;
                 }
@@ -359,7 +366,11 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
             if let Some(verify) = verify
                 && let Err(msg) = verify(&staged.temp.file)
             {
-                let why = Some((Reason::VerifyFailed, msg));
+                // A change under us explains a bad copy better than the copy does.
+                let why = match staged.src.check_unchanged() {
+                    Err(changed) => Some((Reason::ChangedUnderUs, changed)),
+                    Ok(()) => Some((Reason::VerifyFailed, msg)),
+                };
                 record(&staged.payload.info, Outcome::Failed, why, &[]);
                 return; // dropping `staged` removes the temporary
             }

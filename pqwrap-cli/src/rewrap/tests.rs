@@ -331,6 +331,31 @@ fn a_file_changed_under_us_is_left_alone() {
 }
 
 #[test]
+fn a_file_truncated_under_us_is_left_alone() {
+    for stream in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("shrinking");
+        old_file(&f, 7, 4096);
+        // Another writer truncates it while we plan: the copy runs out of bytes.
+        let job = Reheader {
+            stream,
+            during_plan: Some(Box::new(|p: &Path| {
+                let w = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                w.set_len(OLD.len() as u64 + 10).unwrap();
+            })),
+        };
+        let (sum, recs) = run_job(&[d.path().to_path_buf()], &job, &opts());
+        assert_eq!(sum.count(Outcome::Failed), 1, "stream: {stream}");
+        let r = record_for(&recs, "shrinking");
+        assert_eq!(r["reason"], "changed_under_us", "stream {stream}: {r}");
+        let now = std::fs::read(&f).unwrap();
+        assert_eq!(now.len(), OLD.len() + 10);
+        assert!(now.starts_with(OLD));
+        no_temporaries(d.path());
+    }
+}
+
+#[test]
 fn a_file_replaced_under_us_is_left_alone() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("swapped");
