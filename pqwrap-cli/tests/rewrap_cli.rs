@@ -763,3 +763,101 @@ fn target_shaped_files_the_target_identity_does_not_open_fail_instead_of_unverif
     assert_eq!(std::fs::read(arch.join("other.age")).unwrap(), before[0]);
     assert_eq!(std::fs::read(arch.join("other.pqw")).unwrap(), before[1]);
 }
+
+#[test]
+fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let old_file = d.path().join("old-pq.key");
+    std::fs::write(&old_file, old_pq.to_file_contents("2026-01-01T00:00:00Z")).unwrap();
+    // Seven post-quantum targets: one more than a default native slot holds.
+    let targets: Vec<Identity> = (0..7)
+        .map(|_| Identity::generate_hybrid().unwrap())
+        .collect();
+    let rfile = d.path().join("targets.txt");
+    let lines: Vec<String> = targets
+        .iter()
+        .map(|t| t.to_recipient().to_string())
+        .collect();
+    std::fs::write(&rfile, lines.join("\n") + "\n").unwrap();
+    let last_file = d.path().join("last.key");
+    std::fs::write(
+        &last_file,
+        targets[6].to_file_contents("2026-01-01T00:00:00Z"),
+    )
+    .unwrap();
+
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    let f = arch.join("grow.pqw");
+    let data = plaintext(9, 200_000);
+    native(&f, &[&old_pq], &data);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    rustix::fs::setxattr(&f, "user.kept", b"yes", rustix::fs::XattrFlags::empty()).unwrap();
+    let linked = arch.join("linked.pqw");
+    native(&linked, &[&old_pq], b"two names");
+    std::fs::hard_link(&linked, d.path().join("elsewhere.pqw")).unwrap();
+    let linked_before = std::fs::read(&linked).unwrap();
+    let before = std::fs::metadata(&f).unwrap();
+    let payload_before = std::fs::read(&f).unwrap()[before.len() as usize - 5000..].to_vec();
+
+    let rep = d.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_file)
+        .arg("-R")
+        .arg(&rfile)
+        .arg("--report")
+        .arg(&rep)
+        .arg(&arch));
+    // The hard-linked one cannot be replaced without leaving its old header behind.
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let recs = report(&rep);
+    let r = rec(&recs, "grow.pqw");
+    assert_eq!(r["outcome"], "rewrapped", "{r}");
+    assert_eq!(r["new_stanzas"].as_array().unwrap().len(), 7);
+    let r = rec(&recs, "linked.pqw");
+    assert_eq!(r["reason"], "hard_linked", "{r}");
+    assert_eq!(std::fs::read(&linked).unwrap(), linked_before);
+
+    let after = std::fs::metadata(&f).unwrap();
+    assert_ne!(
+        after.ino(),
+        before.ino(),
+        "a new file with a larger header area"
+    );
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    let mut v = [0u8; 8];
+    let n = rustix::fs::getxattr(&f, "user.kept", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"yes");
+    let bytes = std::fs::read(&f).unwrap();
+    assert_eq!(
+        bytes[bytes.len() - 5000..],
+        payload_before[..],
+        "payload copied"
+    );
+    for t in &targets {
+        assert_eq!(native_open(&f, t).unwrap(), data);
+    }
+    assert!(native_open(&f, &old_pq).is_err());
+    // No temporary of any kind is left (the job's, or the envelope module's own).
+    let names: Vec<_> = std::fs::read_dir(&arch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // Done, verifiably, on the next run; the larger area now takes the header in place.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_file)
+        .arg("-i")
+        .arg(&last_file)
+        .arg("-R")
+        .arg(&rfile)
+        .arg(&f));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("already done  1"), "{}", text(&o));
+}

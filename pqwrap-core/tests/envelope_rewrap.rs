@@ -306,3 +306,65 @@ fn rewrap_path_refuses_symlinks() {
     let err = rewrap_path(&sym, &[id(12)], &[id(13).to_recipient()]).unwrap_err();
     assert_eq!(err.code(), "not_regular_file", "{err:?}");
 }
+
+#[test]
+fn fits_in_place_predicts_the_in_place_rewrap_and_rewritten_area_makes_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = id(50);
+    let pt = pattern(70_000); // two chunks
+    let targets: Vec<Identity> = (51..60).map(id).collect();
+    let rs: Vec<Recipient> = targets.iter().map(Identity::to_recipient).collect();
+    for n in 1..=rs.len() {
+        let path = dir.path().join(format!("f{n}.pqw"));
+        write_file(&path, &[old.to_recipient()], &pt);
+        let bytes = fs::read(&path).unwrap();
+        let header = Header::parse(&bytes).unwrap();
+        let unlocked = header.unlock(std::slice::from_ref(&old)).unwrap();
+        let fits = unlocked.fits_in_place(n);
+
+        // What the caller-written copy looks like: the grown area, then the payload bytes.
+        let mut copy = unlocked.rewritten_area(&rs[..n]).unwrap();
+        let area_len = copy.len() as u64;
+        copy.extend_from_slice(&bytes[header.payload_offset() as usize..]);
+        let new_header = Header::parse(&copy).unwrap();
+        assert_eq!(new_header.payload_offset(), area_len);
+        assert!(area_len > header.payload_offset() || fits);
+        assert_eq!(new_header.sequence(), header.sequence() + 1);
+        for t in &targets[..n] {
+            let mut out = Vec::new();
+            decrypt_to(&copy[..], std::slice::from_ref(t), &mut out).unwrap();
+            assert_eq!(out, pt);
+        }
+        assert!(matches!(
+            decrypt_to(&copy[..], std::slice::from_ref(&old), io::sink()),
+            Err(EnvelopeError::NoMatch)
+        ));
+
+        // The prediction is what the in-place re-wrap finds.
+        let res = rewrap_io(
+            &mut FileSlotIo::new(&open_rw(&path)),
+            std::slice::from_ref(&old),
+            &rs[..n],
+        );
+        match res {
+            Ok(out) => {
+                assert!(
+                    fits,
+                    "{n} recipients fitted in place but were predicted not to"
+                );
+                assert_eq!(out.action, RewrapAction::InPlace);
+            }
+            Err(EnvelopeError::HeaderAreaTooSmall { .. }) => {
+                assert!(!fits, "{n} recipients were predicted to fit");
+                assert_eq!(fs::read(&path).unwrap(), bytes, "nothing written");
+            }
+            Err(e) => panic!("{n}: {e}"),
+        }
+    }
+    // The default slot holds six X-Wing stanzas.
+    let fresh = dir.path().join("fresh.pqw");
+    write_file(&fresh, &[old.to_recipient()], b"x");
+    let bytes = fs::read(&fresh).unwrap();
+    let u = Header::parse(&bytes).unwrap().unlock(&[old]).unwrap();
+    assert!(u.fits_in_place(6) && !u.fits_in_place(7));
+}

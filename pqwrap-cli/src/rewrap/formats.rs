@@ -380,37 +380,70 @@ impl FormatJob {
         if self.reencrypt {
             return self.plan_native_reencrypt(info);
         }
+        if !unlocked.fits_in_place(self.recipients.len()) {
+            return self.plan_native_rewrite(info, &unlocked);
+        }
         let snap = src.snap;
         Plan::InPlace {
             info,
             apply: Box::new(move |src: &Source| {
-                let mut rw = src
+                let rw = src
                     .reopen_rw()
                     .map_err(|e| (Reason::Io, format!("cannot open for writing: {e}")))?;
-                let res = envelope::rewrap_in_place(&mut rw, &self.identities, &self.recipients);
-                let res = match res {
-                    // More recipients than the reserved slot holds: the envelope module
-                    // rewrites the file atomically with a larger header area.
-                    Err(EnvelopeError::HeaderAreaTooSmall { .. }) if snap.nlink == 1 => {
-                        envelope::rewrap_path(&src.path, &self.identities, &self.recipients)
-                    }
-                    other => other,
-                };
-                let out = res.map_err(|e| (native_reason(&e), e.to_string()))?;
+                // Never the envelope module's own fallback rewrite: a header that no longer
+                // fits was planned as a Replace, committed with this job's temporaries.
+                let out = envelope::rewrap_io(
+                    &mut envelope::FileSlotIo::new(&rw),
+                    &self.identities,
+                    &self.recipients,
+                )
+                .map_err(|e| (native_reason(&e), e.to_string()))?;
                 if out.action == envelope::RewrapAction::InPlace {
                     // Writing the slots moved mtime; the contents did not change, so give it
                     // back (ctime cannot be).
                     let _ = super::commit::restore_times(&rw, &snap);
                 }
-                // For the audit log: the header area as it is now (after a fallback rewrite,
-                // a new inode at the same path).
-                let now = File::open(&src.path).ok();
-                Ok(now.and_then(|f| {
-                    let mut r = BufReader::new(reader_at_start(&f).ok()?);
-                    let h = envelope::Header::read_from(&mut r).ok()?;
-                    native_area_hash(&f, &h)
-                }))
+                // For the audit log: the header area as it is now.
+                let header = reader_at_start(&rw)
+                    .map_err(EnvelopeError::Io)
+                    .and_then(|f| envelope::Header::read_from(&mut BufReader::new(f)));
+                Ok(header.ok().and_then(|h| native_area_hash(&rw, &h)))
             }),
+        }
+    }
+
+    /// More recipients than the file's slots were sized for: a new file with a larger header
+    /// area (the envelope module builds it) and the payload bytes copied unchanged, committed
+    /// like an age file — temporary, group sync, rename — so that hard links are refused, the
+    /// metadata is carried over and a killed run's temporary is cleaned up by the next one.
+    fn plan_native_rewrite<'a>(
+        &'a self,
+        mut info: Info,
+        unlocked: &envelope::UnlockedHeader,
+    ) -> Plan<'a> {
+        let area = match unlocked.rewritten_area(&self.recipients) {
+            Ok(a) => a,
+            Err(e) => {
+                return Plan::Fail {
+                    info,
+                    reason: native_reason(&e),
+                    message: e.to_string(),
+                };
+            }
+        };
+        info.new_header_sha256 = Some(sha256_hex(&area));
+        let expected = area.clone();
+        let key = unlocked.file_key().clone();
+        let all = self.verify_all_chunks;
+        Plan::Replace {
+            info,
+            body: Body::PrefixCopy {
+                prefix: area,
+                tail_offset: unlocked.header().payload_offset(),
+            },
+            verify: Some(Box::new(move |temp: &File| {
+                verify_native_written(temp, &expected, &key, all)
+            })),
         }
     }
 
@@ -574,6 +607,37 @@ fn verify_written(
     age::stream::verify_payload(key, payload, !all_chunks)
         .map_err(|e| format!("the new file's payload does not authenticate: {e}"))?;
     Ok(())
+}
+
+/// Reads a native file rewritten by [`FormatJob::plan_native_rewrite`] back: the header area
+/// is the one built, it carries the file key, and the payload authenticates under it (the
+/// first chunk, or every chunk).
+fn verify_native_written(
+    temp: &File,
+    expected_area: &[u8],
+    key: &envelope::FileKey,
+    all_chunks: bool,
+) -> Result<(), String> {
+    let mut area = vec![0u8; expected_area.len()];
+    temp.read_exact_at(&mut area, 0)
+        .map_err(|e| format!("cannot read the new file back: {e}"))?;
+    if area != expected_area {
+        return Err("the new file's header area is not the one built".into());
+    }
+    let mut r = BufReader::new(reader_at_start(temp).map_err(|e| e.to_string())?);
+    let header = envelope::Header::read_from(&mut r)
+        .map_err(|e| format!("the new file does not parse: {e}"))?;
+    let unlocked = header
+        .unlock_with_key(key.clone(), None)
+        .map_err(|e| format!("the new header does not carry the file key: {e}"))?;
+    let mut dec = envelope::Decryptor::from_unlocked(r, unlocked);
+    let res = if all_chunks {
+        io::copy(&mut dec, &mut io::sink()).map(drop)
+    } else {
+        // One byte of plaintext is released only after the whole first chunk verified.
+        dec.read(&mut [0u8; 1]).map(drop)
+    };
+    res.map_err(|e| format!("the new file's payload does not authenticate: {e}"))
 }
 
 /// `pqwrap scan`'s classifier: format and protection from the header alone, without keys.

@@ -337,7 +337,7 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
                 let others = src.snap.nlink - 1;
                 let msg = format!(
                     "has {} hard links: replacing this name with a new file would leave the \
-                     old header, with its old (classical) key wrap, readable through the other \
+                     old header, with its old key wraps, readable through the other \
                      {others} name(s); remove the other links, or re-wrap a copy",
                     src.snap.nlink
                 );

@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::header::{BLOCK, MAGIC, Preamble};
+use super::header::{BLOCK, BODY_FIXED, MAGIC, Preamble, STANZA_FIXED, XWING_STANZA_BODY};
 use super::payload::{CT_CHUNK_SIZE, PayloadCipher};
+use super::slots::SLOT_FIXED;
 use super::{
     EnvelopeError, Header, HeaderBody, StanzaSummary, UnlockedHeader, build_body,
     encode_fresh_area, grown_slot_size, seal_slot, summarize,
@@ -426,6 +427,66 @@ pub fn rewrap_path(
     rewrite_atomically(path, &file, &opened, p).map(|(outcome, _)| outcome)
 }
 
+/// FORMAT.md §8 step 4: a fresh header area with slots twice the new header's size, the new
+/// header in slot 0 under `sequence`, slot 1 empty.
+fn grown_area(
+    unlocked: &UnlockedHeader,
+    sequence: u64,
+    body: HeaderBody,
+) -> Result<(Preamble, Vec<u8>), EnvelopeError> {
+    let preamble = Preamble::new(grown_slot_size(body.encoded_len())?)?;
+    let area = encode_fresh_area(&preamble, sequence, body, &unlocked.schedule)?;
+    Ok((preamble, area))
+}
+
+impl UnlockedHeader {
+    /// Whether a header wrapped to `recipients` X-Wing recipients fits this file's slots, so
+    /// that [`rewrap_in_place`] re-wraps it in place. Sizes only: no key is used.
+    pub fn fits_in_place(&self, recipients: usize) -> bool {
+        let body = BODY_FIXED + recipients * (STANZA_FIXED + XWING_STANZA_BODY);
+        body + SLOT_FIXED <= self.header.preamble().slot_size() as usize
+    }
+
+    /// The re-wrap of FORMAT.md §8 step 4 for callers that write the new file themselves
+    /// (`pqwrap rewrap` does, to commit it with its own temporaries, locks and group sync):
+    /// the whole header area of a new file wrapped to `recipients` — a larger area, the next
+    /// sequence number, the same file key and salt. The new file is this area followed,
+    /// unchanged, by the bytes of this file from `self.header().payload_offset()` on.
+    ///
+    /// ```
+    /// use pqwrap_core::envelope::{Encryptor, Header, decrypt_to};
+    /// use pqwrap_core::keys::{Identity, Recipient};
+    ///
+    /// let old = Identity::generate_hybrid()?;
+    /// let file = Encryptor::new(Vec::new(), &[old.to_recipient()])?.finish()?;
+    /// let header = Header::parse(&file)?;
+    /// let unlocked = header.unlock(&[old])?;
+    /// let new: Vec<Identity> = (0..8).map(|_| Identity::generate_hybrid()).collect::<Result<_, _>>()?;
+    /// let rs: Vec<Recipient> = new.iter().map(Identity::to_recipient).collect();
+    /// assert!(!unlocked.fits_in_place(rs.len()));
+    ///
+    /// let mut copy = unlocked.rewritten_area(&rs)?;
+    /// copy.extend_from_slice(&file[header.payload_offset() as usize..]);
+    /// decrypt_to(&copy[..], &new[7..], std::io::sink())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rewritten_area(&self, recipients: &[Recipient]) -> Result<Vec<u8>, EnvelopeError> {
+        let sequence = self
+            .header
+            .sequence()
+            .checked_add(1)
+            .ok_or(EnvelopeError::SequenceExhausted)?;
+        let body = build_body(
+            &self.file_key,
+            &self.schedule,
+            *self.header.body().payload_salt(),
+            recipients,
+            None,
+        )?;
+        Ok(grown_area(self, sequence, body)?.1)
+    }
+}
+
 fn rewrite_atomically(
     path: &Path,
     file: &File,
@@ -440,14 +501,7 @@ fn rewrite_atomically(
         }
     }
     let old = p.unlocked.header().clone();
-    let slot_size = grown_slot_size(p.new_body.encoded_len())?;
-    let preamble = Preamble::new(slot_size)?;
-    let area = encode_fresh_area(
-        &preamble,
-        p.new_sequence,
-        p.new_body.clone(),
-        &p.unlocked.schedule,
-    )?;
+    let (preamble, area) = grown_area(&p.unlocked, p.new_sequence, p.new_body.clone())?;
 
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
