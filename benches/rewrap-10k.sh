@@ -7,8 +7,11 @@
 # run `pqwrap rewrap -j 2` to a fresh post-quantum key against the shell loop users run today
 # (`benches/rewrap-age-loop.sh`: `age -d | age -e` per file). Each timed run starts from a
 # fresh copy of the pristine archive; PAUSE seconds (default 0) of sleep after the copy are
-# not timed (ext4 without a journal scans inodes freed in the last 30 s on every create, so
+# not timed (ext4 without a journal skips inodes freed in the last 60 s on every create, so
 # back-to-back runs that delete 10,000 files measure that scan; see BENCHMARKS.md).
+#
+# BEFORE=/path/to/an/older/pqwrap adds that binary to the same hyperfine run (a before/after
+# figure for a change to the job).
 #
 # Needs: age, age-keygen, hyperfine, and `cargo build --release -p pqwrap-cli`.
 set -euo pipefail
@@ -33,15 +36,21 @@ if [ ! -d pristine ]; then
     (cd plain && find . -type f | xargs -P2 -I{} sh -c \
         'mkdir -p ../pristine/$(dirname {}) && age -e -r $(cat ../old.pub) -o ../pristine/{}.age {}')
 fi
+CMDS=("$P rewrap -j 2 -i old.txt -R new.pub work")
+if [ -n "${BEFORE:-}" ]; then
+    CMDS+=("$BEFORE rewrap -j 2 -i old.txt -R new.pub work")
+fi
+CMDS+=("$HERE/rewrap-age-loop.sh work")
 hyperfine --runs "$RUNS" --export-json rewrap-10k.json \
     --prepare "rm -rf work && cp -a pristine work && sync && sleep $PAUSE" \
-    "$P rewrap -j 2 -i old.txt -R new.pub work" \
-    "$HERE/rewrap-age-loop.sh work"
+    "${CMDS[@]}"
 python3 - <<'EOF'
 import json
 r = json.load(open("rewrap-10k.json"))["results"]
 med = [x["median"] for x in r]
 for x in r:
     print(f'{x["command"][:60]:60} median {x["median"]:8.3f} s  {10000 / x["median"]:8.0f} files/s')
-print(f"speed-up over the loop (medians): {med[1] / med[0]:.1f}x")
+print(f"speed-up over the loop (medians): {med[-1] / med[0]:.1f}x")
+if len(med) == 3:
+    print(f"speed-up over BEFORE (medians): {med[1] / med[0]:.2f}x")
 EOF
