@@ -1,11 +1,11 @@
 //! `pqwrap keygen` end to end, on real files.
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+mod common;
 
-fn pqwrap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
-}
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use common::pqwrap;
 
 #[test]
 fn writes_0600_identity_and_refuses_to_overwrite() {

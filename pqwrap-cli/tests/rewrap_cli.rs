@@ -1,33 +1,16 @@
 //! `pqwrap rewrap` and `pqwrap scan` end to end, on real age files made with real keys.
 
-use std::io::{Read, Write};
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use pqwrap_core::age::{self, FileKey, Header};
-use pqwrap_core::envelope;
+use common::{
+    code, decrypt, encrypt, native, native_open, plaintext, pqwrap, report, run, text,
+    write_identities,
+};
+use pqwrap_core::age::{self, Header};
 use pqwrap_core::keys::Identity;
-
-fn pqwrap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("pqwrap runs")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 struct Keys {
     old: Identity,
@@ -42,16 +25,8 @@ fn keys(dir: &Path) -> Keys {
     let new = Identity::generate_hybrid().unwrap();
     let old_file = dir.join("old.key");
     let new_file = dir.join("new.key");
-    std::fs::write(
-        &old_file,
-        old.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
-    )
-    .unwrap();
-    std::fs::write(
-        &new_file,
-        new.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
-    )
-    .unwrap();
+    write_identities(&old_file, &[&old]);
+    write_identities(&new_file, &[&new]);
     let new_pub = new.to_recipient().to_string();
     Keys {
         old,
@@ -62,35 +37,6 @@ fn keys(dir: &Path) -> Keys {
     }
 }
 
-fn plaintext(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn encrypt(path: &Path, to: &[&Identity], data: &[u8], armored: bool) {
-    let fk = FileKey::generate().unwrap();
-    let rs: Vec<_> = to.iter().map(|i| i.to_recipient()).collect();
-    let header = Header::wrap(&fk, &rs, true).unwrap();
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
-    w.write_all(data).unwrap();
-    std::fs::write(path, w.finish().unwrap()).unwrap();
-}
-
-fn decrypt(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
-    let dec = age::Decryptor::new(std::fs::File::open(path).unwrap())?;
-    let mut r = dec.decrypt(std::slice::from_ref(id), &[])?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(age::AgeError::from_io)?;
-    Ok(out)
-}
-
 /// The header and the payload (everything after the header) of a binary age file.
 fn split(path: &Path) -> (Header, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
@@ -98,14 +44,7 @@ fn split(path: &Path) -> (Header, Vec<u8>) {
     (h, bytes[n..].to_vec())
 }
 
-fn report(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
+/// The first record whose path ends with `name` (rewrap_faults.rs keeps a stricter one).
 fn rec<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     recs.iter()
         .find(|r| r["path"].as_str().unwrap().ends_with(name))
@@ -440,34 +379,13 @@ fn help_says_when_rewrapping_is_not_enough() {
     assert!(t.contains("harvest now, decrypt later"));
 }
 
-fn native(path: &Path, to: &[&Identity], data: &[u8]) {
-    let rs: Vec<_> = to.iter().map(|i| i.to_recipient()).collect();
-    let mut enc = envelope::Encryptor::new(Vec::new(), &rs).unwrap();
-    enc.write_all(data).unwrap();
-    std::fs::write(path, enc.finish().unwrap()).unwrap();
-}
-
-fn native_open(path: &Path, id: &Identity) -> Result<Vec<u8>, envelope::EnvelopeError> {
-    let mut out = Vec::new();
-    envelope::decrypt_to(
-        std::fs::File::open(path).unwrap(),
-        std::slice::from_ref(id),
-        &mut out,
-    )?;
-    Ok(out)
-}
-
 #[test]
 fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
     let d = tempfile::tempdir().unwrap();
     let k = keys(d.path());
     let old_pq = Identity::generate_hybrid().unwrap();
     let old_pq_file = d.path().join("old-pq.key");
-    std::fs::write(
-        &old_pq_file,
-        old_pq.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
-    )
-    .unwrap();
+    write_identities(&old_pq_file, &[&old_pq]);
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
     let f = arch.join("big.pqw");
@@ -557,11 +475,7 @@ fn native_reencrypt_and_verify_payload() {
     let k = keys(d.path());
     let old_pq = Identity::generate_hybrid().unwrap();
     let old_pq_file = d.path().join("old-pq.key");
-    std::fs::write(
-        &old_pq_file,
-        old_pq.to_file_contents("2026-01-01T00:00:00Z").as_bytes(),
-    )
-    .unwrap();
+    write_identities(&old_pq_file, &[&old_pq]);
     let f = d.path().join("x.pqw");
     let data = plaintext(8, 200_000);
     native(&f, &[&old_pq], &data);
@@ -593,15 +507,7 @@ fn audit_log_has_one_verified_line_per_rewrapped_file() {
     let k = keys(d.path());
     let old_pq = Identity::generate_hybrid().unwrap();
     let ids = d.path().join("ids.key");
-    std::fs::write(
-        &ids,
-        format!(
-            "{}{}",
-            *k.old.to_file_contents("2026-01-01T00:00:00Z"),
-            *old_pq.to_file_contents("2026-01-01T00:00:00Z")
-        ),
-    )
-    .unwrap();
+    write_identities(&ids, &[&k.old, &old_pq]);
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
     encrypt(&arch.join("a.age"), &[&k.old], b"one", false);
@@ -769,7 +675,7 @@ fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commi
     let d = tempfile::tempdir().unwrap();
     let old_pq = Identity::generate_hybrid().unwrap();
     let old_file = d.path().join("old-pq.key");
-    std::fs::write(&old_file, old_pq.to_file_contents("2026-01-01T00:00:00Z")).unwrap();
+    write_identities(&old_file, &[&old_pq]);
     // Seven post-quantum targets: one more than a default native slot holds.
     let targets: Vec<Identity> = (0..7)
         .map(|_| Identity::generate_hybrid().unwrap())
@@ -781,11 +687,7 @@ fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commi
         .collect();
     std::fs::write(&rfile, lines.join("\n") + "\n").unwrap();
     let last_file = d.path().join("last.key");
-    std::fs::write(
-        &last_file,
-        targets[6].to_file_contents("2026-01-01T00:00:00Z"),
-    )
-    .unwrap();
+    write_identities(&last_file, &[&targets[6]]);
 
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();

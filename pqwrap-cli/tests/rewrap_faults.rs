@@ -12,22 +12,21 @@
 //! All files are real age (and pqwrap native) files made with real keys; the originals are
 //! compared byte for byte and decrypted with the old key, the re-wrapped ones with the new.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pqwrap_core::age::{self, FileKey, Header};
-use pqwrap_core::envelope;
+use common::{
+    BIN, code, decrypt, encrypt, native, native_open, plaintext, pqwrap, report, run, text,
+    write_identities,
+};
+use pqwrap_core::age;
 use pqwrap_core::keys::Identity;
 
 const NOBODY: u32 = 65534;
-const BIN: &str = env!("CARGO_BIN_EXE_pqwrap");
-
-fn pqwrap() -> Command {
-    Command::new(BIN)
-}
 
 /// The binary, run as `nobody` with no supplementary groups.
 fn pqwrap_as_nobody() -> Command {
@@ -39,22 +38,6 @@ fn pqwrap_as_nobody() -> Command {
         BIN,
     ]);
     c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("the command runs")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The loud banner of a test that could not run here, written at once (tests run in
@@ -203,15 +186,7 @@ fn keys(dir: &Path) -> Keys {
     let old_pq = Identity::generate_hybrid().unwrap();
     let new = Identity::generate_hybrid().unwrap();
     let old_file = dir.join("old.key");
-    std::fs::write(
-        &old_file,
-        format!(
-            "{}{}",
-            *old.to_file_contents("2026-01-01T00:00:00Z"),
-            *old_pq.to_file_contents("2026-01-01T00:00:00Z")
-        ),
-    )
-    .unwrap();
+    write_identities(&old_file, &[&old, &old_pq]);
     std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let new_pub = new.to_recipient().to_string();
     Keys {
@@ -221,58 +196,6 @@ fn keys(dir: &Path) -> Keys {
         old_file,
         new_pub,
     }
-}
-
-fn plaintext(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn encrypt(path: &Path, to: &Identity, data: &[u8], armored: bool) {
-    let fk = FileKey::generate().unwrap();
-    let header = Header::wrap(&fk, &[to.to_recipient()], true).unwrap();
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
-    w.write_all(data).unwrap();
-    std::fs::write(path, w.finish().unwrap()).unwrap();
-}
-
-fn decrypt(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
-    let dec = age::Decryptor::new(std::fs::File::open(path).unwrap())?;
-    let mut r = dec.decrypt(std::slice::from_ref(id), &[])?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(age::AgeError::from_io)?;
-    Ok(out)
-}
-
-fn native(path: &Path, to: &Identity, data: &[u8]) {
-    let mut enc = envelope::Encryptor::new(Vec::new(), &[to.to_recipient()]).unwrap();
-    enc.write_all(data).unwrap();
-    std::fs::write(path, enc.finish().unwrap()).unwrap();
-}
-
-fn native_open(path: &Path, id: &Identity) -> Result<Vec<u8>, envelope::EnvelopeError> {
-    let mut out = Vec::new();
-    envelope::decrypt_to(
-        std::fs::File::open(path).unwrap(),
-        std::slice::from_ref(id),
-        &mut out,
-    )?;
-    Ok(out)
-}
-
-fn report(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The one record whose path ends with `/name`.
@@ -368,7 +291,7 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
         ("big.age.asc", plaintext(2, 500_000)),
     ];
     for (name, data) in &bigs {
-        encrypt(&arch.join(name), &k.old, data, name.ends_with(".asc"));
+        encrypt(&arch.join(name), &[&k.old], data, name.ends_with(".asc"));
     }
     let small: Vec<(String, Vec<u8>)> = (0..5)
         .map(|i| {
@@ -378,7 +301,7 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
                 format!("s{i}.age")
             };
             let data = plaintext(10 + i, 100 + 300 * i as usize);
-            encrypt(&arch.join(&name), &k.old, &data, i == 4);
+            encrypt(&arch.join(&name), &[&k.old], &data, i == 4);
             (name, data)
         })
         .collect();
@@ -465,14 +388,14 @@ fn read_only_filesystem_reports_every_file_and_changes_nothing() {
     let k = keys(sb.tmp.path());
     let arch = sb.root().join("arch");
     std::fs::create_dir_all(arch.join("sub")).unwrap();
-    encrypt(&arch.join("a.age"), &k.old, &plaintext(1, 70_000), false);
+    encrypt(&arch.join("a.age"), &[&k.old], &plaintext(1, 70_000), false);
     encrypt(
         &arch.join("sub/b.age.asc"),
-        &k.old,
+        &[&k.old],
         &plaintext(2, 500),
         true,
     );
-    native(&arch.join("c.pqw"), &k.old_pq, &plaintext(3, 5000));
+    native(&arch.join("c.pqw"), &[&k.old_pq], &plaintext(3, 5000));
     let leftover = ".a.age.pqwrap-tmp-0123456789abcdef";
     std::fs::write(arch.join(leftover), b"partial").unwrap();
     let before = contents(&arch);
@@ -519,7 +442,7 @@ fn read_only_file_in_a_writable_directory_is_rewrapped_keeping_mode_0444() {
     let k = keys(d.path());
     let f = d.path().join("ro.age");
     let data = plaintext(4, 3000);
-    encrypt(&f, &k.old, &data, false);
+    encrypt(&f, &[&k.old], &data, false);
     chmod(&f, 0o444);
     let o = run(pqwrap()
         .args(["rewrap", "-i"])
@@ -578,9 +501,9 @@ fn as_nobody_a_read_only_directory_reports_each_age_file_and_changes_nothing() {
     let k = nobody_setup(&sb);
     let arch = sb.root().join("arch");
     std::fs::create_dir(&arch).unwrap();
-    encrypt(&arch.join("a.age"), &k.old, &plaintext(1, 70_000), false);
-    encrypt(&arch.join("b.age.asc"), &k.old, &plaintext(2, 100), true);
-    native(&arch.join("c.pqw"), &k.old_pq, &plaintext(3, 5000));
+    encrypt(&arch.join("a.age"), &[&k.old], &plaintext(1, 70_000), false);
+    encrypt(&arch.join("b.age.asc"), &[&k.old], &plaintext(2, 100), true);
+    native(&arch.join("c.pqw"), &[&k.old_pq], &plaintext(3, 5000));
     for name in ["a.age", "b.age.asc", "c.pqw"] {
         chown_nobody(&arch.join(name));
     }
@@ -624,11 +547,11 @@ fn as_nobody_a_file_without_read_permission_is_reported_unreadable() {
     let arch = sb.root().join("arch");
     std::fs::create_dir_all(arch.join("closed")).unwrap();
     let secret = arch.join("secret.age");
-    encrypt(&secret, &k.old, &plaintext(5, 2000), false);
-    encrypt(&arch.join("ok.age"), &k.old, &plaintext(6, 2000), false);
+    encrypt(&secret, &[&k.old], &plaintext(5, 2000), false);
+    encrypt(&arch.join("ok.age"), &[&k.old], &plaintext(6, 2000), false);
     encrypt(
         &arch.join("closed/inner.age"),
-        &k.old,
+        &[&k.old],
         &plaintext(7, 10),
         false,
     );
@@ -672,7 +595,7 @@ fn as_nobody_a_read_only_file_in_a_writable_directory_is_rewrapped() {
     std::fs::create_dir(&arch).unwrap();
     chown_nobody(&arch);
     let f = arch.join("ro.age");
-    encrypt(&f, &k.old, &plaintext(8, 90_000), false);
+    encrypt(&f, &[&k.old], &plaintext(8, 90_000), false);
     chown_nobody(&f);
     chmod(&f, 0o444);
     let ino = std::fs::metadata(&f).unwrap().ino();

@@ -7,26 +7,16 @@
 //! `cargo test -p pqwrap-cli --test rewrap_sigkill -- --ignored --nocapture` the big one
 //! (5,000 files, 60 kills).
 
-use std::io::{Read, Write};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pqwrap_core::age::{self, FileKey, Header};
+use common::{age_bytes, decrypt, native_bytes, plaintext, pqwrap, write_identities};
+use pqwrap_core::age;
 use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
-
-fn plaintext(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn size(i: usize) -> usize {
     match i % 40 {
@@ -56,14 +46,6 @@ fn native_open(path: &Path, id: &Identity) -> Option<Vec<u8>> {
         Err(envelope::EnvelopeError::NoMatch) => None,
         Err(e) => panic!("{} is damaged: {e}", path.display()),
     }
-}
-
-fn open_with(path: &Path, id: &Identity) -> Result<Vec<u8>, age::AgeError> {
-    let dec = age::Decryptor::new(std::io::BufReader::new(std::fs::File::open(path)?))?;
-    let mut r = dec.decrypt(std::slice::from_ref(id), &[])?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(age::AgeError::from_io)?;
-    Ok(out)
 }
 
 /// Every file opens with the old or the new identity and yields its plaintext. Returns how
@@ -97,11 +79,11 @@ fn check_all(
             );
             continue;
         }
-        let got = match open_with(&s.path, old) {
+        let got = match decrypt(&s.path, old) {
             Ok(p) => p,
             Err(age::AgeError::NoMatch) => {
                 new_count += 1;
-                open_with(&s.path, new).unwrap_or_else(|e| {
+                decrypt(&s.path, new).unwrap_or_else(|e| {
                     panic!(
                         "run {run}: {} opens with neither identity: {e}",
                         s.path.display()
@@ -134,15 +116,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
     // Native files were made for an older post-quantum key: a rotation, in place.
     let old_pq = Identity::generate_hybrid().unwrap();
     let old_file = d.path().join("old.key");
-    std::fs::write(
-        &old_file,
-        format!(
-            "{}{}",
-            *old.to_file_contents("2026-01-01T00:00:00Z"),
-            *old_pq.to_file_contents("2026-01-01T00:00:00Z")
-        ),
-    )
-    .unwrap();
+    write_identities(&old_file, &[&old, &old_pq]);
     let arch = d.path().join("arch");
     let mut samples = Vec::with_capacity(files);
     for i in 0..files {
@@ -154,9 +128,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
         let data = plaintext(i as u64 + 1, size(i));
         if i % 10 == 7 {
             let path = dir.join(format!("f{i}.pqw"));
-            let mut enc = envelope::Encryptor::new(Vec::new(), &[old_pq.to_recipient()]).unwrap();
-            enc.write_all(&data).unwrap();
-            let original = enc.finish().unwrap();
+            let original = native_bytes(&[&old_pq], &data);
             std::fs::write(&path, &original).unwrap();
             samples.push(Sample {
                 path,
@@ -167,11 +139,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
             continue;
         }
         let path = dir.join(format!("f{i}.age"));
-        let fk = FileKey::generate().unwrap();
-        let header = Header::wrap(&fk, &[old.to_recipient()], false).unwrap();
-        let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
-        w.write_all(&data).unwrap();
-        let original = w.finish().unwrap();
+        let original = age_bytes(&[&old], &data, armored);
         std::fs::write(&path, &original).unwrap();
         samples.push(Sample {
             path,
@@ -181,7 +149,7 @@ fn sigkill_test(files: usize, runs: usize, max_delay_ms: u64) {
         });
     }
     let rewrap = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pqwrap"));
+        let mut c = pqwrap();
         c.args(["rewrap", "-j", "2", "-i"])
             .arg(&old_file)
             .args(["-r", &new.to_recipient().to_string()])
