@@ -8,19 +8,17 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use pqwrap_core::age::{self, AgeError, ErrorKind, Passphrase};
+use pqwrap_core::age;
 use pqwrap_core::envelope::{self, Header, decrypt_to};
 use pqwrap_core::kem;
-use pqwrap_core::keys::Identity;
 use pqwrap_core::token::{Algorithm, PublicKey, SigningKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::native;
+use crate::{cctv, native};
 
 /// The outcome of one suite.
 #[derive(Debug, Default)]
@@ -40,7 +38,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn new(suite: &'static str) -> Self {
+    pub(crate) fn new(suite: &'static str) -> Self {
         Tally {
             suite,
             ..Tally::default()
@@ -48,7 +46,7 @@ impl Tally {
     }
 
     /// Runs one vector's check, catching panics.
-    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+    pub(crate) fn check(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(())) => self.passed += 1,
             Ok(Err(why)) => self.fail(name, &why),
@@ -63,12 +61,12 @@ impl Tally {
         }
     }
 
-    fn fail(&mut self, name: &str, why: &str) {
+    pub(crate) fn fail(&mut self, name: &str, why: &str) {
         self.failed += 1;
         self.failures.push(format!("{name}: {why}"));
     }
 
-    fn skip(&mut self, what: String) {
+    pub(crate) fn skip(&mut self, what: String) {
         self.skipped += 1;
         self.notes.push(format!("skipped {what}"));
     }
@@ -418,164 +416,12 @@ fn hpke_vector(v: &Value, full: bool) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------
 // C2SP CCTV age
 
-struct CctvVector {
-    expect: String,
-    payload: Option<String>,
-    file_key: Option<String>,
-    identities: Vec<String>,
-    passphrases: Vec<String>,
-    armored: bool,
-    body: Vec<u8>,
-}
-
-fn parse_cctv(raw: &[u8]) -> Result<CctvVector, String> {
-    let split = raw
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .ok_or("no blank line after the vector header")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "header is not UTF-8")?;
-    let mut v = CctvVector {
-        expect: String::new(),
-        payload: None,
-        file_key: None,
-        identities: vec![],
-        passphrases: vec![],
-        armored: false,
-        body: raw[split + 2..].to_vec(),
-    };
-    let mut compressed = false;
-    for line in head.lines() {
-        let (k, val) = line.split_once(": ").ok_or("header line without ': '")?;
-        match k {
-            "expect" => v.expect = val.to_owned(),
-            "payload" => v.payload = Some(val.to_owned()),
-            "file key" => v.file_key = Some(val.to_owned()),
-            "identity" => v.identities.push(val.to_owned()),
-            "passphrase" => v.passphrases.push(val.to_owned()),
-            "armored" => v.armored = val == "yes",
-            "compressed" if val == "zlib" => compressed = true,
-            "comment" => {}
-            other => return Err(format!("unknown vector key {other:?}")),
-        }
-    }
-    if compressed {
-        let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(&v.body[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("zlib: {e}"))?;
-        v.body = out;
-    }
-    Ok(v)
-}
-
-fn cctv_kind(expect: &str) -> Result<Option<ErrorKind>, String> {
-    Ok(match expect {
-        "success" => None,
-        "no match" => Some(ErrorKind::NoMatch),
-        "HMAC failure" => Some(ErrorKind::HeaderMac),
-        "header failure" => Some(ErrorKind::Header),
-        "payload failure" => Some(ErrorKind::Payload),
-        "armor failure" => Some(ErrorKind::Armor),
-        other => return Err(format!("unknown expectation {other:?}")),
-    })
-}
-
-/// C2SP CCTV age vectors: each succeeds with the given plaintext hash and file key, or fails
-/// as exactly the kind it names, releasing exactly the plaintext whose hash it gives.
-/// Vectors with identities pqwrap cannot parse are skipped.
+/// C2SP CCTV age vectors, checked by [`cctv::check`]: each succeeds with the given plaintext
+/// hash and file key (and its header re-serialises byte-identically), or fails as exactly the
+/// kind it names, releasing exactly the plaintext whose hash it gives. Vectors with
+/// identities pqwrap cannot parse are skipped.
 pub fn cctv_age() -> Tally {
-    let mut t = Tally::new("CCTV age (C2SP)");
-    let dir = external_dir().join("cctv-age");
-    t.notes.push(format!("from {}", dir.display()));
-    let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect(),
-        Err(e) => {
-            t.fail("directory", &format!("cannot read {}: {e}", dir.display()));
-            return t;
-        }
-    };
-    names.sort();
-    for path in names {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if name.starts_with('.') || name.ends_with(".md") {
-            continue;
-        }
-        let v = match read(&path).and_then(|raw| parse_cctv(&raw)) {
-            Ok(v) => v,
-            Err(e) => {
-                t.fail(&name, &e);
-                continue;
-            }
-        };
-        let ids: Result<Vec<Identity>, _> = v.identities.iter().map(|s| s.parse()).collect();
-        let Ok(ids) = ids else {
-            t.skip(format!("{name}: an identity type pqwrap does not know"));
-            continue;
-        };
-        t.check(&name, || cctv_vector(&v, &ids));
-    }
-    t
-}
-
-fn cctv_vector(v: &CctvVector, ids: &[Identity]) -> Result<(), String> {
-    let pws: Vec<Passphrase> = v
-        .passphrases
-        .iter()
-        .map(|p| Passphrase::new(p.clone()))
-        .collect();
-    let want = cctv_kind(&v.expect)?;
-    let mut released = Vec::new();
-    let res = (|| {
-        let dec = age::Decryptor::new(&v.body[..])?;
-        if dec.is_armored() != v.armored {
-            return Err(AgeError::from_io(std::io::Error::other(
-                "armor detection disagrees with the vector",
-            )));
-        }
-        let mut r = dec.decrypt(ids, &pws)?;
-        loop {
-            let buf = r.fill_buf().map_err(AgeError::from_io)?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            released.extend_from_slice(buf);
-            let n = buf.len();
-            r.consume(n);
-        }
-    })();
-    let got = res.as_ref().err().map(AgeError::kind);
-    ensure(got == want, || {
-        format!("expected {:?}, got {:?}", want, res.as_ref().err())
-    })?;
-    if let Some(p) = &v.payload {
-        let hash = sha256_hex(&released);
-        ensure(*p == hash, || {
-            format!("released plaintext hash {hash} != {p}")
-        })?;
-    }
-    if want.is_none() {
-        let dec = age::Decryptor::new(&v.body[..]).map_err(|e| e.to_string())?;
-        let h = dec.header();
-        ensure(h.encode() == h.as_bytes(), || {
-            "header does not re-serialise byte-identically".into()
-        })?;
-        let fk = h
-            .unwrap_file_key(ids, &pws, age::DEFAULT_MAX_WORK_FACTOR)
-            .map_err(|e| e.to_string())?;
-        if let Some(want_fk) = &v.file_key {
-            ensure(hex::encode(fk.expose()) == *want_fk, || {
-                "file key mismatch".into()
-            })?;
-        }
-    }
-    Ok(())
+    cctv::run(&cctv::dir()).tally
 }
 
 // ---------------------------------------------------------------------------------------
