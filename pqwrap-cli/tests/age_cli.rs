@@ -172,3 +172,67 @@ fn encrypt_decrypt_inspect_and_failures() {
     let o = pqwrap(&["encrypt", "--format", "nope", "-r", &pq, "plain"], d);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `-o` naming a named pipe (as `-o /dev/null` names a device) writes into it; it must not
+/// be replaced by a regular file. `-o` naming a symlink writes through it; the link stays.
+#[test]
+fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let pq = keygen(d, "pq.key", false);
+    let pt: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(d.join("plain"), &pt).expect("write");
+    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+
+    let fifo = d.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::open(&fifo)
+                .expect("open fifo")
+                .read_to_end(&mut got)
+                .expect("read fifo");
+            got
+        })
+    };
+    ok(&pqwrap(
+        &["decrypt", "-i", "pq.key", "-o", "pipe", "f.age"],
+        d,
+    ));
+    // Before joining: a replaced FIFO leaves the reader waiting for a writer forever.
+    let m = std::fs::symlink_metadata(&fifo).expect("stat");
+    assert!(m.file_type().is_fifo(), "the FIFO was replaced: {m:?}");
+    assert_eq!(reader.join().expect("reader"), pt);
+
+    std::fs::create_dir(d.join("real")).expect("mkdir");
+    std::fs::write(d.join("real/out"), b"old").expect("write");
+    std::os::unix::fs::symlink("real/out", d.join("link")).expect("symlink");
+    ok(&pqwrap(
+        &["decrypt", "-i", "pq.key", "-o", "link", "f.age"],
+        d,
+    ));
+    assert!(
+        std::fs::symlink_metadata(d.join("link"))
+            .expect("stat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(std::fs::read(d.join("real/out")).expect("read"), pt);
+    // A directory is refused by name, not written into.
+    let o = pqwrap(&["decrypt", "-i", "pq.key", "-o", "real", "f.age"], d);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a directory"));
+}

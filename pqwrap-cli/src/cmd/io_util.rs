@@ -20,10 +20,16 @@ pub fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read>, String)> {
 
 /// Where output goes. A file output is written to a temporary file beside the target and
 /// renamed over it only by [`Output::commit`]; dropped uncommitted, nothing is left behind
-/// (so no partial plaintext survives a failure).
+/// (so no partial plaintext survives a failure). A symlink is written through (the temporary
+/// goes beside its target, and the link stays). An existing device, FIFO or socket
+/// (`-o /dev/null`, a named pipe) is written directly, like standard output: renaming over
+/// it would put a regular file where the device was, and what was written before a failure
+/// cannot be taken back — the exit status says whether it all authenticated.
 pub enum Output {
     /// A temporary file and its final path.
     File(tempfile::NamedTempFile, PathBuf),
+    /// An existing non-regular file, written in place.
+    Special(File),
     /// Standard output.
     Stdout(io::Stdout),
 }
@@ -33,7 +39,23 @@ impl Output {
     pub fn open(path: Option<&Path>, binary: bool) -> Result<Self> {
         match path {
             Some(p) if p != Path::new("-") => {
-                let dir = match p.parent() {
+                let target = match std::fs::symlink_metadata(p) {
+                    Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(p)
+                        .with_context(|| format!("cannot follow the link {}", p.display()))?,
+                    _ => p.to_path_buf(),
+                };
+                match std::fs::metadata(&target) {
+                    Ok(m) if m.is_dir() => anyhow::bail!("{} is a directory", p.display()),
+                    Ok(m) if !m.is_file() => {
+                        let f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&target)
+                            .with_context(|| format!("cannot open {}", p.display()))?;
+                        return Ok(Output::Special(f));
+                    }
+                    _ => {}
+                }
+                let dir = match target.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d,
                     _ => Path::new("."),
                 };
@@ -41,7 +63,7 @@ impl Output {
                     .prefix(".pqwrap-")
                     .tempfile_in(dir)
                     .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-                Ok(Output::File(tmp, p.to_path_buf()))
+                Ok(Output::File(tmp, target))
             }
             _ => {
                 let out = io::stdout();
@@ -66,6 +88,7 @@ impl Output {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(())
             }
+            Output::Special(mut f) => Ok(f.flush()?),
             Output::Stdout(mut s) => Ok(s.flush()?),
         }
     }
@@ -75,12 +98,14 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::File(f, _) => f.write(buf),
+            Output::Special(f) => f.write(buf),
             Output::Stdout(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::File(f, _) => f.flush(),
+            Output::Special(f) => f.flush(),
             Output::Stdout(s) => s.flush(),
         }
     }
