@@ -178,18 +178,7 @@ fn prepare<S: SlotIo + ?Sized>(
             header_area_len: header.payload_offset(),
         }));
     }
-    let new_sequence = header
-        .sequence()
-        .checked_add(1)
-        .ok_or(EnvelopeError::SequenceExhausted)?;
-    // Same salt, so the same commitment and payload key: only the stanzas change.
-    let new_body = build_body(
-        unlocked.file_key(),
-        &unlocked.schedule,
-        *header.body().payload_salt(),
-        recipients,
-        eseeds,
-    )?;
+    let (new_sequence, new_body) = unlocked.next_header(recipients, eseeds)?;
     Ok(Plan::Write(Box::new(Prepared {
         unlocked,
         new_body,
@@ -471,6 +460,18 @@ impl UnlockedHeader {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rewritten_area(&self, recipients: &[Recipient]) -> Result<Vec<u8>, EnvelopeError> {
+        let (sequence, body) = self.next_header(recipients, None)?;
+        Ok(grown_area(self, sequence, body)?.1)
+    }
+
+    /// The next sequence number and a body (MAC still zero) wrapping this file key to
+    /// `recipients`, with the same salt — so the same commitment and payload key: only the
+    /// stanzas change.
+    fn next_header(
+        &self,
+        recipients: &[Recipient],
+        eseeds: Option<&[[u8; ESEED_LEN]]>,
+    ) -> Result<(u64, HeaderBody), EnvelopeError> {
         let sequence = self
             .header
             .sequence()
@@ -481,9 +482,9 @@ impl UnlockedHeader {
             &self.schedule,
             *self.header.body().payload_salt(),
             recipients,
-            None,
+            eseeds,
         )?;
-        Ok(grown_area(self, sequence, body)?.1)
+        Ok((sequence, body))
     }
 }
 
