@@ -624,13 +624,16 @@ fn verify_native_written(
     if area != expected_area {
         return Err("the new file's header area is not the one built".into());
     }
-    let mut r = BufReader::new(reader_at_start(temp).map_err(|e| e.to_string())?);
-    let header = envelope::Header::read_from(&mut r)
-        .map_err(|e| format!("the new file does not parse: {e}"))?;
+    let header =
+        envelope::Header::parse(&area).map_err(|e| format!("the new file does not parse: {e}"))?;
     let unlocked = header
         .unlock_with_key(key.clone(), None)
         .map_err(|e| format!("the new header does not carry the file key: {e}"))?;
-    let mut dec = envelope::Decryptor::from_unlocked(r, unlocked);
+    let payload = ReadAt {
+        file: temp,
+        pos: header.payload_offset(),
+    };
+    let mut dec = envelope::Decryptor::from_unlocked(BufReader::new(payload), unlocked);
     let res = if all_chunks {
         io::copy(&mut dec, &mut io::sink()).map(drop)
     } else {
