@@ -466,18 +466,13 @@ fn committer(
     // send a futex wake-up and a context switch, one per file, which at a few thousand
     // files per second cost more CPU than the polling does.
     let poll = opts.batch_wait.min(Duration::from_millis(1));
-    loop {
-        let Ok(first) = rx.recv() else {
-            flush(&mut batch, &mut bytes);
-            return;
-        };
+    // Every pass ends with a flush, so the batch is empty whenever `recv` blocks.
+    while let Ok(first) = rx.recv() {
         bytes += first.bytes;
         batch.push(first);
         let mut last = Instant::now();
-        loop {
-            if batch.len() >= opts.batch_files || bytes >= opts.batch_bytes {
-                break;
-            }
+        let mut open = true;
+        while open && batch.len() < opts.batch_files && bytes < opts.batch_bytes {
             match rx.try_recv() {
                 Ok(s) => {
                     bytes += s.bytes;
@@ -488,13 +483,13 @@ fn committer(
                     std::thread::sleep(poll);
                 }
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    flush(&mut batch, &mut bytes);
-                    return;
-                }
+                Err(TryRecvError::Disconnected) => open = false,
             }
         }
         flush(&mut batch, &mut bytes);
+        if !open {
+            return;
+        }
     }
 }
 
