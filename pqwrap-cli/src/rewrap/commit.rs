@@ -329,6 +329,8 @@ pub struct Temp {
     pub file: File,
     dev: u64,
     ino: u64,
+    /// Owner and group it was created with (what `copy_metadata` may have to change).
+    owner: (u32, u32),
     /// Creation order within the process (see [`commit_batch`]: the first-created temporary's
     /// descriptor sees every write-back error of the batch through `syncfs`).
     created: u64,
@@ -392,6 +394,7 @@ fn create_temp(src: &Source) -> io::Result<Temp> {
         file,
         dev: meta.dev(),
         ino: meta.ino(),
+        owner: (meta.uid(), meta.gid()),
         created: CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         renamed: false,
     };
@@ -428,7 +431,7 @@ pub fn stage<T>(src: Source, body: Body<'_>, payload: T) -> Result<Staged<T>, (T
                 counter.count
             }
         };
-        copy_metadata(&src, &temp.file, &mut warnings)?;
+        copy_metadata(&src, &temp, &mut warnings)?;
         Ok((temp, bytes))
     });
     match result {
@@ -518,13 +521,13 @@ fn shrank() -> io::Error {
 /// (times: [`copy_times`]). Failing to copy an extended attribute is an error (it may be an ACL: dropping
 /// it could widen access), failing to keep the owner is a warning (only root may give a file
 /// away; the new file then belongs to us, which the report says).
-fn copy_metadata(src: &Source, dst: &File, warnings: &mut Vec<String>) -> io::Result<()> {
+fn copy_metadata(src: &Source, temp: &Temp, warnings: &mut Vec<String>) -> io::Result<()> {
     let s = &src.snap;
+    let dst = &temp.file;
     let uid = rustix::fs::Uid::from_raw(s.uid);
     let gid = rustix::fs::Gid::from_raw(s.gid);
-    let made = dst.metadata()?;
     // Already ours (the usual case): no chown needed.
-    let chown = if (made.uid(), made.gid()) == (s.uid, s.gid) {
+    let chown = if temp.owner == (s.uid, s.gid) {
         Ok(())
     } else {
         rustix::fs::fchown(dst, Some(uid), Some(gid))
@@ -805,23 +808,6 @@ pub fn commit_batch<T>(batch: Vec<Staged<T>>, durability: Durability) -> Vec<Com
             }
         }
     }
-    // Step 4: re-check that the name now refers to the file we wrote.
-    for (s, err) in batch.iter().zip(errors.iter_mut()) {
-        if !s.temp.renamed || err.is_some() {
-            continue;
-        }
-        match rustix::fs::statat(&*s.src.dir, &s.src.name, AtFlags::SYMLINK_NOFOLLOW) {
-            #[allow(clippy::unnecessary_cast)]
-            Ok(st) if (st.st_dev as u64, st.st_ino as u64) == (s.temp.dev, s.temp.ino) => {}
-            Ok(_) => {
-                *err = Some(CommitError::Io(
-                    "after the rename the name refers to another file".into(),
-                ))
-            }
-            Err(e) => *err = Some(CommitError::Io(format!("cannot stat the new file: {e}"))),
-        }
-    }
-
     batch
         .into_iter()
         .zip(errors)

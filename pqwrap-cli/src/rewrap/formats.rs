@@ -16,8 +16,10 @@ use super::inventory::{Class, Classify, Protection};
 use super::report::Reason;
 use super::{Info, Plan, sha256_hex};
 
-/// Bytes read from the start of a file to recognise its format.
-const SNIFF_LEN: usize = 256;
+/// Bytes read from the start of a file in one `pread`: enough to recognise its format and,
+/// for the files the job usually sees, to hold the whole header (and, for small files, the
+/// whole file). The readers that follow start where this read ended.
+const HEAD_LEN: usize = 8 * 1024;
 
 /// The stanza type age writes for a recipient.
 fn stanza_type(r: &Recipient) -> &'static str {
@@ -92,17 +94,14 @@ impl FormatJob {
                 .all(|(t, n)| types.get(t) == Some(n))
     }
 
-    fn plan_age<'a>(&'a self, src: &Source, armored: bool) -> Plan<'a> {
+    fn plan_age<'a>(&'a self, src: &Source, head: &[u8], armored: bool) -> Plan<'a> {
         let format = if armored { "age-armored" } else { "age" };
         let mut info = Info {
             format: Some(format),
             ..Info::default()
         };
         // One reader for the header and, further down, the payload check.
-        let dec = match reader_at_start(&src.file)
-            .map_err(AgeError::Io)
-            .and_then(|f| age::Decryptor::new(BufReader::new(f)))
-        {
+        let dec = match age::Decryptor::new(BufReader::new(reader_after(head, src))) {
             Ok(d) => d,
             Err(e) => {
                 return Plan::Fail {
@@ -179,7 +178,7 @@ impl FormatJob {
             return fail(info, Reason::Corrupt, format!("payload: {e}"));
         }
         if self.reencrypt {
-            return self.plan_age_reencrypt(info, file_key, armored);
+            return self.plan_age_reencrypt(info, file_key, armored, src.snap.size);
         }
         let new_header = match Header::wrap(&file_key, &self.recipients, self.allow_classical) {
             Ok(h) => h,
@@ -189,10 +188,11 @@ impl FormatJob {
         info.new_header_sha256 = Some(sha256_hex(&expected));
         let body = if armored {
             let new_header = new_header.clone();
+            let size = src.snap.size;
             Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
                 // Decode the armor, replace the header, encode again: the payload bytes are
                 // carried unchanged, only their base64 moves.
-                let dec = age::Decryptor::new(BufReader::new(reader_at_start(src)?))
+                let dec = age::Decryptor::new(BufReader::new(reader_at_start(src, size)))
                     .map_err(AgeError::into_io)?;
                 let (_, mut payload) = dec.into_payload();
                 let mut w = age::armor::ArmoredWriter::new(out)?;
@@ -211,8 +211,8 @@ impl FormatJob {
         Plan::Replace {
             info,
             body,
-            verify: Some(Box::new(move |temp: &File| {
-                verify_written(temp, &expected, &file_key, armored, all)
+            verify: Some(Box::new(move |temp: &File, len| {
+                verify_written(temp, len, &expected, &file_key, armored, all)
             })),
         }
     }
@@ -222,6 +222,7 @@ impl FormatJob {
         mut info: Info,
         old_key: FileKey,
         armored: bool,
+        size: u64,
     ) -> Plan<'a> {
         let new_key = match FileKey::generate() {
             Ok(k) => k,
@@ -249,7 +250,7 @@ impl FormatJob {
         let body = Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
             // Streaming: one chunk of plaintext in memory at a time; every old chunk is
             // authenticated as it is read, so a damaged payload fails the file.
-            let dec = age::Decryptor::new(BufReader::new(reader_at_start(src)?))
+            let dec = age::Decryptor::new(BufReader::new(reader_at_start(src, size)))
                 .map_err(AgeError::into_io)?;
             let mut plain = dec
                 .decrypt_with_file_key(&old_key)
@@ -264,8 +265,8 @@ impl FormatJob {
         Plan::Replace {
             info,
             body,
-            verify: Some(Box::new(move |temp: &File| {
-                verify_written(temp, &expected, &new_key, armored, all)
+            verify: Some(Box::new(move |temp: &File, len| {
+                verify_written(temp, len, &expected, &new_key, armored, all)
             })),
         }
     }
@@ -307,7 +308,7 @@ fn native_reason(e: &EnvelopeError) -> Reason {
 }
 
 impl FormatJob {
-    fn plan_native<'a>(&'a self, src: &Source) -> Plan<'a> {
+    fn plan_native<'a>(&'a self, src: &Source, head: &[u8]) -> Plan<'a> {
         let mut info = Info {
             format: Some("pqwrap"),
             ..Info::default()
@@ -317,9 +318,7 @@ impl FormatJob {
             reason,
             message,
         };
-        let header = match reader_at_start(&src.file)
-            .map_err(EnvelopeError::Io)
-            .and_then(|f| envelope::Header::read_from(&mut BufReader::new(f)))
+        let header = match envelope::Header::read_from(&mut BufReader::new(reader_after(head, src)))
         {
             Ok(h) => h,
             Err(e) => return fail(info, native_reason(&e), e.to_string()),
@@ -368,17 +367,14 @@ impl FormatJob {
             .collect();
         // Every chunk, with --verify-payload (rewrap_in_place checks the first one itself).
         if self.verify_all_chunks || self.reencrypt {
-            let res = reader_at_start(&src.file)
-                .map_err(EnvelopeError::Io)
-                .and_then(|f| {
-                    envelope::decrypt_to(BufReader::new(f), &self.identities, io::sink())
-                });
+            let f = reader_at_start(&src.file, src.snap.size);
+            let res = envelope::decrypt_to(BufReader::new(f), &self.identities, io::sink());
             if let Err(e) = res {
                 return fail(info, native_reason(&e), format!("payload: {e}"));
             }
         }
         if self.reencrypt {
-            return self.plan_native_reencrypt(info);
+            return self.plan_native_reencrypt(info, src.snap.size);
         }
         if !unlocked.fits_in_place(self.recipients.len()) {
             return self.plan_native_rewrite(info, &unlocked);
@@ -404,9 +400,8 @@ impl FormatJob {
                     let _ = super::commit::restore_times(&rw, &snap);
                 }
                 // For the audit log: the header area as it is now.
-                let header = reader_at_start(&rw)
-                    .map_err(EnvelopeError::Io)
-                    .and_then(|f| envelope::Header::read_from(&mut BufReader::new(f)));
+                let f = reader_at_start(&rw, snap.size);
+                let header = envelope::Header::read_from(&mut BufReader::new(f));
                 Ok(header.ok().and_then(|h| native_area_hash(&rw, &h)))
             }),
         }
@@ -441,17 +436,19 @@ impl FormatJob {
                 prefix: area,
                 tail_offset: unlocked.header().payload_offset(),
             },
-            verify: Some(Box::new(move |temp: &File| {
-                verify_native_written(temp, &expected, &key, all)
+            verify: Some(Box::new(move |temp: &File, len| {
+                verify_native_written(temp, len, &expected, &key, all)
             })),
         }
     }
 
-    fn plan_native_reencrypt<'a>(&'a self, info: Info) -> Plan<'a> {
+    fn plan_native_reencrypt<'a>(&'a self, info: Info, size: u64) -> Plan<'a> {
         let body = Body::Stream(Box::new(move |src: &File, out: &mut dyn Write| {
-            let mut dec =
-                envelope::Decryptor::new(BufReader::new(reader_at_start(src)?), &self.identities)
-                    .map_err(EnvelopeError::into_io)?;
+            let mut dec = envelope::Decryptor::new(
+                BufReader::new(reader_at_start(src, size)),
+                &self.identities,
+            )
+            .map_err(EnvelopeError::into_io)?;
             let mut enc =
                 envelope::Encryptor::new(out, &self.recipients).map_err(EnvelopeError::into_io)?;
             io::copy(&mut dec, &mut enc)?;
@@ -465,8 +462,8 @@ impl FormatJob {
             body,
             // The new file key is inside the new header only: with a target identity the
             // whole new file is decrypted; without one, its header is checked for shape.
-            verify: Some(Box::new(move |temp: &File| {
-                let f = reader_at_start(temp).map_err(|e| e.to_string())?;
+            verify: Some(Box::new(move |temp: &File, len| {
+                let f = reader_at_start(temp, len);
                 if targets.is_empty() {
                     let h = envelope::Header::read_from(&mut BufReader::new(f))
                         .map_err(|e| format!("the new file does not parse: {e}"))?;
@@ -485,8 +482,8 @@ impl FormatJob {
 
 impl super::Job for FormatJob {
     fn plan<'a>(&'a self, src: &Source) -> Plan<'a> {
-        let mut head = [0u8; SNIFF_LEN];
-        let n = match read_prefix(&src.file, &mut head) {
+        let mut head = [0u8; HEAD_LEN];
+        let n = match read_head(&src.file, src.snap.size, &mut head) {
             Ok(n) => n,
             Err(e) => {
                 return Plan::Fail {
@@ -498,10 +495,10 @@ impl super::Job for FormatJob {
         };
         let head = head.get(..n).unwrap_or_default();
         if let Some(age::Armored(armored)) = age::is_age(head) {
-            return self.plan_age(src, armored);
+            return self.plan_age(src, head, armored);
         }
         if envelope::is_native(head) {
-            return self.plan_native(src);
+            return self.plan_native(src, head);
         }
         Plan::Skip {
             info: Info::default(),
@@ -541,11 +538,13 @@ fn reason_of(e: &AgeError) -> Reason {
     }
 }
 
-/// Reads up to `buf.len()` bytes from offset 0 (fewer only at end of file).
-fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads the first `min(size, buf.len())` bytes of a file of `size` bytes (fewer only if it
+/// shrank). Trusting the size saves the read that would find the end of a small file.
+fn read_head(file: &File, size: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let want = usize::try_from(size).map_or(buf.len(), |s| s.min(buf.len()));
     let mut got = 0;
-    while got < buf.len() {
-        let n = file.read_at(buf.get_mut(got..).unwrap_or_default(), got as u64)?;
+    while got < want {
+        let n = file.read_at(buf.get_mut(got..want).unwrap_or_default(), got as u64)?;
         if n == 0 {
             break;
         }
@@ -554,30 +553,45 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// A reader over `file` from its start, by positioned reads: independent of the file's
-/// cursor and of other readers, and no descriptor to duplicate.
-fn reader_at_start(file: &File) -> io::Result<ReadAt<'_>> {
-    Ok(ReadAt { file, pos: 0 })
+/// A reader over the first `end` bytes of `file` (its size when it was snapshotted, or the
+/// bytes written to a temporary), by positioned reads: independent of the file's cursor and of
+/// other readers, no descriptor to duplicate, and no read to find the end. Bytes appended
+/// after the snapshot are not read; the commit's check sees the size change and leaves the
+/// file alone.
+fn reader_at_start(file: &File, end: u64) -> ReadAt<'_> {
+    ReadAt { file, pos: 0, end }
+}
+
+/// [`read_head`]'s bytes, then the rest of the source up to its snapshot size.
+fn reader_after<'a>(head: &'a [u8], src: &'a Source) -> io::Chain<&'a [u8], ReadAt<'a>> {
+    let rest = ReadAt {
+        file: &src.file,
+        pos: head.len() as u64,
+        end: src.snap.size,
+    };
+    head.chain(rest)
 }
 
 /// See [`reader_at_start`].
 struct ReadAt<'a> {
     file: &'a File,
     pos: u64,
+    end: u64,
 }
 
 impl Read for ReadAt<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
+        let left = usize::try_from(self.end.saturating_sub(self.pos)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self
+            .file
+            .read_at(buf.get_mut(..want).unwrap_or_default(), self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
-}
-
-/// Parses the header of an age file, armored or not (bounded by `MAX_HEADER_LEN`).
-fn read_age_header(file: &File) -> Result<Header, AgeError> {
-    let dec = age::Decryptor::new(BufReader::new(reader_at_start(file)?))?;
-    Ok(dec.header().clone())
 }
 
 /// The check of a written temporary: it parses as an age file (armored as the original),
@@ -585,15 +599,14 @@ fn read_age_header(file: &File) -> Result<Header, AgeError> {
 /// the payload authenticates under it (the first chunk, or every chunk).
 fn verify_written(
     temp: &File,
+    len: u64,
     expected_header: &[u8],
     key: &FileKey,
     armored: bool,
     all_chunks: bool,
 ) -> Result<(), String> {
-    let dec = age::Decryptor::new(BufReader::new(
-        reader_at_start(temp).map_err(|e| e.to_string())?,
-    ))
-    .map_err(|e| format!("the new file does not parse: {e}"))?;
+    let dec = age::Decryptor::new(BufReader::new(reader_at_start(temp, len)))
+        .map_err(|e| format!("the new file does not parse: {e}"))?;
     if dec.is_armored() != armored {
         return Err("the new file's armor does not match the original's".into());
     }
@@ -614,6 +627,7 @@ fn verify_written(
 /// first chunk, or every chunk).
 fn verify_native_written(
     temp: &File,
+    len: u64,
     expected_area: &[u8],
     key: &envelope::FileKey,
     all_chunks: bool,
@@ -632,6 +646,7 @@ fn verify_native_written(
     let payload = ReadAt {
         file: temp,
         pos: header.payload_offset(),
+        end: len,
     };
     let mut dec = envelope::Decryptor::from_unlocked(BufReader::new(payload), unlocked);
     let res = if all_chunks {
@@ -647,13 +662,21 @@ fn verify_native_written(
 pub struct Classifier;
 
 impl Classify for Classifier {
-    fn classify(&self, file: &File, _size: u64) -> io::Result<Class> {
-        let mut head = [0u8; SNIFF_LEN];
-        let n = read_prefix(file, &mut head)?;
+    fn classify(&self, file: &File, size: u64) -> io::Result<Class> {
+        let mut head = [0u8; HEAD_LEN];
+        let n = read_head(file, size, &mut head)?;
         let head = head.get(..n).unwrap_or_default();
         if let Some(age::Armored(armored)) = age::is_age(head) {
             let format = Some(if armored { "age-armored" } else { "age" });
-            let protection = match read_age_header(file) {
+            let rest = ReadAt {
+                file,
+                pos: n as u64,
+                end: size,
+            };
+            // Header parsing is bounded by `MAX_HEADER_LEN`.
+            let header =
+                age::Decryptor::new(BufReader::new(head.chain(rest))).map(|d| d.header().clone());
+            let protection = match header {
                 Ok(h) => match h.protection() {
                     age::Protection::PostQuantum => Protection::PostQuantum,
                     age::Protection::Classical => Protection::Classical,

@@ -61,8 +61,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A check run on the finished temporary before it is committed (read it back, open it with
-/// the new identity, ...). `Err` leaves the original alone.
-pub type Verify<'a> = Box<dyn FnOnce(&File) -> Result<(), String> + Send + 'a>;
+/// the new identity, ...), given the temporary and the number of bytes written to it. `Err`
+/// leaves the original alone.
+pub type Verify<'a> = Box<dyn FnOnce(&File, u64) -> Result<(), String> + Send + 'a>;
 
 /// An in-place re-write: called with the locked source once it was re-checked unchanged.
 /// Returns the SHA-256 (hex) of the header written, if known, for the audit log.
@@ -364,7 +365,7 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
                 }
             };
             if let Some(verify) = verify
-                && let Err(msg) = verify(&staged.temp.file)
+                && let Err(msg) = verify(&staged.temp.file, staged.bytes)
             {
                 // A change under us explains a bad copy better than the copy does.
                 let why = match staged.src.check_unchanged() {

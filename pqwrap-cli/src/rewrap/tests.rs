@@ -79,7 +79,7 @@ impl Job for Reheader {
         Plan::Replace {
             info: info("old", "new"),
             body,
-            verify: Some(Box::new(move |f: &File| {
+            verify: Some(Box::new(move |f: &File, _len| {
                 let mut got = vec![0u8; NEW.len()];
                 f.read_exact_at(&mut got, 0).map_err(|e| e.to_string())?;
                 if got != NEW || f.metadata().map_err(|e| e.to_string())?.len() != expect_len {
