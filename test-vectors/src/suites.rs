@@ -406,7 +406,9 @@ fn hpke_vector(v: &Value, full: bool) -> Result<(), String> {
     for (i, x) in v["exports"].as_array().ok_or("exports")?.iter().enumerate() {
         let len = x["L"].as_u64().ok_or("L")? as usize;
         ensure(
-            r.export(&hexf(x, "exporter_context")?, len)[..] == hexf(x, "exported_value")?[..],
+            r.export(&hexf(x, "exporter_context")?, len)
+                .map_err(|e| format!("export {i}: {e}"))?[..]
+                == hexf(x, "exported_value")?[..],
             || format!("export {i}"),
         )?;
     }

@@ -3,7 +3,8 @@
 //! (0x0001), AEAD ChaCha20-Poly1305 (0x0003).
 //!
 //! Only the key schedule is written here, from HKDF and ChaCha20-Poly1305; it is pinned by
-//! the HPKE-PQ draft's kem 25722 / kdf 1 / aead 3 test vector (see this module's tests).
+//! the HPKE-PQ draft's kem 25722 / kdf 1 / aead 3 test vector (the test-vectors crate's
+//! `hpke_pq` suite: key, base nonce, exporter secret, every encryption and export).
 
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -69,6 +70,9 @@ pub enum HpkeError {
     /// The sequence number overflowed.
     #[error("HPKE message limit reached")]
     MessageLimit,
+    /// An export longer than HKDF-SHA256 can produce (255 · 32 bytes).
+    #[error("HPKE export length {0} exceeds 8160 bytes")]
+    ExportTooLong(usize),
     /// The KEM failed.
     #[error(transparent)]
     Kem(#[from] KemError),
@@ -167,14 +171,18 @@ impl Context {
         Ok(out)
     }
 
-    /// The secret export interface: `LabeledExpand(exporter_secret, "sec", context, L)`,
-    /// for `L` ≤ 255·32.
-    pub fn export(&self, context: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(vec![0u8; len.min(255 * NH)]);
+    /// The secret export interface: `LabeledExpand(exporter_secret, "sec", context, L)`.
+    /// `L` above 255 · 32 is an error (RFC 9180 §5.3), never a shorter secret.
+    pub fn export(&self, context: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
+        if len > 255 * NH {
+            return Err(HpkeError::ExportTooLong(len));
+        }
+        let mut out = Zeroizing::new(vec![0u8; len]);
+        // A 32-byte PRK is always valid for HKDF-SHA256.
         if let Ok(h) = Hkdf::<Sha256>::from_prk(&self.exporter_secret[..]) {
             labeled_expand(&h, b"sec", context, &mut out);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -242,6 +250,16 @@ mod tests {
         assert_eq!(
             ctx.open(b"", &[0u8; TAG_LEN]).err(),
             Some(HpkeError::MessageLimit)
+        );
+    }
+
+    #[test]
+    fn an_export_too_long_for_hkdf_is_an_error_not_a_shorter_secret() {
+        let ctx = Context::base(&[7u8; 32], b"info");
+        assert_eq!(ctx.export(b"ctx", 255 * NH).map(|v| v.len()), Ok(255 * NH));
+        assert_eq!(
+            ctx.export(b"ctx", 255 * NH + 1).err(),
+            Some(HpkeError::ExportTooLong(255 * NH + 1))
         );
     }
 }
