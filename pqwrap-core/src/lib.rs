@@ -8,3 +8,5 @@ pub mod envelope;
 pub mod kem;
 pub mod keys;
 pub mod token;
+#[cfg(unix)]
+pub mod xattr;

@@ -279,6 +279,35 @@ fn a_header_that_does_not_fit_falls_back_to_an_atomic_rewrite_with_a_larger_area
 }
 
 #[test]
+fn the_fallback_keeps_extended_attributes_and_set_id_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tagged.pqw");
+    let old = id(12);
+    write_file(&path, &[old.to_recipient()], b"tagged");
+    let set = rustix::fs::setxattr(
+        &path,
+        "user.pqwrap-test",
+        b"kept",
+        rustix::fs::XattrFlags::empty(),
+    );
+    if let Err(e) = set {
+        // Some filesystems (older tmpfs) take no user attributes: nothing to test there.
+        eprintln!("SKIPPED: no user xattrs in {}: {e}", dir.path().display());
+        return;
+    }
+    // Set-user-ID survives only if the mode is set after the owner (chown clears it).
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o4750)).unwrap();
+    let rs: Vec<Recipient> = (50..60).map(|s| id(s).to_recipient()).collect();
+    let out = rewrap_path(&path, std::slice::from_ref(&old), &rs).unwrap();
+    assert!(out.fell_back);
+    let mut v = [0u8; 16];
+    let n = rustix::fs::getxattr(&path, "user.pqwrap-test", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], b"kept");
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o4750);
+    assert_eq!(decrypt(&path, &[id(55)]).unwrap(), b"tagged");
+}
+
+#[test]
 fn the_fallback_refuses_hard_linked_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("linked.pqw");

@@ -22,13 +22,12 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
 use super::walk;
@@ -548,7 +547,7 @@ fn copy_metadata(src: &Source, temp: &Temp, warnings: &mut Vec<String>) -> io::R
     }
     // After chown, which clears set-user-ID and set-group-ID bits.
     rustix::fs::fchmod(dst, Mode::from_raw_mode(s.mode & 0o7777))?;
-    copy_xattrs(&src.file, dst)?;
+    pqwrap_core::xattr::copy_all(&src.file, dst)?;
     Ok(())
 }
 
@@ -572,64 +571,6 @@ fn copy_times(snap: &Snapshot, dst: &File) -> io::Result<()> {
         },
     )?;
     Ok(())
-}
-
-/// Copies every extended attribute of `src` to `dst`.
-fn copy_xattrs(src: &File, dst: &File) -> io::Result<()> {
-    let names = match read_xattr_list(src) {
-        Ok(n) => n,
-        // No xattr support on this filesystem: nothing to carry.
-        Err(e) if e.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name = std::ffi::OsStr::from_bytes(name);
-        let value = read_xattr(src, name)?;
-        rustix::fs::fsetxattr(dst, name, &value, XattrFlags::empty()).map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!(
-                    "cannot carry extended attribute {}: {e}",
-                    name.to_string_lossy()
-                ),
-            )
-        })?;
-    }
-    Ok(())
-}
-
-fn read_xattr_list(fd: impl AsFd + Copy) -> io::Result<Vec<u8>> {
-    loop {
-        let n = rustix::fs::flistxattr_query(fd)?;
-        if n == 0 {
-            return Ok(Vec::new()); // the usual case: no second call
-        }
-        let mut buf = vec![0u8; n];
-        match rustix::fs::flistxattr(fd, &mut buf[..]) {
-            Ok(got) => {
-                buf.truncate(got);
-                return Ok(buf);
-            }
-            // Grew between the two calls.
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn read_xattr(fd: impl AsFd + Copy, name: &std::ffi::OsStr) -> io::Result<Vec<u8>> {
-    loop {
-        let n = rustix::fs::fgetxattr_query(fd, name)?;
-        let mut buf = vec![0u8; n];
-        match rustix::fs::fgetxattr(fd, name, &mut buf[..]) {
-            Ok(got) => {
-                buf.truncate(got);
-                return Ok(buf);
-            }
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// How temporaries (and then the renames) are made durable.

@@ -389,8 +389,9 @@ fn same_inode(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 /// Re-wraps the native file at `path`: in place when the new header fits its slot, else an
 /// atomic rewrite (temporary file in the same directory, sync, rename, directory sync) with
 /// a header area twice the new header's size. The rewrite keeps mode, owner (where
-/// permitted) and timestamps, copies the payload bytes unchanged, and refuses files with
-/// more than one hard link ([`EnvelopeError::HardLinked`]) and non-regular files.
+/// permitted), timestamps and extended attributes (all of them, or it fails: see
+/// [`crate::xattr`]), copies the payload bytes unchanged, and refuses files with more than
+/// one hard link ([`EnvelopeError::HardLinked`]) and non-regular files.
 pub fn rewrap_path(
     path: &Path,
     identities: &[Identity],
@@ -519,13 +520,16 @@ fn rewrite_atomically(
         return Err(EnvelopeError::Verify("file shrank during re-wrap"));
     }
     let t = tmp.as_file();
-    t.set_permissions(meta.permissions())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         // Keeping the owner needs privilege; without it the file keeps ours (documented).
+        // Before the mode: a change of owner clears the set-user-ID and set-group-ID bits.
         let _ = std::os::unix::fs::fchown(t, Some(meta.uid()), Some(meta.gid()));
     }
+    t.set_permissions(meta.permissions())?;
+    #[cfg(unix)]
+    crate::xattr::copy_all(file, t)?;
     let mut times = std::fs::FileTimes::new();
     if let Ok(m) = meta.modified() {
         times = times.set_modified(m);
