@@ -100,6 +100,24 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_slice(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The JSON array in `external_dir()/rel`, noting where it came from; `None` (and a failure
+/// in the tally) if it cannot be read or is not an array.
+fn external_json_array(t: &mut Tally, rel: &str) -> Option<Vec<Value>> {
+    let path = external_dir().join(rel);
+    t.notes.push(format!("from {}", path.display()));
+    match read_json(&path) {
+        Ok(Value::Array(a)) => Some(a),
+        Ok(_) => {
+            t.fail("file", "not a JSON array");
+            None
+        }
+        Err(e) => {
+            t.fail("file", &e);
+            None
+        }
+    }
+}
+
 fn field<'a>(v: &'a Value, k: &str) -> Result<&'a Value, String> {
     v.get(k).ok_or_else(|| format!("missing field {k}"))
 }
@@ -280,18 +298,8 @@ fn native_negative(v: &Value, all: &HashMap<&str, &Value>) -> Result<(), String>
 /// encapsulation from the eseed, decapsulation.
 pub fn xwing() -> Tally {
     let mut t = Tally::new("X-Wing (draft-connolly-cfrg-xwing-kem)");
-    let path = external_dir().join("xwing/test-vectors.json");
-    t.notes.push(format!("from {}", path.display()));
-    let vectors = match read_json(&path) {
-        Ok(Value::Array(a)) => a,
-        Ok(_) => {
-            t.fail("file", "not a JSON array");
-            return t;
-        }
-        Err(e) => {
-            t.fail("file", &e);
-            return t;
-        }
+    let Some(vectors) = external_json_array(&mut t, "xwing/test-vectors.json") else {
+        return t;
     };
     for (i, v) in vectors.iter().enumerate() {
         t.check(&format!("vector {i}"), || {
@@ -326,18 +334,8 @@ pub fn xwing() -> Tally {
 /// encryption and every export. Other KEMs are skipped (pqwrap does not implement them).
 pub fn hpke_pq() -> Tally {
     let mut t = Tally::new("HPKE-PQ (draft-ietf-hpke-pq)");
-    let path = external_dir().join("hpke-pq/test-vectors.json");
-    t.notes.push(format!("from {}", path.display()));
-    let vectors = match read_json(&path) {
-        Ok(Value::Array(a)) => a,
-        Ok(_) => {
-            t.fail("file", "not a JSON array");
-            return t;
-        }
-        Err(e) => {
-            t.fail("file", &e);
-            return t;
-        }
+    let Some(vectors) = external_json_array(&mut t, "hpke-pq/test-vectors.json") else {
+        return t;
     };
     for v in &vectors {
         let (mode, kem_id, kdf, aead) = (&v["mode"], &v["kem_id"], &v["kdf_id"], &v["aead_id"]);
