@@ -441,3 +441,73 @@ fn protection_classification_is_conservative() {
     assert_eq!(only(&["plugin"]), Unknown);
     assert_eq!(only(&["scrypt"]), Passphrase);
 }
+
+/// A writer whose first large write fails (as a non-blocking pipe or a full disk would),
+/// then accepts everything; what it accepted stays readable through `out`.
+struct FailsOnce {
+    out: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+    failed: bool,
+}
+
+impl Write for FailsOnce {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if !self.failed && b.len() > 1000 {
+            self.failed = true;
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.out.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
+    let id = Identity::generate_x25519().expect("rng");
+    let (fk, header) = age::new_header(&[id.to_recipient()], false).expect("header");
+    // One full write batch (16 chunks) and a little more: the batch is sealed, and its
+    // write fails, when the extra bytes arrive.
+    let secret = vec![b'S'; 16 * CHUNK + 10];
+    for armor in [false, true] {
+        for retry in [true, false] {
+            let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let sink = FailsOnce {
+                out: out.clone(),
+                failed: false,
+            };
+            let mut w = age::encrypt_writer(sink, &fk, &header, armor).expect("writer");
+            let failed_at = secret
+                .chunks(4096)
+                .position(|piece| w.write_all(piece).is_err());
+            assert!(
+                failed_at.is_some(),
+                "armor {armor}: the inner failure must surface"
+            );
+            if retry {
+                assert!(
+                    w.write_all(b"retry").is_err(),
+                    "armor {armor}: retried write"
+                );
+            }
+            // Finishing a failed writer fails too: it must not seal the batch a second time
+            // (which would XOR the keystream back out) or re-send lines.
+            assert!(w.finish().is_err(), "armor {armor} retry {retry}: finish");
+            // Neither the plaintext nor its base64 ("SSS" is "U1NT") reached the output.
+            let out = out.borrow();
+            let run = |pat: &[u8]| {
+                out.windows(64 * pat.len())
+                    .any(|w| w.chunks(pat.len()).all(|c| c == pat))
+            };
+            assert!(
+                !run(b"S"),
+                "armor {armor} retry {retry}: plaintext in the output"
+            );
+            assert!(
+                !run(b"U1NT"),
+                "armor {armor} retry {retry}: plaintext in the output"
+            );
+        }
+    }
+}

@@ -170,6 +170,13 @@ pub struct ArmoredWriter<W: Write> {
     inner: W,
     pending: Vec<u8>,
     out: Vec<u8>,
+    /// Set once a write to `inner` failed: how much of `out` got through is unknown, so a
+    /// retry could only duplicate or drop lines. A failed writer refuses all further work.
+    failed: bool,
+}
+
+fn armor_failed() -> io::Error {
+    io::Error::other("an earlier write of this armored file failed; it cannot be completed")
 }
 
 /// Bytes encoded per batch written to the inner writer.
@@ -184,7 +191,27 @@ impl<W: Write> ArmoredWriter<W> {
             inner,
             pending: Vec::with_capacity(LINE_BYTES),
             out: Vec::with_capacity(BATCH_LINES * (COLUMNS + 1)),
+            failed: false,
         })
+    }
+
+    /// Writes `bytes` to the inner writer, or marks this writer failed.
+    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.failed {
+            return Err(armor_failed());
+        }
+        let r = self.inner.write_all(bytes);
+        self.failed = r.is_err();
+        r
+    }
+
+    /// Writes and clears `out`.
+    fn emit_out(&mut self) -> io::Result<()> {
+        let out = std::mem::take(&mut self.out);
+        let r = self.emit(&out);
+        self.out = out;
+        self.out.clear();
+        r
     }
 
     fn encode_line(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -193,8 +220,7 @@ impl<W: Write> ArmoredWriter<W> {
         self.out.extend_from_slice(s.as_bytes());
         self.out.push(b'\n');
         if self.out.len() >= BATCH_LINES * (COLUMNS + 1) {
-            self.inner.write_all(&self.out)?;
-            self.out.clear();
+            self.emit_out()?;
         }
         Ok(())
     }
@@ -205,9 +231,9 @@ impl<W: Write> ArmoredWriter<W> {
             let p = std::mem::take(&mut self.pending);
             self.encode_line(&p)?;
         }
-        self.inner.write_all(&self.out)?;
-        self.inner.write_all(END.as_bytes())?;
-        self.inner.write_all(b"\n")?;
+        self.emit_out()?;
+        self.emit(END.as_bytes())?;
+        self.emit(b"\n")?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -215,6 +241,9 @@ impl<W: Write> ArmoredWriter<W> {
 
 impl<W: Write> Write for ArmoredWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(armor_failed());
+        }
         let mut rest = data;
         // A full pending line is only written once more data arrives, so the last line is
         // never followed by an empty one.
@@ -232,8 +261,7 @@ impl<W: Write> Write for ArmoredWriter<W> {
         Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.write_all(&self.out)?;
-        self.out.clear();
+        self.emit_out()?;
         self.inner.flush()
     }
 }

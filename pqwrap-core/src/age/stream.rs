@@ -412,6 +412,16 @@ pub struct StreamWriter<W: Write> {
     buf: Vec<u8>,
     /// Plaintext bytes gathered in `buf` (slot `pos / CHUNK_LEN`, offset `pos % CHUNK_LEN`).
     pos: usize,
+    /// Set while a batch is sealed but not yet written, and left set if writing it failed:
+    /// `buf` then holds ciphertext, and sealing it again (a retried `write`, or `finish`)
+    /// would XOR the same keystream back out and write plaintext. A failed writer refuses
+    /// all further work.
+    failed: bool,
+}
+
+/// The error of every call on a [`StreamWriter`] after one failed.
+fn writer_failed() -> io::Error {
+    io::Error::other("an earlier write of this age payload failed; it cannot be completed")
 }
 
 impl<W: Write> StreamWriter<W> {
@@ -426,16 +436,21 @@ impl<W: Write> StreamWriter<W> {
             counter: 0,
             buf: vec![0u8; BATCH_CHUNKS * ENCRYPTED_CHUNK_LEN],
             pos: 0,
+            failed: false,
         })
     }
 
     /// Seals slots `0..full` as full non-final chunks and, if `last_len` is given, slot
     /// `full` as the final chunk holding that many bytes; then writes them all.
     fn seal_and_write(&mut self, full: usize, last_len: Option<usize>) -> io::Result<()> {
+        if self.failed {
+            return Err(writer_failed());
+        }
         let slots = full + usize::from(last_len.is_some());
         if self.counter + slots as u128 > MAX_COUNTER + 1 {
             return Err(AgeError::Payload("too many chunks".into()).into_io());
         }
+        self.failed = true;
         let cipher = &self.cipher;
         let base = self.counter;
         let seal = |i: usize, slot: &mut [u8]| {
@@ -474,6 +489,7 @@ impl<W: Write> StreamWriter<W> {
         self.inner.write_all(&self.buf[..end])?;
         self.counter += slots as u128;
         self.pos = 0;
+        self.failed = false;
         Ok(())
     }
 
@@ -495,6 +511,9 @@ impl<W: Write> StreamWriter<W> {
 
 impl<W: Write> Write for StreamWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(writer_failed());
+        }
         let mut data = data;
         let mut written = 0;
         while !data.is_empty() {
