@@ -203,6 +203,7 @@ impl PublicKey {
         let mut m = B32::default();
         m.copy_from_slice(&eseed[..32]);
         let (ct_m, ss_m) = self.ek_m.encapsulate_deterministic(&m);
+        let ss_m = Zeroizing::new(ss_m);
         m.zeroize();
 
         let mut ek_x_bytes = Zeroizing::new([0u8; 32]);
@@ -261,9 +262,9 @@ impl SecretKey {
         Update::update(&mut xof, seed);
         xof.finalize_xof().read(&mut expanded[..]);
 
-        let mut mlkem_seed = Seed::default();
+        let mut mlkem_seed = Zeroizing::new(Seed::default());
         mlkem_seed.copy_from_slice(&expanded[..64]);
-        let dk_m = DecapsulationKey::from_seed(mlkem_seed);
+        let dk_m = DecapsulationKey::from_seed(*mlkem_seed);
 
         let mut sk_x_bytes = Zeroizing::new([0u8; 32]);
         sk_x_bytes.copy_from_slice(&expanded[64..]);
@@ -307,7 +308,7 @@ impl SecretKey {
     pub fn decapsulate(&self, ct: &Ciphertext) -> Result<SharedSecret, KemError> {
         let ct_m = ml_kem::Ciphertext::<MlKem768>::try_from(&ct.0[..MLKEM_CT_LEN])
             .expect("slice is exactly the ML-KEM-768 ciphertext length");
-        let ss_m = self.dk_m.decapsulate(&ct_m);
+        let ss_m = Zeroizing::new(self.dk_m.decapsulate(&ct_m));
         let ct_x = ct.ct_x();
         let ss_x = self
             .sk_x
