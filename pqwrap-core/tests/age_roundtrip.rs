@@ -299,6 +299,43 @@ fn header_reading_is_bounded() {
 }
 
 #[test]
+fn a_header_without_stanzas_is_refused_both_ways() {
+    // `header = v1-line 1*stanza end`: a MAC line straight after the version line is not a
+    // header, even with a MAC that verifies, and none is built.
+    let fk = FileKey::from_bytes([3; 16]);
+    let e = Header::from_stanzas(&fk, Vec::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Encrypt);
+    let id = Identity::generate_x25519().expect("rng");
+    let file = encrypt(&[id.to_recipient()], b"hi", false, 1);
+    let one = Header::parse(&file).expect("parses").0;
+    let mac_line = one
+        .as_bytes()
+        .split(|&b| b == b'\n')
+        .rev()
+        .nth(1)
+        .expect("MAC line");
+    let mut bare = b"age-encryption.org/v1\n".to_vec();
+    bare.extend_from_slice(mac_line);
+    bare.push(b'\n');
+    let e = Header::parse(&bare).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Header, "{e}");
+    assert!(e.to_string().contains("no stanza"), "{e}");
+}
+
+#[test]
+fn a_header_for_another_file_key_is_refused_before_writing() {
+    let id = Identity::generate_x25519().expect("rng");
+    let (_, header) = age::new_header(&[id.to_recipient()], false).expect("header");
+    let other = FileKey::generate().expect("rng");
+    let mut out = Vec::new();
+    let e = age::encrypt_writer(&mut out, &other, &header, false)
+        .err()
+        .expect("refused");
+    assert_eq!(e.kind(), ErrorKind::Encrypt);
+    assert!(out.is_empty(), "nothing written");
+}
+
+#[test]
 fn verify_payload_first_chunk_and_whole() {
     let id = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");

@@ -194,6 +194,10 @@ impl Header {
         loop {
             let line = next_line(input, &mut pos)?;
             if let Some(rest) = line.strip_prefix(b"---") {
+                // The spec's grammar: `header = v1-line 1*stanza end`.
+                if stanzas.is_empty() {
+                    return Err(header_err("no stanza before the MAC line"));
+                }
                 let b64 = rest
                     .strip_prefix(b" ")
                     .ok_or_else(|| header_err("MAC line must be \"--- \" and the MAC"))?;
@@ -362,6 +366,11 @@ impl Header {
 
     /// Builds a header from stanzas, with the MAC under `file_key`.
     pub fn from_stanzas(file_key: &FileKey, stanzas: Vec<Stanza>) -> Result<Header, AgeError> {
+        if stanzas.is_empty() {
+            return Err(AgeError::Encrypt(
+                "a header needs at least one stanza".into(),
+            ));
+        }
         if stanzas.len() > MAX_STANZAS {
             return Err(AgeError::Encrypt("too many recipients".into()));
         }

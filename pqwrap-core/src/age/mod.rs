@@ -405,13 +405,17 @@ impl<W: Write> Write for AgeWriter<W> {
 
 /// Starts writing an age file: writes `header` (already wrapping `file_key`, e.g. from
 /// [`Header::wrap`]) and the payload nonce, armored if asked, and returns the plaintext
-/// writer. Call [`AgeWriter::finish`] at the end.
+/// writer. Call [`AgeWriter::finish`] at the end. A header whose MAC does not verify under
+/// `file_key` is refused before anything is written: the file could never be opened.
 pub fn encrypt_writer<W: Write>(
     output: W,
     file_key: &FileKey,
     header: &Header,
     armor: bool,
 ) -> Result<AgeWriter<W>, AgeError> {
+    header
+        .verify_mac(file_key)
+        .map_err(|_| AgeError::Encrypt("the header was not made for this file key".into()))?;
     let mut out = if armor {
         AgeOutput::Armored(armor::ArmoredWriter::new(output)?)
     } else {
