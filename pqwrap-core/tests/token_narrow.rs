@@ -9,8 +9,8 @@ use pqwrap_core::token::enforce::Request;
 use pqwrap_core::token::manifest::{QuantumGrant, ShellGrant};
 use pqwrap_core::token::narrow::check_subset;
 use pqwrap_core::token::{
-    Algorithm, Capabilities, FileGrant, FileMode, Issuer, Manifest, NetGrant, QuantumJob,
-    TokenError, Verifier,
+    Algorithm, Capabilities, FileGrant, FileMode, Issuer, Manifest, NarrowingVerifier, NetGrant,
+    QuantumJob, TokenError, Verifier,
 };
 use proptest::prelude::*;
 use token_support::*;
@@ -19,7 +19,7 @@ fn issuer() -> Issuer {
     Issuer::new(key(Algorithm::MlDsa65, 9))
 }
 
-fn narrowing_verifier() -> Verifier {
+fn narrowing_verifier() -> NarrowingVerifier {
     Verifier::for_narrowing(trust_of(&key(Algorithm::MlDsa65, 9)))
 }
 

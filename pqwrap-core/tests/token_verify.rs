@@ -427,9 +427,9 @@ fn revoked_cti_and_children_of_revoked_parents_are_refused() {
     let mut child_m = design();
     child_m.ttl = None; // the child inherits what remains of the parent's lifetime
     child_m.capabilities.network.clear();
-    let child = issuer.narrow(&vp, &child_m, None, NOW + 1).unwrap();
+    let child = issuer.narrow(&vp.into(), &child_m, None, NOW + 1).unwrap();
     let vc = verifier(&k).verify(&child.bytes, NOW + 1).unwrap();
-    let grandchild = issuer.narrow(&vc, &child_m, None, NOW + 2).unwrap();
+    let grandchild = issuer.narrow(&vc.into(), &child_m, None, NOW + 2).unwrap();
 
     let mut rl = RevocationList::new();
     rl.insert(parent.claims.cti);

@@ -47,7 +47,9 @@ pub use claims::{Claims, Cti};
 pub use enforce::{Denied, QuantumJob, Request};
 pub use keys::{Algorithm, KeyError, Kid, PublicKey, SigningKey};
 pub use manifest::{Capabilities, FileGrant, FileMode, Manifest, ManifestError, NetGrant};
-pub use verify::{RevocationList, TrustSet, VerifiedToken, Verifier};
+pub use verify::{
+    NarrowingVerifier, ParentToken, RevocationList, TrustSet, VerifiedToken, Verifier,
+};
 
 /// Why a token could not be issued, parsed or verified.
 #[derive(Debug, Error)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::claims::{Claims, MAX_ANCESTORS};
 use super::enforce::is_within;
 use super::manifest::{Capabilities, Manifest};
-use super::verify::VerifiedToken;
+use super::verify::ParentToken;
 use super::{IssuedToken, Issuer, TokenError, new_cti};
 
 /// Checks `child ⊆ parent`; the error names the first capability that is wider.
@@ -92,13 +92,14 @@ pub fn check_subset(child: &Capabilities, parent: &Capabilities) -> Result<(), S
 }
 
 impl Issuer {
-    /// Mints a child of `parent` with the capabilities of `child` (its agent becomes the
+    /// Mints a child of `parent` (from a [`super::NarrowingVerifier`], or a [`super::VerifiedToken`]
+    /// turned `.into()` one) with the capabilities of `child` (its agent becomes the
     /// child's `sub`), starting at `now`. The lifetime is `ttl`, else the manifest's `ttl`,
     /// else whatever remains of the parent's; a child that would outlive its parent, or that
     /// asks for anything the parent lacks, is refused with the reason.
     pub fn narrow(
         &self,
-        parent: &VerifiedToken,
+        parent: &ParentToken,
         child: &Manifest,
         ttl: Option<Duration>,
         now: u64,

@@ -146,15 +146,17 @@ impl Verifier {
     }
 
     /// A verifier for a broker that narrows its own tokens: the audience must be present but
-    /// is not compared, since a child always keeps its parent's audience. Enforcement points
-    /// must use [`Verifier::new`].
-    pub fn for_narrowing(trust: TrustSet) -> Verifier {
-        Verifier {
+    /// is not compared, since a child always keeps its parent's audience. What it yields is
+    /// a [`ParentToken`], which can be narrowed but has no enforcement checks: a token
+    /// verified without its audience must never answer `may_read`. Enforcement points use
+    /// [`Verifier::new`].
+    pub fn for_narrowing(trust: TrustSet) -> NarrowingVerifier {
+        NarrowingVerifier(Verifier {
             trust,
             audience: Audience::AnyForNarrowing,
             leeway: DEFAULT_LEEWAY_SECS,
             revoked: RevocationList::new(),
-        }
+        })
     }
 
     /// Sets the clock leeway (at most [`MAX_LEEWAY_SECS`]).
@@ -250,6 +252,69 @@ impl Verifier {
             verified_at: now,
             leeway: self.leeway,
         })
+    }
+}
+
+/// A verifier for tokens to be narrowed (see [`Verifier::for_narrowing`]): every check of
+/// [`Verifier`] except the comparison of the audience.
+#[derive(Clone, Debug)]
+pub struct NarrowingVerifier(Verifier);
+
+impl NarrowingVerifier {
+    /// Sets the clock leeway (at most [`MAX_LEEWAY_SECS`]).
+    pub fn with_leeway(self, secs: u64) -> Result<NarrowingVerifier, TokenError> {
+        self.0.with_leeway(secs).map(NarrowingVerifier)
+    }
+
+    /// Sets the revocation list.
+    pub fn with_revocations(self, revoked: RevocationList) -> NarrowingVerifier {
+        NarrowingVerifier(self.0.with_revocations(revoked))
+    }
+
+    /// Verifies the text form; see [`Verifier::verify_text`].
+    pub fn verify_text(&self, text: &str, now: u64) -> Result<ParentToken, TokenError> {
+        self.0.verify_text(text, now).map(ParentToken)
+    }
+
+    /// Verifies token bytes; see [`Verifier::verify`].
+    pub fn verify(&self, token: &[u8], now: u64) -> Result<ParentToken, TokenError> {
+        self.0.verify(token, now).map(ParentToken)
+    }
+}
+
+/// A verified token that may be narrowed ([`crate::token::Issuer::narrow`]) but not used
+/// for enforcement: from a [`NarrowingVerifier`], which did not compare its audience, or
+/// from a fully [`VerifiedToken`] (`.into()`). It has no `may_*` checks, so this does not
+/// compile:
+///
+/// ```compile_fail
+/// fn allowed(t: &pqwrap_core::token::ParentToken) -> bool {
+///     t.may_read("/home/u/Docs/x").is_ok()
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ParentToken(VerifiedToken);
+
+impl ParentToken {
+    /// The verified claims.
+    pub fn claims(&self) -> &Claims {
+        &self.0.claims
+    }
+
+    /// The kid of the pinned key that verified it.
+    pub fn kid(&self) -> &Kid {
+        &self.0.kid
+    }
+
+    /// The algorithm of that key.
+    pub fn algorithm(&self) -> Algorithm {
+        self.0.alg
+    }
+}
+
+impl From<VerifiedToken> for ParentToken {
+    fn from(t: VerifiedToken) -> ParentToken {
+        ParentToken(t)
     }
 }
 
