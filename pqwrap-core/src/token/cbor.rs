@@ -13,6 +13,12 @@ use thiserror::Error;
 /// Deepest nesting of arrays, maps and tags accepted.
 const MAX_DEPTH: usize = 16;
 
+/// Elements reserved up front for an array or map; beyond that the vector grows as elements
+/// actually decode. Reserving the declared count (bounded only by the bytes left) would let
+/// each nested container reserve ~32 bytes of `Value` per remaining input byte before the
+/// error was found: a 16 KiB token of nested containers reserved 8 MB.
+const PREALLOC_ITEMS: usize = 16;
+
 /// A decoded CBOR data item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Value {
@@ -180,7 +186,7 @@ impl Decoder<'_> {
             }
             4 => {
                 let n = self.length(ai)?;
-                let mut v = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(n.min(PREALLOC_ITEMS));
                 for _ in 0..n {
                     v.push(self.item(depth + 1)?);
                 }
@@ -192,7 +198,7 @@ impl Decoder<'_> {
                 if n > self.remaining() / 2 {
                     return Err(CborError::Truncated);
                 }
-                let mut v: Vec<(Value, Value)> = Vec::with_capacity(n);
+                let mut v: Vec<(Value, Value)> = Vec::with_capacity(n.min(PREALLOC_ITEMS));
                 let mut prev_key: Option<(usize, usize)> = None;
                 for _ in 0..n {
                     let start = self.pos;
