@@ -336,6 +336,40 @@ fn a_header_for_another_file_key_is_refused_before_writing() {
 }
 
 #[test]
+fn leading_whitespace_before_armor_is_detected_and_bounded_the_same_way() {
+    let id = Identity::generate_x25519().expect("rng");
+    let armored = encrypt(&[id.to_recipient()], b"hello", true, 1);
+    let limit = age::armor::MAX_WHITESPACE;
+    for (ws, ok) in [(300, true), (limit, true), (limit + 1, false)] {
+        let mut file = vec![b'\n'; ws];
+        file.extend_from_slice(&armored);
+        assert_eq!(
+            age::is_age(&file[..age::DETECT_LEN.min(file.len())]),
+            Some(age::Armored(true)),
+            "{ws} bytes of whitespace: detection"
+        );
+        let r = decrypt(&file, std::slice::from_ref(&id));
+        if ok {
+            assert_eq!(r.expect("decrypts"), b"hello", "{ws} bytes of whitespace");
+        } else {
+            assert_eq!(kind(r), ErrorKind::Armor, "{ws} bytes of whitespace");
+        }
+    }
+    // The same bound after the end line.
+    let mut trailing = armored.clone();
+    trailing.extend(std::iter::repeat_n(b' ', limit));
+    assert_eq!(
+        decrypt(&trailing, std::slice::from_ref(&id)).expect("ok"),
+        b"hello"
+    );
+    trailing.push(b' ');
+    assert_eq!(
+        kind(decrypt(&trailing, std::slice::from_ref(&id))),
+        ErrorKind::Armor
+    );
+}
+
+#[test]
 fn verify_payload_first_chunk_and_whole() {
     let id = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");

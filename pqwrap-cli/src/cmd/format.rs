@@ -6,8 +6,10 @@ use std::io::{self, Read};
 
 use pqwrap_core::{age, envelope};
 
-/// Bytes read from the start of an input to detect its format.
-pub const DETECT_LEN: usize = 256;
+/// Bytes read from the start of an input to detect its format: the age decoder's own
+/// detection length, which sees an armor's begin line past the most leading whitespace the
+/// armor reader accepts.
+pub const DETECT_LEN: usize = age::DETECT_LEN;
 
 /// An encrypted-file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -24,6 +24,11 @@ const LINE_BYTES: usize = COLUMNS / 4 * 3;
 /// Longest line read (a line plus CRLF, with margin), before anything is decoded.
 const MAX_LINE: usize = 128;
 
+/// Most whitespace accepted before the begin line, and after the end line. Format detection
+/// ([`super::is_age`] on the first [`super::DETECT_LEN`] bytes) sees past this much, so
+/// whatever the armor reader accepts is also recognised as age.
+pub const MAX_WHITESPACE: usize = 1024;
+
 /// Whitespace allowed around the armor.
 pub(crate) fn is_armor_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -88,8 +93,10 @@ impl<R: BufRead> ArmoredReader<R> {
         Ok(eol)
     }
 
-    /// Skips whitespace; returns whether anything but whitespace follows.
+    /// Skips whitespace (at most [`MAX_WHITESPACE`] bytes); returns whether anything but
+    /// whitespace follows.
     fn skip_whitespace(&mut self) -> io::Result<bool> {
+        let mut skipped = 0;
         loop {
             let buf = self.inner.fill_buf()?;
             if buf.is_empty() {
@@ -98,6 +105,12 @@ impl<R: BufRead> ArmoredReader<R> {
             let ws = buf.iter().take_while(|b| is_armor_whitespace(**b)).count();
             let all = ws == buf.len();
             self.inner.consume(ws);
+            skipped += ws;
+            if skipped > MAX_WHITESPACE {
+                return Err(armor_err(
+                    "more than 1024 bytes of whitespace before or after the armor",
+                ));
+            }
             if !all {
                 return Ok(true);
             }

@@ -197,10 +197,11 @@ impl AgeError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Armored(pub bool);
 
-/// Cheap format detection from the first bytes of a file (at least 64 bytes, or the whole
-/// file if shorter, for a reliable answer): `Some(Armored(false))` for a binary age file
-/// (any version — the header parser refuses unsupported ones), `Some(Armored(true))` for an
-/// armored one (leading whitespace allowed, as the armor spec says), `None` otherwise.
+/// Cheap format detection from the first bytes of a file (at least [`DETECT_LEN`] bytes, or
+/// the whole file if shorter, for a reliable answer): `Some(Armored(false))` for a binary age
+/// file (any version — the header parser refuses unsupported ones), `Some(Armored(true))`
+/// for an armored one (up to [`armor::MAX_WHITESPACE`] bytes of leading whitespace allowed),
+/// `None` otherwise.
 pub fn is_age(prefix: &[u8]) -> Option<Armored> {
     if prefix.starts_with(VERSION_PREFIX) {
         return Some(Armored(false));
@@ -253,8 +254,9 @@ impl<R: Read> BufRead for AgeInput<R> {
 /// The input after format detection: the peeked prefix, then the rest of the source.
 pub type Prefixed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
 
-/// Bytes peeked for format detection.
-const DETECT_LEN: usize = 256;
+/// Bytes peeked for format detection: enough to see the armor's begin line after the most
+/// leading whitespace the armor reader accepts.
+pub const DETECT_LEN: usize = armor::MAX_WHITESPACE + armor::BEGIN.len() + 2;
 
 /// Reads up to `n` bytes (fewer only at end of input).
 fn read_prefix<R: Read>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
