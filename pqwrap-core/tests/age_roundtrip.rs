@@ -582,3 +582,51 @@ fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
         }
     }
 }
+
+/// Serves `data`, but fails once with `TimedOut` after `at` bytes.
+struct TimesOutOnce {
+    data: Vec<u8>,
+    pos: usize,
+    at: usize,
+    fired: bool,
+}
+
+impl Read for TimesOutOnce {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.fired && self.pos >= self.at {
+            self.fired = true;
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        let end = self
+            .data
+            .len()
+            .min(self.pos + buf.len())
+            .min(if self.fired { usize::MAX } else { self.at });
+        let n = end - self.pos;
+        buf[..n].copy_from_slice(&self.data[self.pos..end]);
+        self.pos = end;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_io_failure_stays_an_io_failure_on_later_reads() {
+    let id = Identity::generate_x25519().expect("rng");
+    let file = encrypt(&[id.to_recipient()], &data(3 * CHUNK), false, CHUNK);
+    let header_len = Header::parse(&file).expect("header").1;
+    let src = TimesOutOnce {
+        data: file,
+        pos: 0,
+        at: header_len + 2 * CHUNK,
+        fired: false,
+    };
+    let mut r = age::Decryptor::new(src)
+        .expect("header")
+        .decrypt(std::slice::from_ref(&id), &[])
+        .expect("key");
+    let mut buf = vec![0u8; 4096];
+    for attempt in 0..2 {
+        let e = r.read(&mut buf).expect_err("the source failed");
+        assert_eq!(AgeError::from_io(e).kind(), ErrorKind::Io, "read {attempt}");
+    }
+}

@@ -70,8 +70,9 @@ pub struct StreamReader<R: Read> {
     off: usize,
     /// An error found in the batch, returned once the chunks before it are consumed.
     pending: Option<AgeError>,
-    /// An error was returned: every later read fails too.
-    failed: bool,
+    /// An error was returned: every later read fails too, with the same kind of error
+    /// (`Some(true)` if it was an I/O error, which says nothing about the payload).
+    failed: Option<bool>,
     /// The final chunk has been authenticated.
     done: bool,
     /// After the final chunk: the input was checked to end there.
@@ -115,7 +116,7 @@ impl<R: Read> StreamReader<R> {
             cur: 0,
             off: 0,
             pending: None,
-            failed: false,
+            failed: None,
             done: false,
             eof_checked: false,
             released: 0,
@@ -154,8 +155,10 @@ impl<R: Read> StreamReader<R> {
     /// (after checking that nothing follows the final chunk).
     fn next_batch(&mut self) -> Result<bool, AgeError> {
         let r = self.next_batch_inner();
-        if r.is_err() {
-            self.failed = true;
+        if let Err(e) = &r
+            && self.failed.is_none()
+        {
+            self.failed = Some(matches!(e, AgeError::Io(_)));
         }
         r
     }
@@ -164,8 +167,16 @@ impl<R: Read> StreamReader<R> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
-        if self.failed {
-            return Err(payload_err("the payload already failed to authenticate"));
+        match self.failed {
+            Some(true) => {
+                return Err(AgeError::Io(io::Error::other(
+                    "an earlier read of the payload failed",
+                )));
+            }
+            Some(false) => {
+                return Err(payload_err("the payload already failed to authenticate"));
+            }
+            None => {}
         }
         if self.done {
             if !self.eof_checked {
