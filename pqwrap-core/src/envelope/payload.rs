@@ -146,6 +146,17 @@ pub struct Encryptor<W: Write> {
     cipher: PayloadCipher,
     counter: u64,
     buf: Vec<u8>,
+    /// Set from sealing a chunk until it is written, and left set if that failed: `buf`
+    /// then holds ciphertext and a tag, and neither a retried `write` nor `finish` may use
+    /// it. A failed encryptor refuses all further work.
+    failed: bool,
+}
+
+/// The error of every call on an [`Encryptor`] after one failed.
+fn encryptor_failed() -> EnvelopeError {
+    EnvelopeError::Io(io::Error::other(
+        "an earlier write of this file failed; it cannot be completed",
+    ))
 }
 
 impl<W: Write> Encryptor<W> {
@@ -211,22 +222,32 @@ impl<W: Write> Encryptor<W> {
             cipher: PayloadCipher::new(&schedule.payload_key),
             counter: 0,
             buf: Vec::with_capacity(CT_CHUNK_SIZE),
+            failed: false,
         })
     }
 
     fn flush_full_chunk(&mut self) -> Result<(), EnvelopeError> {
-        self.cipher.seal(self.counter, false, &mut self.buf)?;
-        self.inner.write_all(&self.buf)?;
-        self.buf.clear();
-        self.counter = self
+        if self.failed {
+            return Err(encryptor_failed());
+        }
+        let next = self
             .counter
             .checked_add(1)
             .ok_or(EnvelopeError::Crypto("chunk counter overflow"))?;
+        self.failed = true;
+        self.cipher.seal(self.counter, false, &mut self.buf)?;
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        self.counter = next;
+        self.failed = false;
         Ok(())
     }
 
     /// Writes the final chunk, flushes, and returns the writer.
     pub fn finish(mut self) -> Result<W, EnvelopeError> {
+        if self.failed {
+            return Err(encryptor_failed());
+        }
         self.cipher.seal(self.counter, true, &mut self.buf)?;
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
@@ -237,6 +258,9 @@ impl<W: Write> Encryptor<W> {
 
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(encryptor_failed().into_io());
+        }
         if data.is_empty() {
             return Ok(0);
         }
