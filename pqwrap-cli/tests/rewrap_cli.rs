@@ -763,3 +763,58 @@ fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commi
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("already done  1"), "{}", text(&o));
 }
+
+#[test]
+fn a_rerun_finishes_a_native_rewrap_interrupted_before_its_wipe() {
+    use pqwrap_core::envelope;
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let old_file = d.path().join("old-pq.key");
+    write_identities(&old_file, &[&old_pq]);
+    let arch = d.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    let f = arch.join("half.pqw");
+    native(&f, &[&old_pq], b"half done");
+    let before = std::fs::read(&f).unwrap();
+    let h = envelope::Header::parse(&before).unwrap();
+    let at = h.preamble().slot_offset(h.active_slot()) as usize;
+    let old_slot = at..at + h.preamble().slot_size() as usize;
+    let rewrap = |rep: &Path| {
+        run(pqwrap()
+            .arg("rewrap")
+            .arg("-i")
+            .arg(&old_file)
+            .arg("-i")
+            .arg(&k.new_file)
+            .arg("-r")
+            .arg(&k.new_pub)
+            .arg("--report")
+            .arg(rep)
+            .arg(&arch))
+    };
+    let o = rewrap(&d.path().join("1.jsonl"));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // The job "died" after syncing the new slot, before wiping the old one.
+    let mut torn = std::fs::read(&f).unwrap();
+    torn[old_slot.clone()].copy_from_slice(&before[old_slot.clone()]);
+    std::fs::write(&f, &torn).unwrap();
+
+    let rep = d.path().join("2.jsonl");
+    let o = rewrap(&rep);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let r = rec(&report(&rep), "half.pqw").clone();
+    assert_eq!(r["outcome"], "rewrapped", "{r}");
+    assert!(
+        r["note"].as_str().unwrap_or("").contains("interrupted"),
+        "{r}"
+    );
+    let now = std::fs::read(&f).unwrap();
+    assert!(now[old_slot].iter().all(|&b| b == 0), "old wrapping wiped");
+    assert_eq!(native_open(&f, &k.new).unwrap(), b"half done");
+
+    let rep = d.path().join("3.jsonl");
+    let o = rewrap(&rep);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(rec(&report(&rep), "half.pqw")["outcome"], "already_done");
+}

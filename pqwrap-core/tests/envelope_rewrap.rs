@@ -308,6 +308,52 @@ fn the_fallback_keeps_extended_attributes_and_set_id_bits() {
 }
 
 #[test]
+fn a_rerun_wipes_the_old_slot_left_by_an_interrupted_rewrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interrupted.pqw");
+    let (old, new) = (id(13), id(14));
+    write_file(&path, &[old.to_recipient()], b"contents");
+    let before = fs::read(&path).unwrap();
+    let h = Header::parse(&before).unwrap();
+    let (pre, old_slot) = (*h.preamble(), h.active_slot());
+    let range = |slot: u8| {
+        let at = pre.slot_offset(slot) as usize;
+        at..at + pre.slot_size() as usize
+    };
+    let out = rewrap_path(&path, std::slice::from_ref(&old), &[new.to_recipient()]).unwrap();
+    assert_eq!(out.action, RewrapAction::InPlace);
+    // As if the job had died after syncing the new slot and before the wipe: the old slot,
+    // with the old key's wrapping of the unchanged file key, is back.
+    let mut torn = fs::read(&path).unwrap();
+    torn[range(old_slot)].copy_from_slice(&before[range(old_slot)]);
+    fs::write(&path, &torn).unwrap();
+    assert!(matches!(
+        inspect_file(&File::open(&path).unwrap())
+            .unwrap()
+            .other_slot,
+        SlotStatus::Valid { .. }
+    ));
+
+    let out = rewrap_path(&path, std::slice::from_ref(&new), &[new.to_recipient()]).unwrap();
+    assert_eq!(out.action, RewrapAction::WipedOldSlot);
+    let now = fs::read(&path).unwrap();
+    assert!(
+        now[range(old_slot)].iter().all(|&b| b == 0),
+        "old slot wiped"
+    );
+    assert_eq!(
+        decrypt(&path, std::slice::from_ref(&new)).unwrap(),
+        b"contents"
+    );
+    // And then the job is done: a further run writes nothing.
+    let out = rewrap_path(&path, std::slice::from_ref(&new), &[new.to_recipient()]).unwrap();
+    assert_eq!(
+        (out.action, out.bytes_written),
+        (RewrapAction::AlreadyWrapped, 0)
+    );
+}
+
+#[test]
 fn the_fallback_refuses_hard_linked_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("linked.pqw");

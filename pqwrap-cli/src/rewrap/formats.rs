@@ -358,7 +358,12 @@ impl FormatJob {
         };
         if !self.reencrypt && unlocked.is_wrapped_to(&self.recipients) {
             info.new_stanzas = info.old_stanzas.clone();
-            return Plan::AlreadyDone { info };
+            if header.other_slot() == envelope::SlotStatus::Empty {
+                return Plan::AlreadyDone { info };
+            }
+            // A re-wrap stopped before wiping the old slot: the re-wrap below finishes it
+            // (envelope::rewrap_io wipes the old slot and writes nothing else).
+            info.note = Some("finished an interrupted re-wrap: wiped the old header slot".into());
         }
         info.new_stanzas = self
             .recipients
@@ -394,7 +399,10 @@ impl FormatJob {
                     &self.recipients,
                 )
                 .map_err(|e| (native_reason(&e), e.to_string()))?;
-                if out.action == envelope::RewrapAction::InPlace {
+                if matches!(
+                    out.action,
+                    envelope::RewrapAction::InPlace | envelope::RewrapAction::WipedOldSlot
+                ) {
                     // Writing the slots moved mtime; the contents did not change, so give it
                     // back (ctime cannot be).
                     let _ = super::commit::restore_times(&rw, &snap);

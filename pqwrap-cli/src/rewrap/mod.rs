@@ -313,6 +313,7 @@ fn process_file(path: PathBuf, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) 
             rec.format = info.format;
             rec.old_stanzas = &info.old_stanzas;
             rec.new_stanzas = &info.new_stanzas;
+            rec.note = info.note.as_deref();
             rec.warnings = warnings;
             rec.bytes = Some(size);
             if let Some((reason, msg)) = why {

@@ -86,6 +86,10 @@ pub enum RewrapAction {
     Rewritten,
     /// The header was already wrapped to exactly these recipients; nothing was written.
     AlreadyWrapped,
+    /// The header was already wrapped to exactly these recipients, but the inactive slot
+    /// still held an older header (a re-wrap interrupted before its wipe): that slot was
+    /// wiped, so the old wrapping no longer survives in the file.
+    WipedOldSlot,
 }
 
 /// The result of a re-wrap.
@@ -150,6 +154,8 @@ struct Prepared {
 
 enum Plan {
     Unchanged(RewrapOutcome),
+    /// Already wrapped to the targets, but the inactive slot is not empty.
+    WipeOld(Box<UnlockedHeader>),
     Write(Box<Prepared>),
 }
 
@@ -165,6 +171,9 @@ fn prepare<S: SlotIo + ?Sized>(
     check_first_chunk(io, &unlocked, payload_len)?;
     let old_stanzas = summarize(header.body());
     if unlocked.is_wrapped_to(recipients) {
+        if header.other_slot() != super::SlotStatus::Empty {
+            return Ok(Plan::WipeOld(Box::new(unlocked)));
+        }
         return Ok(Plan::Unchanged(RewrapOutcome {
             action: RewrapAction::AlreadyWrapped,
             new_stanzas: old_stanzas.clone(),
@@ -203,6 +212,46 @@ fn check_first_chunk<S: SlotIo + ?Sized>(
     let cipher = PayloadCipher::new(&unlocked.schedule.payload_key);
     cipher.open_piece(0, payload_len <= CT_CHUNK_SIZE as u64, &mut buf)?;
     Ok(())
+}
+
+/// FORMAT.md §8 step 1, second case: the active header is already the target's (verified:
+/// unlocked, first chunk opened) but the other slot is not empty, so a re-wrap stopped
+/// between writing the new slot and wiping the old one, or the wipe was torn. Finishing that
+/// wipe is what re-running the job must do: otherwise the retired key's wrapping of the
+/// unchanged file key would stay in the live file.
+fn wipe_old_slot<S: SlotIo + ?Sized>(
+    io: &mut S,
+    unlocked: &UnlockedHeader,
+) -> Result<RewrapOutcome, EnvelopeError> {
+    let header = unlocked.header();
+    if read_header(io)? != *header {
+        return Err(EnvelopeError::Verify("header changed during re-wrap"));
+    }
+    let preamble = *header.preamble();
+    let active = header.active_slot();
+    let zeros = vec![0u8; preamble.slot_size() as usize];
+    io.write_at(preamble.slot_offset(1 - active), &zeros)?;
+    io.sync()?;
+    let after = read_header(io)?;
+    if after.active_slot() != active
+        || after.sequence() != header.sequence()
+        || after.other_slot() != super::SlotStatus::Empty
+    {
+        return Err(EnvelopeError::Verify("old slot not empty after wiping it"));
+    }
+    let stanzas = summarize(header.body());
+    Ok(RewrapOutcome {
+        action: RewrapAction::WipedOldSlot,
+        old_stanzas: stanzas.clone(),
+        new_stanzas: stanzas,
+        old_slot: active,
+        old_sequence: header.sequence(),
+        slot: active,
+        sequence: header.sequence(),
+        bytes_written: zeros.len() as u64,
+        fell_back: false,
+        header_area_len: header.payload_offset(),
+    })
 }
 
 fn write_in_place<S: SlotIo + ?Sized>(
@@ -264,6 +313,7 @@ fn rewrap_impl<S: SlotIo + ?Sized>(
 ) -> Result<Result<RewrapOutcome, Box<Prepared>>, EnvelopeError> {
     match prepare(io, identities, recipients, eseeds)? {
         Plan::Unchanged(o) => Ok(Ok(o)),
+        Plan::WipeOld(u) => wipe_old_slot(io, &u).map(Ok),
         Plan::Write(p) => write_in_place(io, p),
     }
 }
@@ -305,7 +355,8 @@ pub fn rewrap_io_derand<S: SlotIo + ?Sized>(
 /// Re-wraps one open native file in place (FORMAT.md §8): the payload is not touched (only
 /// its first chunk is read and authenticated); the inode, hard links, owner, mode and xattrs
 /// stay. `file` must be open for reading and writing. Idempotent: a file already wrapped to
-/// exactly `recipients` is left alone ([`RewrapAction::AlreadyWrapped`]).
+/// exactly `recipients` is left alone ([`RewrapAction::AlreadyWrapped`]), unless its other
+/// slot still holds an older header, which is then wiped ([`RewrapAction::WipedOldSlot`]).
 ///
 /// When the new header does not fit the slot, it falls back to the atomic rewrite of
 /// [`rewrap_path`] (larger header area, new inode; `fell_back` is set and `*file` is
