@@ -610,3 +610,48 @@ fn as_nobody_a_read_only_file_in_a_writable_directory_is_rewrapped() {
     assert_eq!(decrypt(&f, &k.new).unwrap(), plaintext(8, 90_000));
     assert_eq!(temporaries(&arch), Vec::<PathBuf>::new());
 }
+
+/// The audit log on a filesystem that fills up: a batch's lines that do not fit are cut off
+/// again, so the log still verifies and holds exactly one line per file reported
+/// re-wrapped; the files whose lines could not be written are reported failed, naming the
+/// audit log (they were re-wrapped: a re-run reports them done).
+#[test]
+fn a_full_disk_under_the_audit_log_leaves_it_verifiable() {
+    let Some(sb) = Sandbox::new(
+        "a_full_disk_under_the_audit_log_leaves_it_verifiable",
+        "size=8k,mode=0755",
+    ) else {
+        return;
+    };
+    let k = keys(sb.tmp.path());
+    // The archive is outside the tiny tmpfs; only the log is on it.
+    let arch = sb.tmp.path().join("arch");
+    std::fs::create_dir(&arch).unwrap();
+    for i in 0..60 {
+        encrypt(&arch.join(format!("f{i:02}.age")), &[&k.old], b"x", false);
+    }
+    let log = sb.root().join("audit.jsonl");
+    let rep = sb.tmp.path().join("r.jsonl");
+    let o = run(pqwrap()
+        .args(["rewrap", "-i"])
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--report"])
+        .arg(&rep)
+        .arg("--audit-log")
+        .arg(&log)
+        .arg(&arch));
+    assert_eq!(code(&o), 1, "60 lines cannot fit in 8 KiB: {}", text(&o));
+    let recs = report(&rep);
+    let rewrapped = recs.iter().filter(|r| r["outcome"] == "rewrapped").count();
+    let unlogged: Vec<_> = recs.iter().filter(|r| r["outcome"] == "failed").collect();
+    assert_eq!(rewrapped + unlogged.len(), 60, "{recs:?}");
+    assert!(!unlogged.is_empty());
+    for r in &unlogged {
+        let err = r["error"].as_str().unwrap_or_default();
+        assert!(err.contains("audit log"), "{r}");
+    }
+    let v = run(pqwrap().args(["audit", "verify"]).arg(&log));
+    assert_eq!(code(&v), 0, "the log must still verify: {}", text(&v));
+    let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(lines, rewrapped, "one line per file reported re-wrapped");
+}

@@ -165,6 +165,12 @@ pub struct AuditLog {
     file: File,
     seq: u64,
     head: String,
+    /// The file's length after its last verified line: what a failed append truncates back
+    /// to, so that a half-written or unsynced batch never stays in the chain.
+    verified_len: u64,
+    /// A failed append could not be undone: the file may end in a partial line, so nothing
+    /// more is appended (the next `open` verifies it and says what is wrong).
+    broken: bool,
 }
 
 impl AuditLog {
@@ -180,10 +186,13 @@ impl AuditLog {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(std::io::Error::from)?;
         let summary = verify_reader(&file)?;
+        let verified_len = file.metadata()?.len();
         Ok(AuditLog {
             file,
             seq: summary.lines,
             head: summary.head,
+            verified_len,
+            broken: false,
         })
     }
 
@@ -237,8 +246,31 @@ impl AuditLog {
         if records.is_empty() {
             return Ok(hashes);
         }
-        self.file.write_all(out.as_bytes())?;
-        self.file.sync_data()?;
+        if self.broken {
+            return Err(broken(
+                self.seq + 1,
+                "an earlier append failed and could not be undone",
+            ));
+        }
+        let written = self
+            .file
+            .write_all(out.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Part of the batch may be in the file (a full disk, a file-size limit), or all
+            // of it without being durable (a failed sync): either way these lines are not
+            // in the log. Cut the file back to its last verified line.
+            if self
+                .file
+                .set_len(self.verified_len)
+                .and_then(|()| self.file.sync_data())
+                .is_err()
+            {
+                self.broken = true;
+            }
+            return Err(e.into());
+        }
+        self.verified_len += out.len() as u64;
         self.seq = seq;
         self.head = head;
         Ok(hashes)
