@@ -236,3 +236,80 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("is a directory"));
 }
+
+/// A decrypt killed half-way (here SIGTERM while it waits for the rest of its input; the
+/// same holds for SIGKILL or a file-size limit) leaves no partial plaintext anywhere: the
+/// output is an anonymous file until the commit names it.
+#[test]
+fn a_killed_decrypt_leaves_no_partial_plaintext() {
+    use std::io::Write;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let pq = keygen(d, "pq.key", false);
+    let pt: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("plain"), &pt).expect("write");
+    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    std::fs::remove_file(d.join("plain")).expect("rm");
+    let file = std::fs::read(d.join("f.age")).expect("read");
+
+    let out = d.join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let fifo = d.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(["decrypt", "-i", "pq.key", "-o", "out/plain", "pipe"])
+        .current_dir(d)
+        .spawn()
+        .expect("spawn");
+    // Two thirds of the file, then the writer holds the pipe open: decrypt has written
+    // plaintext and waits for more.
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open fifo");
+    w.write_all(&file[..2_000_000]).expect("write fifo");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .expect("kill");
+    let status = child.wait().expect("wait");
+    assert!(!status.success());
+    drop(w);
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind in the output directory: {left:?}"
+    );
+}
+
+/// `-o /dev/fd/N` for a pipe (what `-o >(cmd)` passes) and `-o /dev/stdout` write into the
+/// pipe instead of failing to resolve `pipe:[N]`.
+#[test]
+fn output_to_a_pipe_behind_dev_fd() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let pq = keygen(d, "pq.key", false);
+    std::fs::write(d.join("plain"), b"through a pipe").expect("write");
+    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    let o = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(["decrypt", "-i", "pq.key", "-o", "/dev/stdout", "f.age"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("runs");
+    ok(&o);
+    assert_eq!(o.stdout, b"through a pipe");
+}

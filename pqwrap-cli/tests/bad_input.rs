@@ -1112,6 +1112,13 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
         r#"{"agent":"a","capabilities":{"fileAccess":[{"path":"/srv","mode":"read"}]}}"#,
     )
     .expect("write");
+    // An existing, world-readable file at the -o path: the token replaces it as 0600.
+    fs::write(d.join("tok"), b"old").expect("write");
+    fs::set_permissions(
+        d.join("tok"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .expect("chmod");
     ok(
         &pqwrap(
             d,
@@ -1132,6 +1139,10 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
         ),
         "token issue",
     );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(d.join("tok")).expect("stat").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "a bearer token must not stay 0644");
     let verify = |token: &OsStr, trust: &OsStr, aud: &OsStr| {
         pqwrap(
             d,

@@ -18,15 +18,20 @@ pub fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read>, String)> {
     }
 }
 
-/// Where output goes. A file output is written to a temporary file beside the target and
-/// renamed over it only by [`Output::commit`]; dropped uncommitted, nothing is left behind
-/// (so no partial plaintext survives a failure). A symlink is written through (the temporary
-/// goes beside its target, and the link stays). An existing device, FIFO or socket
-/// (`-o /dev/null`, a named pipe) is written directly, like standard output: renaming over
-/// it would put a regular file where the device was, and what was written before a failure
+/// Where output goes. A file output is written to an anonymous file (`O_TMPFILE`) in the
+/// target's directory and only given a name by [`Output::commit`]: if the command fails, or
+/// the process dies by any signal (even `SIGKILL`), the kernel frees it and no partial
+/// plaintext is left anywhere. Where the filesystem cannot make anonymous files, a named
+/// temporary beside the target is used instead (removed on failure, but left behind if the
+/// process is killed). A symlink is written through (the new file goes beside its target,
+/// and the link stays). An existing device, FIFO, pipe or socket (`-o /dev/null`, a named
+/// pipe, `-o >(cmd)`, `-o /dev/stdout`) is written directly, like standard output: renaming
+/// over it would put a regular file where it was, and what was written before a failure
 /// cannot be taken back — the exit status says whether it all authenticated.
 pub enum Output {
-    /// A temporary file and its final path.
+    /// An anonymous file, its directory and the final path.
+    Anonymous(File, std::os::fd::OwnedFd, PathBuf),
+    /// A named temporary file and its final path.
     File(tempfile::NamedTempFile, PathBuf),
     /// An existing non-regular file, written in place.
     Special(File),
@@ -34,31 +39,99 @@ pub enum Output {
     Stdout(io::Stdout),
 }
 
+/// An anonymous regular file (mode 0600) in `dir`, or `None` where the filesystem or kernel
+/// cannot make one, or `/proc/self/fd` (needed to give it a name) is missing.
+fn anonymous_in(dir: &Path) -> Result<Option<(File, std::os::fd::OwnedFd)>> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    if !Path::new("/proc/self/fd").is_dir() {
+        return Ok(None);
+    }
+    let d = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open the directory {}", dir.display()))?;
+    match rustix::fs::openat(
+        &d,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => Ok(Some((File::from(fd), d))),
+        // Kernels before 3.11 see O_DIRECTORY without O_TMPFILE (EISDIR); filesystems
+        // without support say EOPNOTSUPP.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => Ok(None),
+        Err(e) => Err(io::Error::from(e))
+            .with_context(|| format!("cannot create a file in {}", dir.display())),
+    }
+}
+
+/// Gives the anonymous `file` the name `target` (in `dir`): a link under a fresh hidden
+/// name, then a rename over the target, then a sync of the directory.
+fn link_into_place(file: &File, dir: &std::os::fd::OwnedFd, target: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    use std::os::fd::AsRawFd;
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::other("the output path has no file name"))?;
+    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let mut attempts = 0;
+    let temp = loop {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+        let temp = format!(".pqwrap-{:016x}", u64::from_le_bytes(r));
+        match rustix::fs::linkat(
+            CWD,
+            proc.as_str(),
+            dir,
+            temp.as_str(),
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => break temp,
+            Err(rustix::io::Errno::EXIST) if attempts < 8 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Err(e) = rustix::fs::renameat(dir, temp.as_str(), dir, name) {
+        let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+        return Err(e.into());
+    }
+    rustix::fs::fsync(dir)?;
+    Ok(())
+}
+
 impl Output {
     /// Opens the output. Fails if it would write binary data to a terminal.
     pub fn open(path: Option<&Path>, binary: bool) -> Result<Self> {
         match path {
             Some(p) if p != Path::new("-") => {
-                let target = match std::fs::symlink_metadata(p) {
-                    Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(p)
-                        .with_context(|| format!("cannot follow the link {}", p.display()))?,
-                    _ => p.to_path_buf(),
-                };
-                match std::fs::metadata(&target) {
+                // Through links: what the path finally names decides (a pipe behind
+                // /dev/fd/N has no canonical path, so this comes first).
+                match std::fs::metadata(p) {
                     Ok(m) if m.is_dir() => anyhow::bail!("{} is a directory", p.display()),
                     Ok(m) if !m.is_file() => {
                         let f = std::fs::OpenOptions::new()
                             .write(true)
-                            .open(&target)
+                            .open(p)
                             .with_context(|| format!("cannot open {}", p.display()))?;
                         return Ok(Output::Special(f));
                     }
                     _ => {}
                 }
+                let target = match std::fs::symlink_metadata(p) {
+                    Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(p)
+                        .with_context(|| format!("cannot follow the link {}", p.display()))?,
+                    _ => p.to_path_buf(),
+                };
                 let dir = match target.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d,
                     _ => Path::new("."),
                 };
+                if let Some((file, dirfd)) = anonymous_in(dir)? {
+                    return Ok(Output::Anonymous(file, dirfd, target));
+                }
                 let tmp = tempfile::Builder::new()
                     .prefix(".pqwrap-")
                     .tempfile_in(dir)
@@ -81,6 +154,12 @@ impl Output {
     /// Flushes, syncs and moves a file output into place.
     pub fn commit(self) -> Result<()> {
         match self {
+            Output::Anonymous(file, dir, path) => {
+                file.sync_all()?;
+                link_into_place(&file, &dir, &path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(())
+            }
             Output::File(mut tmp, path) => {
                 tmp.flush()?;
                 tmp.as_file().sync_all()?;
@@ -97,6 +176,7 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            Output::Anonymous(f, _, _) => f.write(buf),
             Output::File(f, _) => f.write(buf),
             Output::Special(f) => f.write(buf),
             Output::Stdout(s) => s.write(buf),
@@ -104,6 +184,7 @@ impl Write for Output {
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
+            Output::Anonymous(f, _, _) => f.flush(),
             Output::File(f, _) => f.flush(),
             Output::Special(f) => f.flush(),
             Output::Stdout(s) => s.flush(),

@@ -433,17 +433,12 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
 fn write_token(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
         Some(p) => {
-            // Tokens are bearer credentials: keep them private to the user.
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(p)
-                .with_context(|| format!("cannot create {}", p.display()))?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
+            // Tokens are bearer credentials: a new 0600 file renamed into place, so an
+            // existing file's wider mode is not kept (and nothing is left half-written).
+            let mut out = crate::cmd::io_util::Output::open(Some(p), false)?;
+            out.write_all(text.as_bytes())?;
+            out.write_all(b"\n")?;
+            out.commit()?;
         }
         None => println!("{text}"),
     }
