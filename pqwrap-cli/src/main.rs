@@ -71,10 +71,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code.into(),
+        // The reader of our output went away (`pqwrap decrypt f | head -c1`): quietly, with
+        // the shell's code for SIGPIPE, wherever in the error's chain the pipe broke.
         Err(err)
-            if err
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
         {
             ExitCode::from(141)
         }

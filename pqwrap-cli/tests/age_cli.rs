@@ -313,3 +313,48 @@ fn output_to_a_pipe_behind_dev_fd() {
     ok(&o);
     assert_eq!(o.stdout, b"through a pipe");
 }
+
+/// `pqwrap decrypt f | head -c1`: when the reader of standard output goes away, decrypt and
+/// encrypt end quietly with the shell's SIGPIPE code, 141, not an I/O error.
+#[test]
+fn a_closed_standard_output_ends_quietly_with_141() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    let pq = keygen(d, "pq.key", false);
+    let pt: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(d.join("plain"), &pt).expect("write");
+    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    let r = &["-r", pq.as_str()];
+    let cases: [Vec<&str>; 3] = [
+        vec!["decrypt", "-i", "pq.key", "f.age"],
+        [&["encrypt"][..], r, &["plain"]].concat(),
+        [&["encrypt", "-a"][..], r, &["plain"]].concat(),
+    ];
+    for args in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+            .args(&args)
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut first = [0u8; 1];
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_exact(&mut first)
+            .expect("one byte");
+        // The pipe's read end is dropped here.
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {o:?}");
+        assert!(
+            o.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

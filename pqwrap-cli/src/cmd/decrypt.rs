@@ -81,7 +81,13 @@ fn decrypt_age(args: &Args, input: impl Read, name: &str) -> Result<Status> {
         .map_err(|e| describe(name, e))?;
     let mut out = Output::open(args.output.as_deref(), false)?;
     // On error `out` is dropped uncommitted: a file output never appears.
-    copy_buffered(&mut reader, &mut out).map_err(|e| describe(name, AgeError::from_io(e)))?;
+    copy_buffered(&mut reader, &mut out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            anyhow::Error::from(e) // the reader of the output left: see main
+        } else {
+            describe(name, AgeError::from_io(e))
+        }
+    })?;
     out.commit()?;
     Ok(Status::Success)
 }
@@ -94,8 +100,12 @@ fn decrypt_native(args: &Args, input: impl Read, name: &str) -> Result<Status> {
     }
     let mut out = Output::open(args.output.as_deref(), false)?;
     // On error `out` is dropped uncommitted: a file output never appears.
-    envelope::decrypt_to(input, &identities, &mut out)
-        .map_err(|e| anyhow!("{name}: {e} ({})", e.code()))?;
+    envelope::decrypt_to(input, &identities, &mut out).map_err(|e| match e {
+        envelope::EnvelopeError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            anyhow::Error::from(io) // the reader of the output left: see main
+        }
+        e => anyhow!("{name}: {e} ({})", e.code()),
+    })?;
     out.commit()?;
     Ok(Status::Success)
 }
