@@ -131,3 +131,66 @@ fn closed_stdout_pipe_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `inspect` on a named pipe holding a native file reads the pipe once: opening it a second
+/// time would wait for a writer that already left.
+#[test]
+fn inspect_reads_a_fifo_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, rcpt) = keygen(d, "id", false);
+    let plain = d.join("plain");
+    std::fs::write(&plain, b"in a pipe").unwrap();
+    let enc = d.join("f.pqw");
+    let o = pqwrap(&[
+        "encrypt",
+        "--format",
+        "pqwrap",
+        "-r",
+        &rcpt,
+        "-o",
+        enc.to_str().unwrap(),
+        plain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let fifo = d.join("pipe");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&enc).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            // The pipe may close before everything is read: inspect needs the header only.
+            let _ = w.write_all(&bytes);
+        })
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(["inspect", fifo.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("inspect hangs on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    writer.join().unwrap();
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(out.contains("pqwrap envelope"), "{out}");
+}

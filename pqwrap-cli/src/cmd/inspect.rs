@@ -105,10 +105,11 @@ fn inspect_age(args: &Args, input: impl io::Read, name: &str) -> Result<Status> 
 fn inspect_native(args: &Args, input: impl io::Read, name: &str) -> Result<Status> {
     // A regular file: read only the header area and take the length from metadata.
     // Anything else (standard input): read at most the largest possible header area.
-    let info = match std::fs::File::open(&args.file) {
-        Ok(f) if args.file.as_os_str() != "-" && f.metadata().is_ok_and(|m| m.is_file()) => {
-            envelope::inspect_file(&f)
-        }
+    // Stat before opening a second time: opening a FIFO again would wait for a new writer.
+    let regular =
+        args.file.as_os_str() != "-" && std::fs::metadata(&args.file).is_ok_and(|m| m.is_file());
+    let info = match regular.then(|| std::fs::File::open(&args.file)) {
+        Some(Ok(f)) => envelope::inspect_file(&f),
         _ => {
             let limit = envelope::BLOCK as u64 + 2 * u64::from(envelope::MAX_SLOT_SIZE);
             let mut head = Vec::new();
