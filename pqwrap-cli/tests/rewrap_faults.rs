@@ -397,7 +397,7 @@ fn read_only_filesystem_reports_every_file_and_changes_nothing() {
     );
     native(&arch.join("c.pqw"), &[&k.old_pq], &plaintext(3, 5000));
     let leftover = ".a.age.pqwrap-tmp-0123456789abcdef";
-    std::fs::write(arch.join(leftover), b"partial").unwrap();
+    std::fs::write(arch.join(leftover), b"age-encryption.org/v1\n-> X25519").unwrap();
     let before = contents(&arch);
     sb.mnt.remount("ro");
 

@@ -362,8 +362,20 @@ pub struct Staged<T> {
     pub payload: T,
 }
 
-/// Creates a locked temporary beside `src`.
+/// Creates a locked temporary beside `src`. Another run's cleanup may remove a fresh
+/// temporary in the instant between its creation and our lock (it looks abandoned then):
+/// that is retried with a new name a few times rather than failing the file.
 fn create_temp(src: &Source) -> io::Result<Temp> {
+    let mut tries = 0;
+    loop {
+        match create_temp_once(src) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn create_temp_once(src: &Source) -> io::Result<Temp> {
     let create = |name: &OsString| {
         rustix::fs::openat(
             &*src.dir,
@@ -402,10 +414,16 @@ fn create_temp(src: &Source) -> io::Result<Temp> {
     rustix::fs::flock(&temp.file, FlockOperation::NonBlockingLockExclusive)?;
     // A cleanup may have opened and removed it between our create and our lock; make sure the
     // name is still ours, or the rename would later fail.
-    let st = rustix::fs::statat(&*temp.dir, &temp.name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let mut temp = temp;
+    let st = rustix::fs::statat(&*temp.dir, &temp.name, AtFlags::SYMLINK_NOFOLLOW);
     #[allow(clippy::unnecessary_cast)]
-    if (st.st_dev as u64, st.st_ino as u64) != (temp.dev, temp.ino) {
-        return Err(io::Error::other("temporary removed under us"));
+    if !st.is_ok_and(|st| (st.st_dev as u64, st.st_ino as u64) == (temp.dev, temp.ino)) {
+        // The name is no longer ours: whatever it refers to now must not be unlinked.
+        temp.renamed = true;
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "temporary removed under us",
+        ));
     }
     Ok(temp)
 }

@@ -489,6 +489,19 @@ impl FormatJob {
 }
 
 impl super::Job for FormatJob {
+    fn is_own_output(&self, head: &[u8]) -> bool {
+        // Every file this job writes starts with one of these (a header, or armor).
+        const STARTS: [&[u8]; 3] = [
+            b"age-encryption.org/v1\n",
+            b"-----BEGIN AGE ENCRYPTED FILE-----",
+            &envelope::MAGIC,
+        ];
+        head.is_empty()
+            || STARTS
+                .iter()
+                .any(|m| m.starts_with(head) || head.starts_with(m))
+    }
+
     fn plan<'a>(&'a self, src: &Source) -> Plan<'a> {
         let mut head = [0u8; HEAD_LEN];
         let n = match read_head(&src.file, src.snap.size, &mut head) {

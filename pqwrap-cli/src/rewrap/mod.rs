@@ -145,6 +145,12 @@ pub trait Job: Sync {
     /// Looks at `src` (open, locked, snapshotted) and decides. Must not write to it: writing
     /// happens through the returned plan only.
     fn plan<'a>(&'a self, src: &Source) -> Plan<'a>;
+
+    /// Whether `head`, the first bytes (at most 64) of a file named like a temporary, is what
+    /// this job's temporaries start with: nothing yet, or all or part of the start of a file
+    /// it writes. Only such a file is removed as the leftover of a killed run; anything else
+    /// that merely has the name is left alone.
+    fn is_own_output(&self, head: &[u8]) -> bool;
 }
 
 /// How the job runs.
@@ -257,6 +263,10 @@ fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
             "a directory named like a pqwrap temporary: not descended into",
         ),
         Entry::Temporary(p) => {
+            // This run's own, met while listing a directory it is working in.
+            if p.file_name().is_some_and(walk::is_own_temp_name) {
+                return;
+            }
             if opts.dry_run {
                 reporter.record(&Record::new(&p, Outcome::Cleaned).because(
                     Reason::Unreadable,
@@ -264,7 +274,7 @@ fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
                 ));
                 return;
             }
-            match walk::remove_leftover(&p) {
+            match walk::remove_leftover(&p, &|head| ctx.job.is_own_output(head)) {
                 Ok(walk::Leftover::Removed) => {
                     reporter.record(&Record::new(&p, Outcome::Cleaned));
                 }
@@ -272,6 +282,12 @@ fn handle(entry: Entry, ctx: &Ctx<'_>, tx: &SyncSender<Staged<Pending>>) {
                     &p,
                     Reason::TemporaryInUse,
                     "a temporary of another running pqwrap",
+                ),
+                Ok(walk::Leftover::Gone) => {}
+                Ok(walk::Leftover::NotOurs) => skipped(
+                    &p,
+                    Reason::TemporaryInUse,
+                    "named like a pqwrap temporary but does not hold a pqwrap output: left alone",
                 ),
                 Err(e) => reporter.record(
                     &Record::new(&p, Outcome::Failed)

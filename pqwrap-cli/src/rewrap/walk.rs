@@ -166,20 +166,41 @@ pub fn is_temp_name(name: &OsStr) -> bool {
 /// planted fails the create (which retries with [`random_temp_name_for`]) and is never
 /// followed or written through.
 pub fn temp_name_for(name: &OsStr) -> io::Result<OsString> {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static START: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let start = match START.get() {
+    let start = match TEMP_START.get() {
         Some(s) => *s,
         None => {
             let mut b = [0u8; 8];
             getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
-            *START.get_or_init(|| u64::from_le_bytes(b))
+            *TEMP_START.get_or_init(|| u64::from_le_bytes(b))
         }
     };
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let n = TEMP_NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(temp_name_with(name, start.wrapping_add(n)))
+}
+
+/// This process's temporary-name sequence: a random start and how many names were taken.
+static TEMP_START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+static TEMP_NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether `name` (a temporary's name) came from this process's [`temp_name_for`]: the walk
+/// meets the job's own temporaries in directories it is still listing, and must neither
+/// report them nor try to clean them up.
+pub fn is_own_temp_name(name: &OsStr) -> bool {
+    let Some(start) = TEMP_START.get() else {
+        return false;
+    };
+    let b = name.as_bytes();
+    let Some(hex) = b.get(b.len().saturating_sub(TEMP_RANDOM_HEX)..) else {
+        return false;
+    };
+    let Some(suffix) = std::str::from_utf8(hex)
+        .ok()
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+    else {
+        return false;
+    };
+    is_temp_name(name)
+        && suffix.wrapping_sub(*start) < TEMP_NEXT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Like [`temp_name_for`], with all 64 bits of the suffix fresh from the OS.
@@ -208,6 +229,10 @@ pub enum Leftover {
     Removed,
     /// Another process holds its lock: a run in progress owns it; left alone.
     InUse,
+    /// Gone before we got to it: a running job renamed or removed it (its normal end).
+    Gone,
+    /// Named like a temporary, but its contents are not a pqwrap output: left alone.
+    NotOurs,
 }
 
 /// Removes a temporary left behind by a killed run.
@@ -217,18 +242,22 @@ pub enum Leftover {
 /// SIGKILL. So a temporary whose lock we can take belongs to no living run. We also check that
 /// the name still refers to the inode we locked before unlinking, so we never remove a file that
 /// replaced it meanwhile.
-pub fn remove_leftover(path: &Path) -> io::Result<Leftover> {
+pub fn remove_leftover(path: &Path, is_own_output: &dyn Fn(&[u8]) -> bool) -> io::Result<Leftover> {
     let name = path
         .file_name()
         .filter(|n| is_temp_name(n))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a pqwrap temporary"))?;
     let dir = open_parent(path)?;
-    let fd = rustix::fs::openat(
+    let fd = match rustix::fs::openat(
         &dir,
         name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(Leftover::Gone),
+        Err(e) => return Err(e.into()),
+    };
     let file = File::from(fd);
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
@@ -242,13 +271,25 @@ pub fn remove_leftover(path: &Path) -> io::Result<Leftover> {
         Err(rustix::io::Errno::WOULDBLOCK) => return Ok(Leftover::InUse),
         Err(e) => return Err(e.into()),
     }
-    let now = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let mut head = [0u8; 64];
+    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)?;
+    if !is_own_output(head.get(..n).unwrap_or_default()) {
+        return Ok(Leftover::NotOurs);
+    }
+    let now = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(Leftover::Gone),
+        Err(e) => return Err(e.into()),
+    };
     #[allow(clippy::unnecessary_cast)]
     if now.st_dev as u64 != meta.dev() || now.st_ino as u64 != meta.ino() {
         return Ok(Leftover::InUse);
     }
-    rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
-    Ok(Leftover::Removed)
+    match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+        Ok(()) => Ok(Leftover::Removed),
+        Err(rustix::io::Errno::NOENT) => Ok(Leftover::Gone),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the directory containing `path` (`.` for a bare name), for `*at` calls.
@@ -389,24 +430,80 @@ mod tests {
         assert!(matches!(&got[..], [Entry::Unreadable { .. }]), "{got:?}");
     }
 
+    /// What `FormatJob` accepts as its own output.
+    fn age_or_native(head: &[u8]) -> bool {
+        use crate::rewrap::Job;
+        crate::rewrap::formats::FormatJob::new(Vec::new(), Vec::new(), false, false, false)
+            .is_own_output(head)
+    }
+
     #[test]
     fn leftover_removed_only_when_unlocked() {
         let d = tempfile::tempdir().unwrap();
         let name = temp_name_for(OsStr::new("f")).unwrap();
         let p = d.path().join(&name);
-        std::fs::write(&p, b"partial").unwrap();
+        std::fs::write(&p, b"age-encryption.org/v1\n-> X25519 ").unwrap();
         // Held by a "live run": left alone.
         let holder = File::open(&p).unwrap();
         rustix::fs::flock(&holder, FlockOperation::LockExclusive).unwrap();
-        assert_eq!(remove_leftover(&p).unwrap(), Leftover::InUse);
+        assert_eq!(
+            remove_leftover(&p, &age_or_native).unwrap(),
+            Leftover::InUse
+        );
         assert!(p.exists());
         drop(holder);
-        assert_eq!(remove_leftover(&p).unwrap(), Leftover::Removed);
+        assert_eq!(
+            remove_leftover(&p, &age_or_native).unwrap(),
+            Leftover::Removed
+        );
         assert!(!p.exists());
         // Refuses anything not named like a temporary.
         let other = d.path().join("f");
         std::fs::write(&other, b"data").unwrap();
-        assert!(remove_leftover(&other).is_err());
+        assert!(remove_leftover(&other, &age_or_native).is_err());
         assert!(other.exists());
+    }
+
+    #[test]
+    fn a_file_named_like_a_temporary_without_a_pqwrap_start_is_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".notes.pqwrap-tmp-0123456789abcdef");
+        std::fs::write(&p, b"precious").unwrap();
+        assert_eq!(
+            remove_leftover(&p, &age_or_native).unwrap(),
+            Leftover::NotOurs
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"precious");
+        // Empty, or any part of a header's first line: what a killed run leaves.
+        for start in [
+            &b""[..],
+            b"age-enc",
+            b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl",
+            &pqwrap_core::envelope::MAGIC[..3],
+        ] {
+            std::fs::write(&p, start).unwrap();
+            assert_eq!(
+                remove_leftover(&p, &age_or_native).unwrap(),
+                Leftover::Removed,
+                "{start:?}"
+            );
+        }
+        // Already gone (a live run renamed it): nothing to report.
+        assert_eq!(remove_leftover(&p, &age_or_native).unwrap(), Leftover::Gone);
+    }
+
+    #[test]
+    fn this_processs_own_temporaries_are_recognised() {
+        let mine = temp_name_for(OsStr::new("f.age")).unwrap();
+        assert!(is_own_temp_name(&mine));
+        // Another process's sequence (or a planted name) is not ours.
+        let suffix = u64::from_str_radix(
+            std::str::from_utf8(&mine.as_bytes()[mine.len() - 16..]).unwrap(),
+            16,
+        )
+        .unwrap();
+        let far = temp_name_with(OsStr::new("f.age"), suffix.wrapping_add(1 << 40));
+        assert!(!is_own_temp_name(&far));
+        assert!(!is_own_temp_name(OsStr::new("f.age")));
     }
 }
