@@ -92,9 +92,10 @@ pub struct Args {
     #[arg(long)]
     verify_payload: bool,
 
-    /// How temporaries are made durable: `group` (one filesystem sync per batch) or
-    /// `per-file` (one fsync per file).
-    #[arg(long, value_name = "MODE", default_value = "group", hide = true)]
+    /// How new files are made durable: `group` (one filesystem sync per batch, the
+    /// default) or `per-file` (an fsync per file and per directory: for FUSE mounts such as
+    /// sshfs, whose filesystem sync may not reach the backing store).
+    #[arg(long, value_name = "MODE", default_value = "group")]
     sync: SyncMode,
 
     /// Files and directories to re-wrap (directories recursively; symlinks not followed).
