@@ -818,3 +818,38 @@ fn a_rerun_finishes_a_native_rewrap_interrupted_before_its_wipe() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(rec(&report(&rep), "half.pqw")["outcome"], "already_done");
 }
+
+/// A large `-j` under a low descriptor limit: workers and batches are cut to fit, so files
+/// are not failed with "Too many open files" (before: 2,783 of 3,000 failed at `ulimit -n
+/// 120`, `-j 64`).
+#[test]
+fn a_low_descriptor_limit_slows_the_job_instead_of_failing_files() {
+    let d = tempfile::tempdir().unwrap();
+    let k = keys(d.path());
+    let arch = d.path().join("arch");
+    let one = common::age_bytes(&[&k.old], b"x", false);
+    for i in 0..300 {
+        let dir = arch.join(format!("d{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("f.age"), &one).unwrap();
+    }
+    let rep = d.path().join("r.jsonl");
+    let o = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 120 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_pqwrap"))
+        .args(["rewrap", "-j", "64", "-i"])
+        .arg(&k.old_file)
+        .args(["-r", &k.new_pub, "--report"])
+        .arg(&rep)
+        .arg(&arch));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let recs = report(&rep);
+    assert_eq!(
+        recs.iter().filter(|r| r["outcome"] == "rewrapped").count(),
+        300,
+        "{}",
+        text(&o)
+    );
+}

@@ -202,12 +202,24 @@ pub fn run(
     progress: &Progress,
     audit: Option<&Audit>,
 ) -> anyhow::Result<()> {
-    // Each staged file holds three descriptors (original, its directory, temporary), in the
-    // batch being committed and in the channel: keep both within the descriptor limit.
-    let limit = raise_fd_limit();
-    let fit = usize::try_from(limit.saturating_sub(256) / 6).unwrap_or(usize::MAX);
+    // Descriptors: a worker holds up to five at once (the original, its directory, a
+    // temporary, the original re-opened for writing, the directory it walks); a staged file
+    // three (original, directory, temporary), in the batch being committed and in the
+    // channel; and a reserve serves the standard streams, the report, the audit log and the
+    // walk's open directories. Workers and batches are cut to fit the limit, so a large `-j`
+    // under a low limit runs slower instead of failing files with EMFILE.
+    const RESERVE: u64 = 64;
+    const PER_WORKER: u64 = 5;
+    const PER_STAGED: u64 = 3;
+    let usable = raise_fd_limit().saturating_sub(RESERVE);
+    let jobs = (opts.jobs.max(1) as u64).min((usable / (PER_WORKER + 2 * PER_STAGED)).max(1));
+    let fit = usable.saturating_sub(jobs * PER_WORKER) / (2 * PER_STAGED);
     let opts = &Options {
-        batch_files: opts.batch_files.min(fit).max(4),
+        jobs: usize::try_from(jobs).unwrap_or(1),
+        batch_files: opts
+            .batch_files
+            .min(usize::try_from(fit).unwrap_or(usize::MAX))
+            .max(1),
         ..opts.clone()
     };
     let pool = rayon::ThreadPoolBuilder::new()
