@@ -79,6 +79,9 @@ fn bad_identity_file_names_file_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.txt") && err.contains("line 2"), "{err}");
+    // The cause once, not once in the message and again as the error's source.
+    let cause = "not a valid Bech32 string";
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
 }
 
 #[test]

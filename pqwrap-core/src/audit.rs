@@ -35,7 +35,7 @@ const SUFFIX_LEN: usize = 9 + 64 + 2;
 #[derive(Debug, Error)]
 pub enum AuditError {
     /// Reading or writing the file failed.
-    #[error("audit log I/O: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Line `line` (1-based) breaks the chain; `what` says how.
     #[error("audit log line {line}: {what}")]

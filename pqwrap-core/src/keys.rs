@@ -92,12 +92,14 @@ pub enum KeyError {
     #[error("invalid key: {0}")]
     Kem(#[from] KemError),
     /// A line in a key file is not a key.
-    #[error("line {line}: {source}")]
+    // Not named `source`: the message already includes it, and a source would print twice
+    // in an error chain.
+    #[error("line {line}: {error}")]
     Line {
         /// 1-based line number.
         line: usize,
         /// What was wrong with it.
-        source: Box<KeyError>,
+        error: Box<KeyError>,
     },
     /// A key file holds no key at all.
     #[error("no keys found")]
@@ -367,7 +369,7 @@ pub fn parse_identities(text: &str) -> Result<Vec<Identity>, KeyError> {
         .map(|(line, l)| {
             l.parse().map_err(|e| KeyError::Line {
                 line,
-                source: Box::new(e),
+                error: Box::new(e),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -383,7 +385,7 @@ pub fn parse_recipients(text: &str) -> Result<Vec<Recipient>, KeyError> {
         .map(|(line, l)| {
             l.parse().map_err(|e| KeyError::Line {
                 line,
-                source: Box::new(e),
+                error: Box::new(e),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

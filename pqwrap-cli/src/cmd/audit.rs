@@ -37,7 +37,9 @@ pub fn run(args: Args) -> Result<Status> {
                 println!("{}: {e}", log.display());
                 Ok(Status::Failure)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                Err(anyhow::Error::from(e).context(format!("cannot verify {}", log.display())))
+            }
         },
     }
 }

@@ -322,7 +322,8 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
     } else if req.clipboard {
         Request::Clipboard
     } else if let Some(j) = &req.quantum {
-        job = QuantumJob::from_json(&read_small(j)?)?;
+        job = QuantumJob::from_json(&read_small(j)?)
+            .with_context(|| format!("invalid quantum job {}", j.display()))?;
         Request::Submit {
             job: &job,
             already_submitted: jobs_submitted,
@@ -387,7 +388,8 @@ fn load_manifest(path: &Path) -> Result<Manifest> {
 }
 
 fn load_revocations(path: &Path) -> Result<RevocationList> {
-    Ok(RevocationList::parse(&read_small(path)?)?)
+    RevocationList::parse(&read_small(path)?)
+        .with_context(|| format!("invalid revocation list {}", path.display()))
 }
 
 fn open_log(path: &Path) -> Result<AuditLog> {
