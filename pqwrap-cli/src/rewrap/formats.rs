@@ -101,7 +101,8 @@ impl FormatJob {
             ..Info::default()
         };
         // One reader for the header and, further down, the payload check.
-        let dec = match age::Decryptor::new(BufReader::new(reader_after(head, src))) {
+        let input = BufReader::new(reader_after(head, &src.file, src.snap.size));
+        let dec = match age::Decryptor::new(input) {
             Ok(d) => d,
             Err(e) => {
                 return Plan::Fail {
@@ -318,8 +319,8 @@ impl FormatJob {
             reason,
             message,
         };
-        let header = match envelope::Header::read_from(&mut BufReader::new(reader_after(head, src)))
-        {
+        let mut input = BufReader::new(reader_after(head, &src.file, src.snap.size));
+        let header = match envelope::Header::read_from(&mut input) {
             Ok(h) => h,
             Err(e) => return fail(info, native_reason(&e), e.to_string()),
         };
@@ -583,12 +584,12 @@ fn reader_at_start(file: &File, end: u64) -> ReadAt<'_> {
     ReadAt { file, pos: 0, end }
 }
 
-/// [`read_head`]'s bytes, then the rest of the source up to its snapshot size.
-fn reader_after<'a>(head: &'a [u8], src: &'a Source) -> io::Chain<&'a [u8], ReadAt<'a>> {
+/// [`read_head`]'s bytes, then the rest of `file` up to `end` (its size when read).
+fn reader_after<'a>(head: &'a [u8], file: &'a File, end: u64) -> io::Chain<&'a [u8], ReadAt<'a>> {
     let rest = ReadAt {
-        file: &src.file,
+        file,
         pos: head.len() as u64,
-        end: src.snap.size,
+        end,
     };
     head.chain(rest)
 }
@@ -689,14 +690,9 @@ impl Classify for Classifier {
         let head = head.get(..n).unwrap_or_default();
         if let Some(age::Armored(armored)) = age::is_age(head) {
             let format = Some(if armored { "age-armored" } else { "age" });
-            let rest = ReadAt {
-                file,
-                pos: n as u64,
-                end: size,
-            };
             // Header parsing is bounded by `MAX_HEADER_LEN`.
-            let header =
-                age::Decryptor::new(BufReader::new(head.chain(rest))).map(|d| d.header().clone());
+            let header = age::Decryptor::new(BufReader::new(reader_after(head, file, size)))
+                .map(|d| d.header().clone());
             let protection = match header {
                 Ok(h) => match h.protection() {
                     age::Protection::PostQuantum => Protection::PostQuantum,
