@@ -1,5 +1,7 @@
 //! The `pqwrap encrypt/decrypt/inspect` commands on real files, for age.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -188,14 +190,7 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
     ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
 
     let fifo = d.join("pipe");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .expect("mkfifo");
+    common::mkfifo(&fifo);
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
@@ -256,14 +251,7 @@ fn a_killed_decrypt_leaves_no_partial_plaintext() {
     let out = d.join("out");
     std::fs::create_dir(&out).expect("mkdir");
     let fifo = d.join("pipe");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .expect("mkfifo");
+    common::mkfifo(&fifo);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
         .args(["decrypt", "-i", "pq.key", "-o", "out/plain", "pipe"])
         .current_dir(d)

@@ -1,6 +1,8 @@
 //! `pqwrap encrypt --format pqwrap`, `decrypt` and `inspect` on the native envelope, end to
 //! end through the binary.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
 fn pqwrap(args: &[&str]) -> Output {
@@ -25,6 +27,21 @@ fn keygen(dir: &std::path::Path, name: &str, classical: bool) -> (String, String
     )
 }
 
+/// `pqwrap encrypt --format pqwrap -r RCPT -o OUT PLAIN`, which must succeed.
+fn encrypt_native(rcpt: &str, plain: &std::path::Path, out: &std::path::Path) {
+    let o = pqwrap(&[
+        "encrypt",
+        "--format",
+        "pqwrap",
+        "-r",
+        rcpt,
+        "-o",
+        out.to_str().unwrap(),
+        plain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+}
+
 #[test]
 fn native_round_trip_inspect_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,8 +55,7 @@ fn native_round_trip_inspect_and_refusals() {
     let enc = d.join("f.pqw");
     let (p, e) = (plain.to_str().unwrap(), enc.to_str().unwrap());
 
-    let out = pqwrap(&["encrypt", "--format", "pqwrap", "-r", &rcpt, "-o", e, p]);
-    assert!(out.status.success(), "{out:?}");
+    encrypt_native(&rcpt, &plain, &enc);
 
     let out = pqwrap(&["inspect", "--json", e]);
     assert!(out.status.success());
@@ -106,20 +122,7 @@ fn closed_stdout_pipe_ends_quietly() {
     let enc = dir.path().join("f.pqw");
     let plain = dir.path().join("p");
     std::fs::write(&plain, b"x").unwrap();
-    assert!(
-        pqwrap(&[
-            "encrypt",
-            "--format",
-            "pqwrap",
-            "-r",
-            &rcpt,
-            "-o",
-            enc.to_str().unwrap(),
-            plain.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    encrypt_native(&rcpt, &plain, &enc);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
         .args(["inspect", "--json", enc.to_str().unwrap()])
         .stdout(Stdio::piped())
@@ -142,26 +145,9 @@ fn inspect_reads_a_fifo_once() {
     let plain = d.join("plain");
     std::fs::write(&plain, b"in a pipe").unwrap();
     let enc = d.join("f.pqw");
-    let o = pqwrap(&[
-        "encrypt",
-        "--format",
-        "pqwrap",
-        "-r",
-        &rcpt,
-        "-o",
-        enc.to_str().unwrap(),
-        plain.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{o:?}");
+    encrypt_native(&rcpt, &plain, &enc);
     let fifo = d.join("pipe");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    common::mkfifo(&fifo);
     let bytes = std::fs::read(&enc).unwrap();
     let writer = {
         let fifo = fifo.clone();

@@ -37,6 +37,14 @@ fn keys(dir: &Path) -> Keys {
     }
 }
 
+/// An older post-quantum key being rotated out, and its identity file `old-pq.key`.
+fn old_pq_key(dir: &Path) -> (Identity, PathBuf) {
+    let old_pq = Identity::generate_hybrid().unwrap();
+    let file = dir.join("old-pq.key");
+    write_identities(&file, &[&old_pq]);
+    (old_pq, file)
+}
+
 /// The header and the payload (everything after the header) of a binary age file.
 fn split(path: &Path) -> (Header, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
@@ -383,9 +391,7 @@ fn help_says_when_rewrapping_is_not_enough() {
 fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
     let d = tempfile::tempdir().unwrap();
     let k = keys(d.path());
-    let old_pq = Identity::generate_hybrid().unwrap();
-    let old_pq_file = d.path().join("old-pq.key");
-    write_identities(&old_pq_file, &[&old_pq]);
+    let (old_pq, old_pq_file) = old_pq_key(d.path());
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
     let f = arch.join("big.pqw");
@@ -473,9 +479,7 @@ fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
 fn native_reencrypt_and_verify_payload() {
     let d = tempfile::tempdir().unwrap();
     let k = keys(d.path());
-    let old_pq = Identity::generate_hybrid().unwrap();
-    let old_pq_file = d.path().join("old-pq.key");
-    write_identities(&old_pq_file, &[&old_pq]);
+    let (old_pq, old_pq_file) = old_pq_key(d.path());
     let f = d.path().join("x.pqw");
     let data = plaintext(8, 200_000);
     native(&f, &[&old_pq], &data);
@@ -673,9 +677,7 @@ fn target_shaped_files_the_target_identity_does_not_open_fail_instead_of_unverif
 #[test]
 fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commit() {
     let d = tempfile::tempdir().unwrap();
-    let old_pq = Identity::generate_hybrid().unwrap();
-    let old_file = d.path().join("old-pq.key");
-    write_identities(&old_file, &[&old_pq]);
+    let (old_pq, old_file) = old_pq_key(d.path());
     // Seven post-quantum targets: one more than a default native slot holds.
     let targets: Vec<Identity> = (0..7)
         .map(|_| Identity::generate_hybrid().unwrap())
@@ -769,9 +771,7 @@ fn a_rerun_finishes_a_native_rewrap_interrupted_before_its_wipe() {
     use pqwrap_core::envelope;
     let d = tempfile::tempdir().unwrap();
     let k = keys(d.path());
-    let old_pq = Identity::generate_hybrid().unwrap();
-    let old_file = d.path().join("old-pq.key");
-    write_identities(&old_file, &[&old_pq]);
+    let (old_pq, old_file) = old_pq_key(d.path());
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
     let f = arch.join("half.pqw");

@@ -1,5 +1,7 @@
 //! age round trips through the public API, and every way a file can be damaged.
 
+mod io_support;
+
 use std::io::{Cursor, Read, Write};
 
 use pqwrap_core::age::{self, AgeError, ErrorKind, FileKey, Header, Passphrase, Stanza};
@@ -513,27 +515,6 @@ fn protection_classification_is_conservative() {
     assert_eq!(only(&["scrypt"]), Passphrase);
 }
 
-/// A writer whose first large write fails (as a non-blocking pipe or a full disk would),
-/// then accepts everything; what it accepted stays readable through `out`.
-struct FailsOnce {
-    out: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
-    failed: bool,
-}
-
-impl Write for FailsOnce {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if !self.failed && b.len() > 1000 {
-            self.failed = true;
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        self.out.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
     let id = Identity::generate_x25519().expect("rng");
@@ -543,11 +524,8 @@ fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
     let secret = vec![b'S'; 16 * CHUNK + 10];
     for armor in [false, true] {
         for retry in [true, false] {
-            let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            let sink = FailsOnce {
-                out: out.clone(),
-                failed: false,
-            };
+            // The header goes through; the first batch of chunks fails.
+            let (sink, out) = io_support::FailsOnce::new(1000);
             let mut w = age::encrypt_writer(sink, &fk, &header, armor).expect("writer");
             let failed_at = secret
                 .chunks(4096)

@@ -3,6 +3,8 @@
 
 mod envelope_spec;
 
+mod io_support;
+
 use std::io::{Read, Write};
 
 use pqwrap_core::envelope::{
@@ -298,36 +300,12 @@ fn one_gib_round_trip_stays_under_32_mib_resident() {
     assert!(hwm_kib < 32 * 1024, "peak RSS {hwm_kib} KiB");
 }
 
-/// A writer whose first chunk-sized write fails (as a non-blocking pipe or a full disk
-/// would), then accepts everything; what it accepted stays readable through `out`.
-struct FailsOnce {
-    out: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
-    failed: bool,
-}
-
-impl Write for FailsOnce {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if !self.failed && b.len() > 60_000 {
-            self.failed = true;
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        self.out.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn after_a_failed_write_the_encryptor_refuses_and_never_emits_plaintext() {
     let secret = vec![b'S'; 3 * 65536];
     for retry in [true, false] {
-        let out = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let sink = FailsOnce {
-            out: out.clone(),
-            failed: false,
-        };
+        // The header area (20 KiB) goes through; the first 64 KiB chunk fails.
+        let (sink, out) = io_support::FailsOnce::new(60_000);
         let mut enc = Encryptor::new(sink, &[id(1).to_recipient()]).unwrap();
         let failed_at = secret.chunks(4096).position(|p| enc.write_all(p).is_err());
         assert!(failed_at.is_some(), "the inner failure must surface");
