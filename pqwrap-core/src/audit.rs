@@ -183,6 +183,13 @@ impl AuditLog {
             .create(true)
             .mode(0o640)
             .open(path)?;
+        AuditLog::from_file(file)
+    }
+
+    /// Takes a log file the caller opened itself (for reading, and appending), locks it, and
+    /// verifies the existing chain first, as [`AuditLog::open`] does. For callers that open
+    /// paths with rules of their own (no symlinks followed, say).
+    pub fn from_file(file: File) -> Result<AuditLog, AuditError> {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(std::io::Error::from)?;
         let summary = verify_reader(&file)?;
