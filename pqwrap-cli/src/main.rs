@@ -2,7 +2,10 @@
 
 mod cmd;
 mod exit;
-mod rewrap;
+mod keyfiles;
+mod outputs;
+mod progress;
+mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

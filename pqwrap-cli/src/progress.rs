@@ -1,18 +1,18 @@
-//! The progress bar: on stderr, only when stderr is a terminal; silent otherwise.
+//! The progress bar: on stderr, only when stderr is a terminal; silent otherwise. It is one of
+//! the run's [`Events`]: each record moves it, and each failure is printed above it.
 //!
-//! The walk is streamed, so the total is not known at the start: a separate counting walk
-//! (metadata only, no file opened) runs beside the job and grows the bar's length as it goes;
-//! once it has finished, the ETA is meaningful. The bar counts bytes; its message counts files.
+//! The listing is streamed, so the total is not known at the start: a separate counting
+//! listing (no file opened) runs beside the job and grows the bar's length as it goes; once it
+//! has finished, the ETA is meaningful. The bar counts bytes; its message counts files.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use super::walk::{self, Entry};
+use pqwrap_rewrap::events::{Events, Outcome, Record};
+use pqwrap_rewrap::store::{Listed, Store};
 
 /// Progress of a job.
 #[derive(Clone)]
@@ -57,26 +57,23 @@ impl Progress {
         }
     }
 
-    /// Starts the counting walk over `roots` in a background thread (if a bar is shown).
-    pub fn count_in_background(&self, roots: &[PathBuf]) {
-        let Some(inner) = self.inner.clone() else {
+    /// Counts the store's entries and their sizes, growing the bar (if one is shown); returns
+    /// early once the bar is finished. Run it on a thread beside the job.
+    pub fn count<S: Store>(&self, store: &S) {
+        let Some(inner) = &self.inner else {
             return;
         };
-        let roots = roots.to_vec();
-        std::thread::spawn(move || {
-            for entry in walk::walk(&roots) {
-                if let Entry::File(p) = entry {
-                    let size = std::fs::symlink_metadata(&p).map_or(0, |m| m.len());
-                    inner.files_total.fetch_add(1, Ordering::Relaxed);
-                    inner.bar.inc_length(size);
-                }
-                if inner.bar.is_finished() {
-                    return;
-                }
+        for item in store.list() {
+            if let Listed::Candidate(e) = item {
+                inner.files_total.fetch_add(1, Ordering::Relaxed);
+                inner.bar.inc_length(store.size_hint(&e).unwrap_or(0));
             }
-            inner.counted.store(true, Ordering::Relaxed);
-            inner.refresh();
-        });
+            if inner.bar.is_finished() {
+                return;
+            }
+        }
+        inner.counted.store(true, Ordering::Relaxed);
+        inner.refresh();
     }
 
     /// One file finished (whatever its outcome); `bytes` is its size.
@@ -102,6 +99,22 @@ impl Progress {
         if let Some(inner) = &self.inner {
             inner.bar.finish_and_clear();
         }
+    }
+}
+
+/// Every record moves the bar; a failure is named above it (the summary only counts them).
+impl Events for Progress {
+    fn record(&self, rec: &Record<'_>) {
+        if rec.outcome == Outcome::Failed {
+            self.println(&format!("pqwrap rewrap: {}", rec.failure_line()));
+        }
+        let not_a_candidate = rec.outcome == Outcome::Cleaned
+            || (rec.outcome == Outcome::Skipped && rec.bytes.is_none());
+        if not_a_candidate {
+            // Symlinks, special files, leftovers: the counting listing did not count them.
+            return;
+        }
+        self.file_done(rec.bytes.unwrap_or(0));
     }
 }
 
@@ -134,14 +147,12 @@ mod tests {
         std::fs::write(d.path().join("a"), vec![0u8; 1000]).unwrap();
         std::fs::write(d.path().join("b"), vec![0u8; 24]).unwrap();
         let p = Progress::with_target(ProgressDrawTarget::hidden());
-        p.count_in_background(&[d.path().to_path_buf()]);
+        let store = pqwrap_rewrap::store::fs::FsStore::new(
+            vec![d.path().to_path_buf()],
+            pqwrap_rewrap::store::fs::Durability::Group,
+        );
+        p.count(&store);
         let inner = p.inner.clone().unwrap();
-        for _ in 0..500 {
-            if inner.counted.load(Ordering::Relaxed) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
         assert!(inner.counted.load(Ordering::Relaxed));
         assert_eq!(inner.bar.length(), Some(1024));
         assert_eq!(inner.files_total.load(Ordering::Relaxed), 2);

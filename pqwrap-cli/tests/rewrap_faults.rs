@@ -177,6 +177,8 @@ struct Keys {
     new: Identity,
     /// The old X25519 and old post-quantum identities.
     old_file: PathBuf,
+    /// The new identity.
+    new_file: PathBuf,
     new_pub: String,
 }
 
@@ -188,12 +190,16 @@ fn keys(dir: &Path) -> Keys {
     let old_file = dir.join("old.key");
     write_identities(&old_file, &[&old, &old_pq]);
     std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let new_file = dir.join("new.key");
+    write_identities(&new_file, &[&new]);
+    std::fs::set_permissions(&new_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let new_pub = new.to_recipient().to_string();
     Keys {
         old,
         old_pq,
         new,
         old_file,
+        new_file,
         new_pub,
     }
 }
@@ -358,11 +364,14 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
     }
     assert_eq!(recs.len(), 7, "{recs:?}");
 
-    // Room again: the re-run re-wraps the large files and skips the done ones.
+    // Room again: the re-run (given the new identity too, to verify the done ones) re-wraps
+    // the large files and skips the done ones.
     sb.mnt.remount("size=8m");
     let o = run(pqwrap()
         .args(["rewrap", "-j", "1", "-i"])
         .arg(&k.old_file)
+        .arg("-i")
+        .arg(&k.new_file)
         .args(["-r", &k.new_pub])
         .arg(&arch));
     assert_eq!(code(&o), 0, "{}", text(&o));

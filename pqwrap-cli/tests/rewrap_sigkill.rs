@@ -117,6 +117,9 @@ fn sigkill_test(files: usize, runs: usize) {
     let old_pq = Identity::generate_hybrid().unwrap();
     let old_file = d.path().join("old.key");
     write_identities(&old_file, &[&old, &old_pq]);
+    // Given to every run too: a resumed run verifies the files done before the kill with it.
+    let new_file = d.path().join("new.key");
+    write_identities(&new_file, &[&new]);
     let arch = d.path().join("arch");
     let mut samples = Vec::with_capacity(files);
     for i in 0..files {
@@ -152,6 +155,8 @@ fn sigkill_test(files: usize, runs: usize) {
         let mut c = pqwrap();
         c.args(["rewrap", "-j", "2", "-i"])
             .arg(&old_file)
+            .arg("-i")
+            .arg(&new_file)
             .args(["-r", &new.to_recipient().to_string()])
             .arg(&arch)
             .stdout(Stdio::null())

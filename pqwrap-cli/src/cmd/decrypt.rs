@@ -7,9 +7,10 @@ use anyhow::{Context, Result, anyhow};
 use pqwrap_core::age::{self, AgeError};
 use pqwrap_core::envelope;
 
-use super::format::{self, Format};
+use super::format::{self, detect, not_supported};
 use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
 use crate::exit::Status;
+use pqwrap_rewrap::format::FormatId;
 
 /// Decrypt a file (standard input by default); the format is detected.
 #[derive(clap::Args)]
@@ -51,9 +52,10 @@ fn describe(name: &str, e: AgeError) -> anyhow::Error {
 pub fn run(args: Args) -> Result<Status> {
     let (input, name) = open_input(args.input.as_deref())?;
     let (prefix, input) = format::peek(input).with_context(|| format!("cannot read {name}"))?;
-    match format::detect(&prefix) {
-        Some((Format::Age, _)) => decrypt_age(&args, input, &name),
-        Some((Format::Pqwrap, _)) => decrypt_native(&args, input, &name),
+    match detect(&prefix) {
+        Some(FormatId::Age) => decrypt_age(&args, input, &name),
+        Some(FormatId::Native) => decrypt_native(&args, input, &name),
+        Some(_) => Err(anyhow!("{name}: {}", not_supported(&prefix))),
         None => Err(anyhow!(
             "{name}: not an encrypted file in a format pqwrap knows"
         )),

@@ -11,7 +11,6 @@ use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 
 use crate::exit::Status;
-use crate::rewrap::{self, formats, inventory};
 
 /// Build a sample archive in a temporary directory, scan it, re-wrap it to a new
 /// post-quantum key, check a sample, and scan again.
@@ -120,7 +119,19 @@ fn encrypt_to(path: &Path, id: &Identity, data: &[u8], armored: bool) -> Result<
 
 fn scan_table(archive: &Path) -> Result<String> {
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(inventory::scan(&[archive.to_path_buf()], &formats::Classifier, jobs)?.render_table())
+    let inv = super::scan::scan_paths(&[archive.to_path_buf()], jobs)?;
+    Ok(crate::render::inventory(&inv))
+}
+
+/// Reads an age file's plaintext.
+fn decrypt_age_file(path: &Path, ids: &[Identity]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let dec = age::Decryptor::new(std::io::BufReader::new(f))?;
+    let mut r = dec.decrypt(ids, &[])?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Runs `pqwrap demo`.
@@ -218,23 +229,31 @@ pub fn run(args: Args) -> Result<Status> {
     );
     let report_path = root.join("report.jsonl");
     let audit_path = root.join("audit.jsonl");
-    let audit = std::sync::Mutex::new(pqwrap_core::audit::AuditLog::open(&audit_path)?);
-    let job = formats::FormatJob::new(
+    let guard = crate::outputs::Guard::new(std::slice::from_ref(&archive), &[]);
+    let (audit_file, audit) = crate::outputs::open_audit_log(&audit_path, &guard)?;
+    let report = crate::outputs::ReportFile::create(&report_path, &guard, false)?;
+    let job = pqwrap_rewrap::Job::new(
         vec![old.clone(), old_pq.clone()],
         vec![new.to_recipient()],
-        false,
-        false,
-        false,
-    );
-    let opts = rewrap::Options::default();
-    let report = std::fs::File::create(&report_path)?;
+        pqwrap_rewrap::JobOptions::default(),
+    )?;
+    let store = pqwrap_rewrap::store::fs::FsStore::new(
+        vec![archive.clone()],
+        pqwrap_rewrap::store::fs::Durability::Group,
+    )
+    .exclude(&audit_file)?
+    .exclude(report.file())?;
+    let outputs = super::rewrap::Outputs {
+        report: Some(report),
+        stdout_report: false,
+        audit: Some(pqwrap_rewrap::events::AuditTrail::new(audit)),
+    };
     let summary = super::rewrap::execute(
-        std::slice::from_ref(&archive),
+        &store,
         &job,
-        &opts,
-        Some(Box::new(report)),
+        &pqwrap_rewrap::Options::default(),
+        outputs,
         true,
-        Some(&audit),
     )?;
     println!();
 
@@ -246,12 +265,12 @@ pub fn run(args: Args) -> Result<Status> {
             continue;
         }
         let p = sample_path(&archive, i, i % 7 == 3);
-        let got = formats::decrypt_age_file(&p, std::slice::from_ref(&new))
+        let got = decrypt_age_file(&p, std::slice::from_ref(&new))
             .with_context(|| format!("{} does not open with the new key", p.display()))?;
         if got != plaintext(i, size_of(i)) {
             bail!("{}: contents differ after the re-wrap", p.display());
         }
-        if formats::decrypt_age_file(&p, &[old.clone(), old_pq.clone()]).is_ok() {
+        if decrypt_age_file(&p, &[old.clone(), old_pq.clone()]).is_ok() {
             bail!("{}: still opens with the old classical key", p.display());
         }
         println!(

@@ -4,7 +4,7 @@ use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use pqwrap_core::keys::{self, Recipient};
+use pqwrap_core::keys::Recipient;
 use pqwrap_core::{age, envelope};
 
 use super::format::Format;
@@ -60,25 +60,7 @@ pub struct Args {
 }
 
 fn collect_recipients(args: &Args) -> Result<Vec<Recipient>> {
-    let mut out = Vec::new();
-    for r in &args.recipients {
-        out.push(
-            r.parse::<Recipient>()
-                .with_context(|| format!("invalid recipient {r:?}"))?,
-        );
-    }
-    for f in &args.recipients_files {
-        let text = super::keygen::read_to_string_bounded(
-            std::fs::File::open(f)
-                .with_context(|| format!("cannot open recipients file {}", f.display()))?,
-        )
-        .with_context(|| format!("cannot read recipients file {}", f.display()))?;
-        out.extend(
-            keys::parse_recipients(&text)
-                .with_context(|| format!("{}: invalid recipients file", f.display()))?,
-        );
-    }
-    Ok(out)
+    crate::keyfiles::load_recipients(&args.recipients, &args.recipients_files)
 }
 
 /// Runs `pqwrap encrypt`.
@@ -168,6 +150,7 @@ fn encrypt_age(args: &Args) -> Result<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pqwrap_core::keys;
 
     #[test]
     fn unknown_format_is_rejected_by_clap() {

@@ -1,10 +1,9 @@
-//! Encrypted-file formats the CLI reads and writes, and detection from a file's first
-//! bytes. A new format is a new variant, a detection rule and a match arm in the
-//! `encrypt`, `decrypt` and `inspect` commands.
+//! The formats `encrypt` writes, and the detection prefix `decrypt` and `inspect` read
+//! (detection itself is `pqwrap_rewrap::format::detect`: one rule for every command).
 
 use std::io::{self, Read};
 
-use pqwrap_core::{age, envelope};
+use pqwrap_core::age;
 
 /// Bytes read from the start of an input to detect its format: the age decoder's own
 /// detection length, which sees an armor's begin line past the most leading whitespace the
@@ -31,25 +30,6 @@ impl Format {
     }
 }
 
-/// Detects the format from the first bytes of a file (up to [`DETECT_LEN`]); also says
-/// whether it is ASCII-armored. Anything PEM-like (`-----` after whitespace) is taken as
-/// armored age, so that a damaged armor is reported as such.
-pub fn detect(prefix: &[u8]) -> Option<(Format, bool)> {
-    if envelope::is_native(prefix) {
-        return Some((Format::Pqwrap, false));
-    }
-    if let Some(age::Armored(a)) = age::is_age(prefix) {
-        return Some((Format::Age, a));
-    }
-    let start = prefix
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
-    prefix
-        .get(start..)?
-        .starts_with(b"-----")
-        .then_some((Format::Age, true))
-}
-
 /// Reads the detection prefix from `input` and returns it with a reader that replays it.
 pub fn peek<R: Read>(mut input: R) -> io::Result<(Vec<u8>, age::Prefixed<R>)> {
     let mut prefix = Vec::with_capacity(DETECT_LEN);
@@ -57,4 +37,17 @@ pub fn peek<R: Read>(mut input: R) -> io::Result<(Vec<u8>, age::Prefixed<R>)> {
         .take(DETECT_LEN as u64)
         .read_to_end(&mut prefix)?;
     Ok((prefix.clone(), io::Cursor::new(prefix).chain(input)))
+}
+
+/// The format of an input, from its detection prefix.
+pub fn detect(prefix: &[u8]) -> Option<pqwrap_rewrap::format::FormatId> {
+    pqwrap_rewrap::format::detect(prefix).map(|d| d.format.id())
+}
+
+/// What to say of a recognised format that `decrypt` and `inspect` do not read.
+pub fn not_supported(prefix: &[u8]) -> String {
+    match pqwrap_rewrap::format::detect(prefix) {
+        Some(d) => format!("{} (not supported)", d.format.name()),
+        None => "not an encrypted file in a format pqwrap knows".into(),
+    }
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use pqwrap_core::{age, envelope};
 
-use super::format::{self, Format};
+use super::format::{self, Format, detect, not_supported};
 use super::io_util::open_input;
 use crate::exit::Status;
+use pqwrap_rewrap::format::FormatId;
 
 /// Show an encrypted file's format, recipients' types and protection, without a key.
 #[derive(clap::Args)]
@@ -26,9 +27,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<Status> {
     let (input, name) = open_input(Some(&args.file))?;
     let (prefix, input) = format::peek(input).map_err(|e| anyhow!("cannot read {name}: {e}"))?;
-    match format::detect(&prefix) {
-        Some((Format::Age, _)) => inspect_age(&args, input, &name),
-        Some((Format::Pqwrap, _)) => inspect_native(&args, input, &name),
+    match detect(&prefix) {
+        Some(FormatId::Age) => inspect_age(&args, input, &name),
+        Some(FormatId::Native) => inspect_native(&args, input, &name),
+        Some(_) => Err(anyhow!("{name}: {}", not_supported(&prefix))),
         None => Err(anyhow!(
             "{name}: not an encrypted file in a format pqwrap knows"
         )),

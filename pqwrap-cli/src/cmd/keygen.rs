@@ -1,11 +1,11 @@
 //! `pqwrap keygen`: new identities, and `-y` to print the recipients of existing ones.
 
 use std::fs::OpenOptions;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use pqwrap_core::keys::{self, Identity};
 
 use crate::exit::Status;
@@ -93,41 +93,4 @@ fn convert(input: Option<PathBuf>) -> Result<Status> {
     Ok(Status::Success)
 }
 
-/// Reads every identity in `paths`, warning (naming the file) when one is readable or
-/// writable by anyone but its owner: a secret key file should be mode 0600.
-pub fn load_identities(paths: &[PathBuf]) -> Result<Vec<Identity>> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    for p in paths {
-        let file = std::fs::File::open(p)
-            .with_context(|| format!("cannot open identity file {}", p.display()))?;
-        if let Ok(meta) = file.metadata() {
-            let mode = meta.permissions().mode() & 0o777;
-            if meta.is_file() && mode & 0o077 != 0 {
-                eprintln!(
-                    "pqwrap: warning: identity file {} has mode {mode:04o}: others can read or \
-                     change this secret key; run chmod 600 on it",
-                    p.display()
-                );
-            }
-        }
-        let text = read_to_string_bounded(file)
-            .with_context(|| format!("cannot read identity file {}", p.display()))?;
-        out.extend(
-            keys::parse_identities(&text)
-                .with_context(|| format!("{}: not a valid identity file", p.display()))?,
-        );
-    }
-    Ok(out)
-}
-
-/// Key files are small; refuse anything over 1 MiB rather than read a disk image by mistake.
-pub fn read_to_string_bounded(r: impl Read) -> Result<zeroize::Zeroizing<String>> {
-    const MAX: u64 = 1 << 20;
-    let mut buf = zeroize::Zeroizing::new(String::new());
-    r.take(MAX + 1).read_to_string(&mut buf)?;
-    if buf.len() as u64 > MAX {
-        bail!("file is larger than 1 MiB: not a key file");
-    }
-    Ok(buf)
-}
+pub use crate::keyfiles::{load_identities, read_to_string_bounded};

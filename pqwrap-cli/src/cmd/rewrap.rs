@@ -1,15 +1,20 @@
 //! `pqwrap rewrap`: re-wrap every encrypted file under the given paths to post-quantum
-//! recipients, in place, in parallel, crash-safe. The machinery is in `crate::rewrap`; this
-//! module reads the keys and the options, and holds the per-format work (the [`Job`]).
+//! recipients, in place, in parallel, crash-safe. The engine is `pqwrap_rewrap`; this module
+//! reads the keys and the options, guards the run's own output files, and prints.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use pqwrap_core::keys::{self, Recipient};
+use anyhow::Result;
+use pqwrap_rewrap::events::{AuditTrail, Events, JsonLines, Summary, Tee};
+use pqwrap_rewrap::format::FORMATS;
+use pqwrap_rewrap::store::fs::{Durability, FsStore};
+use pqwrap_rewrap::{Classical, Job, JobError, JobOptions, Mode, Options, PayloadCheck, RunMode};
 
 use crate::exit::Status;
-use crate::rewrap::{self, commit::Durability, progress::Progress, report::Reporter};
+use crate::keyfiles::{load_identities, load_recipients};
+use crate::outputs::{self, Guard, ReportFile};
+use crate::progress::Progress;
 
 const AFTER_HELP: &str = "\
 WHEN IS RE-WRAPPING ENOUGH?
@@ -35,9 +40,13 @@ SAFETY
   re-wrapped, so two runs never re-wrap the same file. Keep the old identity until a run ends
   with exit status 0.
 
+A file counts as done only if an identity given to the run shows it: a re-run after an
+  interrupted one needs the new identity too (-i old.key -i new.key), or the files already
+  re-wrapped are reported unverified and the run exits 1.
+
 EXIT STATUS
-  0 every encrypted file was re-wrapped or already done; 1 some failed (see the summary and
-  the report); 2 bad usage.";
+  0 every encrypted file was re-wrapped or verified done; 1 some failed or could not be
+  verified (see the summary and the report); 2 bad usage.";
 
 /// Re-wrap encrypted files to post-quantum recipients, in place (age and pqwrap files).
 #[derive(clap::Args)]
@@ -70,12 +79,14 @@ pub struct Args {
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     jobs: Option<NonZeroUsize>,
 
-    /// Write one JSON object per file to FILE (`-` for standard output).
+    /// Write one JSON object per file to FILE (`-` for standard output). FILE must not exist
+    /// yet, or be an earlier report (which is replaced when the run ends); it may not lie
+    /// inside a tree being re-wrapped, nor be a key file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 
     /// Append one hash-chained line per re-wrapped file to FILE (check it with `pqwrap audit
-    /// verify FILE`).
+    /// verify FILE`). FILE may not lie inside a tree being re-wrapped, nor be a key file.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
 
@@ -109,34 +120,6 @@ enum SyncMode {
     PerFile,
 }
 
-pub use super::keygen::load_identities;
-
-/// Reads the recipients given with `-r` and `-R`.
-pub fn load_recipients(inline: &[String], files: &[PathBuf]) -> Result<Vec<Recipient>> {
-    let mut out = Vec::new();
-    for r in inline {
-        out.push(
-            r.parse::<Recipient>()
-                .with_context(|| format!("invalid recipient {r:?}"))?,
-        );
-    }
-    for p in files {
-        let text = super::keygen::read_to_string_bounded(
-            std::fs::File::open(p)
-                .with_context(|| format!("cannot open recipients file {}", p.display()))?,
-        )
-        .with_context(|| format!("cannot read recipients file {}", p.display()))?;
-        out.extend(
-            keys::parse_recipients(&text)
-                .with_context(|| format!("{}: not a valid recipients file", p.display()))?,
-        );
-    }
-    // The same recipient twice would only add a stanza that opens the same way.
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|r| seen.insert(r.to_string()));
-    Ok(out)
-}
-
 /// Runs `pqwrap rewrap`.
 pub fn run(args: Args) -> Result<Status> {
     for p in &args.paths {
@@ -148,55 +131,89 @@ pub fn run(args: Args) -> Result<Status> {
     }
     let identities = load_identities(&args.identity)?;
     let recipients = load_recipients(&args.recipient, &args.recipients_file)?;
-    if recipients.is_empty() {
-        eprintln!("pqwrap rewrap: no recipients given (-r or -R)");
-        return Ok(Status::Usage);
-    }
-    if let Some(c) = recipients.iter().find(|r| !r.is_post_quantum())
-        && !args.allow_classical
-    {
-        eprintln!(
-            "pqwrap rewrap: {c} is a classical (X25519) recipient: files wrapped to it stay \
-             exposed to a future quantum computer; pass --allow-classical to use it anyway"
-        );
-        return Ok(Status::Usage);
-    }
-    let report: Option<Box<dyn std::io::Write + Send>> = match &args.report {
-        None => None,
-        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
-        Some(p) => {
-            Some(Box::new(std::fs::File::create(p).with_context(|| {
-                format!("cannot create the report {}", p.display())
-            })?))
-        }
-    };
-    let job = rewrap::formats::FormatJob::new(
-        identities,
-        recipients,
-        args.reencrypt,
-        args.verify_payload,
-        args.allow_classical,
-    );
-    let opts = rewrap::Options {
-        jobs: args
-            .jobs
-            .map_or(rewrap::Options::default().jobs, NonZeroUsize::get),
-        dry_run: args.dry_run,
-        durability: match args.sync {
-            SyncMode::Group => Durability::Group,
-            SyncMode::PerFile => Durability::PerFile,
+    let options = JobOptions {
+        mode: if args.reencrypt {
+            Mode::Reencrypt
+        } else {
+            Mode::Rewrap
         },
-        ..rewrap::Options::default()
+        payload_check: if args.verify_payload {
+            PayloadCheck::AllChunks
+        } else {
+            PayloadCheck::FirstChunk
+        },
+        classical: if args.allow_classical {
+            Classical::Allow
+        } else {
+            Classical::Refuse
+        },
+    };
+    let job = match Job::new(identities, recipients, options) {
+        Ok(j) => j,
+        Err(e @ (JobError::NoRecipients | JobError::Classical(_))) => {
+            eprintln!("pqwrap rewrap: {e}");
+            return Ok(Status::Usage);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The run's own outputs are checked before anything is written: never inside a tree being
+    // re-wrapped, never a key file, never something a report would destroy.
+    let keys: Vec<&Path> = args
+        .identity
+        .iter()
+        .chain(&args.recipients_file)
+        .map(PathBuf::as_path)
+        .collect();
+    let guard = Guard::new(&args.paths, &keys);
+    let report = match &args.report {
+        Some(p) if p.as_os_str() != "-" => match ReportFile::create(p, &guard, args.dry_run) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("pqwrap rewrap: {e:#}");
+                return Ok(Status::Usage);
+            }
+        },
+        _ => None,
     };
     // A dry run writes nothing, not even the log's first line.
     let audit = match &args.audit_log {
-        Some(p) if !args.dry_run => Some(std::sync::Mutex::new(
-            pqwrap_core::audit::AuditLog::open(p)
-                .with_context(|| format!("cannot open the audit log {}", p.display()))?,
-        )),
+        Some(p) if !args.dry_run => match outputs::open_audit_log(p, &guard) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                eprintln!("pqwrap rewrap: {e:#}");
+                return Ok(Status::Usage);
+            }
+        },
         _ => None,
     };
-    let summary = execute(&args.paths, &job, &opts, report, true, audit.as_ref())?;
+    let durability = match args.sync {
+        SyncMode::Group => Durability::Group,
+        SyncMode::PerFile => Durability::PerFile,
+    };
+    let mut store = FsStore::new(args.paths.clone(), durability);
+    for f in report
+        .iter()
+        .map(ReportFile::file)
+        .chain(audit.iter().map(|(f, _)| f))
+    {
+        store = store.exclude(f)?;
+    }
+    let opts = Options {
+        jobs: args.jobs.map_or(Options::default().jobs, NonZeroUsize::get),
+        mode: if args.dry_run {
+            RunMode::DryRun
+        } else {
+            RunMode::Commit
+        },
+        ..Options::default()
+    };
+    let stdout_report = matches!(&args.report, Some(p) if p.as_os_str() == "-");
+    let outputs = Outputs {
+        report,
+        stdout_report,
+        audit: audit.map(|(_, log)| AuditTrail::new(log)),
+    };
+    let summary = execute(&store, &job, &opts, outputs, true)?;
     Ok(if summary.all_ok() {
         Status::Success
     } else {
@@ -204,31 +221,81 @@ pub fn run(args: Args) -> Result<Status> {
     })
 }
 
-/// Runs the job with a progress bar (if `progress` and stderr is a terminal) and prints each
-/// failed file, then the summary, on stderr. Shared with `pqwrap demo`.
-pub fn execute(
-    paths: &[PathBuf],
-    job: &rewrap::formats::FormatJob,
-    opts: &rewrap::Options,
-    report: Option<Box<dyn std::io::Write + Send>>,
-    progress: bool,
-    audit: Option<&rewrap::Audit>,
-) -> Result<rewrap::report::Summary> {
-    for p in paths {
-        if let Err(e) = std::fs::symlink_metadata(p) {
-            bail!("{}: {e}", p.display());
-        }
+/// Where a run's records go besides standard error.
+pub struct Outputs {
+    /// The report file.
+    pub report: Option<ReportFile>,
+    /// The report on standard output instead.
+    pub stdout_report: bool,
+    /// The audit log.
+    pub audit: Option<AuditTrail>,
+}
+
+/// How a run ended.
+pub struct Finished {
+    /// The counts.
+    pub summary: Summary,
+    /// What went wrong writing the report, if anything.
+    pub report_error: Option<String>,
+}
+
+impl Finished {
+    /// Every file done, and the report says so.
+    pub fn all_ok(&self) -> bool {
+        self.summary.all_ok() && self.report_error.is_none()
     }
+}
+
+/// Runs the job with a progress bar (if `progress` and stderr is a terminal), names each
+/// failed file on stderr, then prints the summary. Shared with `pqwrap demo`.
+pub fn execute(
+    store: &FsStore,
+    job: &Job,
+    opts: &Options,
+    outputs: Outputs,
+    progress: bool,
+) -> Result<Finished> {
     let bar = Progress::new(progress);
-    let echo = bar.clone();
-    // Each failure named on stderr as it happens: the summary only counts them.
-    let reporter = Reporter::new(report).echo_failures(Box::new(move |line: &str| {
-        echo.println(&format!("pqwrap rewrap: {line}"))
-    }));
-    bar.count_in_background(paths);
-    rewrap::run(paths, job, opts, &reporter, &bar, audit)?;
-    bar.finish();
-    let summary = reporter.finish();
-    eprint!("{}", summary.render(opts.dry_run));
-    Ok(summary)
+    let json = match (&outputs.report, outputs.stdout_report) {
+        (Some(r), _) => Some(JsonLines::new(Box::new(r.writer()?))),
+        (None, true) => Some(JsonLines::new(Box::new(std::io::stdout()))),
+        (None, false) => None,
+    };
+    let mut sinks: Vec<&dyn Events> = vec![&bar];
+    if let Some(j) = &json {
+        sinks.push(j);
+    }
+    if let Some(a) = &outputs.audit {
+        sinks.push(a);
+    }
+    let events = Tee(sinks);
+    let summary = std::thread::scope(|s| {
+        s.spawn(|| bar.count(store));
+        let summary = pqwrap_rewrap::run(store, FORMATS, job, opts, &events);
+        bar.finish();
+        summary
+    })?;
+    drop(events);
+    let mut report_error = json
+        .map(JsonLines::finish)
+        .and_then(Result::err)
+        .map(|e| format!("cannot write the report: {e}"));
+    if report_error.is_none()
+        && let Some(r) = outputs.report
+        && let Err(e) = r.finish()
+    {
+        report_error = Some(format!("{e:#}"));
+    }
+    eprint!(
+        "{}",
+        crate::render::summary(
+            &summary,
+            opts.mode == RunMode::DryRun,
+            report_error.as_deref()
+        )
+    );
+    Ok(Finished {
+        summary,
+        report_error,
+    })
 }

@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use pqwrap_rewrap::format::FORMATS;
+use pqwrap_rewrap::inventory;
+use pqwrap_rewrap::store::fs::{Durability, FsStore};
 
 use crate::exit::Status;
-use crate::rewrap::{formats::Classifier, inventory};
 
 /// Count files and bytes by format and protection (post-quantum, classical, mixed, ...),
 /// without any key.
@@ -25,6 +27,12 @@ pub struct Args {
     paths: Vec<PathBuf>,
 }
 
+/// The inventory of `paths` on the local filesystem.
+pub fn scan_paths(paths: &[PathBuf], jobs: usize) -> Result<inventory::Inventory> {
+    let store = FsStore::new(paths.to_vec(), Durability::Group);
+    Ok(inventory::scan(&store, FORMATS, jobs)?)
+}
+
 /// Runs `pqwrap scan`.
 pub fn run(args: Args) -> Result<Status> {
     for p in &args.paths {
@@ -38,13 +46,13 @@ pub fn run(args: Args) -> Result<Status> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n.get(),
     );
-    let inv = inventory::scan(&args.paths, &Classifier, jobs)?;
+    let inv = scan_paths(&args.paths, jobs)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &inv.to_json())?;
         writeln!(out)?;
     } else {
-        out.write_all(inv.render_table().as_bytes())?;
+        out.write_all(crate::render::inventory(&inv).as_bytes())?;
     }
     out.flush()?;
     Ok(Status::Success)
