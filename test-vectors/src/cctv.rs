@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::suites::{Tally, external_dir};
 
-/// `$PQWRAP_VECTORS/cctv-age` (default `../shared/vectors/cctv-age` beside the checkout).
+/// `$PQWRAP_VECTORS/cctv-age` (default `test-vectors/external/cctv-age`).
 pub fn dir() -> PathBuf {
     external_dir().join("cctv-age")
 }

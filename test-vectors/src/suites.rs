@@ -85,11 +85,12 @@ pub fn all() -> Vec<Tally> {
     vec![native_suite(), xwing(), hpke_pq(), cctv_age(), rfc9964()]
 }
 
-/// The external vectors: `$PQWRAP_VECTORS`, or `../shared/vectors` beside the checkout.
+/// The external vectors: `$PQWRAP_VECTORS` if set, else the copies carried in the
+/// repository (`test-vectors/external/`, with their sources in its README).
 pub fn external_dir() -> PathBuf {
     std::env::var_os("PQWRAP_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("external"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -1,5 +1,5 @@
 //! C2SP CCTV conformance: every vector in `$PQWRAP_VECTORS/cctv-age` (default
-//! `../shared/vectors` beside the repository) must succeed with the given plaintext hash
+//! `test-vectors/external/cctv-age`, carried in the repository) must succeed with the given plaintext hash
 //! and file key, or fail as exactly the kind of failure it names (`cctv::check` lists
 //! everything compared). A vector with a header key the checker does not know is skipped,
 //! as the vectors' README asks, and printed; no other skip is allowed. Prints a tally per
