@@ -1,4 +1,6 @@
 //! The `pqwrap encrypt/decrypt/inspect` commands on real files, for age.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

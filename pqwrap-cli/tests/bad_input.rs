@@ -21,6 +21,8 @@
 //! both corpora laid out side by side and checks each file through its line of the JSON
 //! report. To add a command: a `fn cmd(fx, path) -> Output` and a loop over [`corpus`] with
 //! the expectation that command has.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

@@ -1,4 +1,6 @@
 //! `pqwrap keygen` end to end, on real files.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

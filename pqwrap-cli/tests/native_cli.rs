@@ -1,5 +1,7 @@
 //! `pqwrap encrypt --format pqwrap`, `decrypt` and `inspect` on the native envelope, end to
 //! end through the binary.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `pqwrap rewrap` and `pqwrap scan` end to end, on real age files made with real keys.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

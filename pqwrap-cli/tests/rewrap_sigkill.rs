@@ -6,6 +6,8 @@
 //! `cargo test -p pqwrap-cli --test rewrap_sigkill` runs the CI size (2,000 files, 12 kills);
 //! `cargo test -p pqwrap-cli --test rewrap_sigkill -- --ignored --nocapture` the big one
 //! (5,000 files, 60 kills).
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //! against its issuance policy, mints a token and appends an audit record. The enforcement
 //! point pins the broker's public key, verifies the token once, and then asks it about each
 //! request; long-lived enforcement points re-check liveness with `check_at`.
+// The example shows refusals with `unwrap_err`: the refusal is the point.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

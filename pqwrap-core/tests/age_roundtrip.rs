@@ -1,4 +1,6 @@
 //! age round trips through the public API, and every way a file can be damaged.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod io_support;
 

@@ -1,5 +1,7 @@
 //! Native envelope: round trips, streaming, inspect, and conformance to docs/FORMAT.md
 //! (byte-for-byte against the independent implementation in `envelope_spec`).
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod envelope_spec;
 

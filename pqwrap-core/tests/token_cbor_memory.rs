@@ -1,5 +1,7 @@
 //! The token decoder's memory stays a small multiple of its input whatever counts the input
 //! declares. Its own test binary: dhat counts every allocation of the process.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use pqwrap_core::token::{TokenError, TrustSet, Verifier};
 

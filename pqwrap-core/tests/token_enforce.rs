@@ -1,4 +1,6 @@
 //! Enforcement: default deny, component-boundary path checks, quotas, reasons.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod token_support;
 

@@ -1,5 +1,7 @@
 //! The manifest is accepted exactly in the design shape and validated strictly; every error
 //! names the field.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod token_support;
 

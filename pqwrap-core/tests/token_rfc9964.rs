@@ -2,6 +2,8 @@
 //! key must have the same public key, COSE Key Thumbprint and JWK Thumbprint as there, and
 //! the Appendix A.2 COSE_Sign1 must verify under it with pqwrap's ML-DSA (empty context,
 //! RFC 9052 Sig_structure).
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod token_support;
 

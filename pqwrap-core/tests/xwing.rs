@@ -1,6 +1,8 @@
 //! X-Wing conformance beyond the draft's vectors (those are the test-vectors crate's `xwing`
 //! suite): agreement with the `x-wing` crate on random keys, and Go's accumulated ML-KEM-768
 //! test pinning the ML-KEM implementation to final FIPS 203.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use pqwrap_core::kem::SecretKey;
 

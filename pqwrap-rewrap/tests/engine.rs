@@ -3,6 +3,8 @@
 //! bytes, copied by the kernel from an offset. Everything else (walk, locks, temporaries,
 //! metadata, group commit, change detection, records) is the production code. Tests of real
 //! age and native files through the `pqwrap` binary live in pqwrap-cli's tests.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use std::fs::File;
 use std::io::Read;
