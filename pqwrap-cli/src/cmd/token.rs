@@ -340,7 +340,7 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
         }
     };
     match vt.check(&request) {
-        Ok(()) => {
+        Ok(_allowed) => {
             println!("allowed");
             Ok(Status::Success)
         }
