@@ -1492,6 +1492,28 @@ mod review_findings {
             );
         }
 
+        // The audit log of `token issue` is an output path too: an empty victim would
+        // otherwise start a hash chain of issuance records.
+        let empty = d.join("victim/empty.conf");
+        fs::write(&empty, b"").expect("write");
+        let link = shared.join("audit.log");
+        let o = as_user(ATTACKER, d, "ln", &[Path::new("-s"), &empty, &link]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut args = token_issue("audited.tok").to_vec();
+        args.extend(["--audit-log", link.to_str().expect("UTF-8")]);
+        let o = pqwrap(d, &args);
+        assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("refusing to follow"), "{}", stderr(&o));
+        assert_eq!(
+            fs::read(&empty).expect("read"),
+            b"",
+            "the audit log went to the victim"
+        );
+        assert!(
+            !d.join("audited.tok").exists(),
+            "a token was issued unlogged"
+        );
+
         // A planted link as a directory on the way.
         let o = as_user(
             ATTACKER,

@@ -555,6 +555,26 @@ impl Write for Output {
     }
 }
 
+/// Opens `path` for reading and appending, creating it with `mode` if it does not exist (an
+/// audit log): resolved as an output path is ([`resolve`]), so never through a link or to a
+/// FIFO another user planted, and it must be a regular file.
+pub fn open_append(path: &Path, mode: u32) -> Result<File> {
+    match resolve(path, Existing::Replace)? {
+        Target::Special(_) => bail!("{} is not a regular file", path.display()),
+        Target::Absent { dir, name } | Target::Regular { dir, name } => {
+            let fd = rustix::fs::openat(
+                &dir,
+                &name,
+                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            )
+            .map_err(io::Error::from)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(File::from(fd))
+        }
+    }
+}
+
 /// Copies a buffered reader to a writer without an intermediate buffer.
 pub fn copy_buffered<R: BufRead + ?Sized, W: Write + ?Sized>(
     r: &mut R,

@@ -12,7 +12,7 @@ use pqwrap_core::token::{
     RevocationList, SigningKey, TrustSet, Verifier, unix_now,
 };
 
-use crate::cmd::io_util::{Content, Existing, HostPort, Output, decimal, host_port};
+use crate::cmd::io_util::{Content, Existing, HostPort, Output, decimal, host_port, open_append};
 use crate::cmd::keygen::read_to_string_bounded;
 use crate::exit::Status;
 
@@ -401,8 +401,11 @@ fn load_revocations(path: &Path) -> Result<RevocationList> {
         .with_context(|| format!("invalid revocation list {}", path.display()))
 }
 
+/// The audit log, opened as an output path is (never through a planted link), mode 0640.
 fn open_log(path: &Path) -> Result<AuditLog> {
-    AuditLog::open(path).with_context(|| format!("cannot open audit log {}", path.display()))
+    let file = open_append(path, 0o640)
+        .with_context(|| format!("cannot open audit log {}", path.display()))?;
+    AuditLog::from_file(file).with_context(|| format!("cannot open audit log {}", path.display()))
 }
 
 fn read_small(path: &Path) -> Result<String> {
