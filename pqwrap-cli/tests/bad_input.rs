@@ -31,6 +31,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 /// Runs `pqwrap` in `dir` with no standard input (a passphrase prompt can never block).
 fn pqwrap<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pqwrap"))
@@ -1257,4 +1259,755 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
         &["--aud", "UTF-8"],
         false,
     );
+}
+
+/// The outside review's findings (outside the re-wrap engine): each test reproduces, through
+/// the real binary, one way to lose data or to slip past an enforcement point, and fails on
+/// the code before its fix. The output-path attacks need root and a second user (`setpriv`);
+/// without them those tests print a SKIPPED banner.
+mod review_findings {
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
+
+    use super::{common, ok, pqwrap};
+
+    /// The user who plants links in the shared directory.
+    const ATTACKER: u32 = 1001;
+    /// The owner of the shared (sticky, world-writable) directory.
+    const DIR_OWNER: u32 = 1002;
+    /// What the victim file holds before, and must hold after.
+    const VICTIM: &[u8] = b"victim: root's important configuration\n";
+
+    fn code(o: &Output) -> Option<i32> {
+        o.status.code()
+    }
+
+    fn stdout(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn stderr(o: &Output) -> String {
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// Runs a program as `uid` (its own group, no others) through `setpriv`.
+    fn as_user(uid: u32, dir: &Path, program: &str, args: &[&Path]) -> Output {
+        Command::new("setpriv")
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+                program.into(),
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("setpriv runs")
+    }
+
+    /// Why a second user cannot be played here (not root, or no working `setpriv`).
+    fn no_second_user() -> Option<String> {
+        if !rustix::process::geteuid().is_root() {
+            return Some("the test is not running as root".into());
+        }
+        match Command::new("setpriv")
+            .args([&format!("--reuid={ATTACKER}"), "--clear-groups", "true"])
+            .output()
+        {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!("setpriv does not work here: {}", stderr(&o))),
+            Err(e) => Some(format!("setpriv is not installed: {e}")),
+        }
+    }
+
+    /// Keys, an age file and a token setup in a temporary directory.
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        recipient: String,
+    }
+
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = fs::canonicalize(tmp.path()).expect("canonical tempdir");
+        // Other users must be able to reach the shared directory inside.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let o = pqwrap(&dir, &["keygen", "-o", "pq.key"]);
+        ok(&o, "keygen");
+        let recipient = stderr(&o)
+            .trim()
+            .trim_start_matches("Public key: ")
+            .to_owned();
+        fs::write(dir.join("plain"), b"the plaintext\n").expect("write");
+        ok(
+            &pqwrap(&dir, &["encrypt", "-r", &recipient, "-o", "b.age", "plain"]),
+            "encrypt",
+        );
+        ok(
+            &pqwrap(&dir, &["token", "keygen", "-o", "k.jwk"]),
+            "token keygen",
+        );
+        let o = pqwrap(&dir, &["token", "pubkey", "k.jwk"]);
+        ok(&o, "token pubkey");
+        fs::write(dir.join("k.pub"), &o.stdout).expect("write");
+        fs::create_dir_all(dir.join("docs")).expect("mkdir");
+        fs::write(dir.join("docs/a.txt"), b"a").expect("write");
+        let manifest = serde_json::json!({
+            "agent": "review",
+            "capabilities": {
+                "fileAccess": [{"path": dir.join("docs"), "mode": "read"}],
+                "network": [{"host": "internal-api.company.local", "port": 443}],
+                "shell": {"allowedCommands": ["/usr/bin/less"], "interactive": false},
+                "quantum": {"backends": ["qpu-sim-1"], "maxQubits": 32, "maxShots": 10000,
+                            "maxJobs": 5, "maxRuntime": "600s", "algorithms": ["vqe"]}
+            },
+            "ttl": "3600s"
+        });
+        fs::write(dir.join("m.json"), manifest.to_string()).expect("write");
+        ok(&pqwrap(&dir, &token_issue("t.tok")), "token issue");
+        Setup {
+            _tmp: tmp,
+            dir,
+            recipient,
+        }
+    }
+
+    /// `token issue` of `m.json` signed with `k.jwk`, to `out`.
+    fn token_issue(out: &str) -> [&str; 10] {
+        [
+            "token",
+            "issue",
+            "--key",
+            "k.jwk",
+            "--manifest",
+            "m.json",
+            "--aud",
+            "svc",
+            "-o",
+            out,
+        ]
+    }
+
+    /// `pqwrap token check` of `t.tok` (or `token`) with `request`.
+    fn check(s: &Setup, token: &str, request: &[&str]) -> Output {
+        let mut a = vec!["token", "check", "--trust", "k.pub", "--aud", "svc", token];
+        a.extend_from_slice(request);
+        pqwrap(&s.dir, &a)
+    }
+
+    /// Every command that writes an output path, writing to `out`.
+    fn output_commands(s: &Setup, out: &str) -> Vec<Vec<String>> {
+        let cmds: [&[&str]; 6] = [
+            &["decrypt", "-i", "pq.key", "-o", out, "b.age"],
+            &["encrypt", "-r", &s.recipient, "-o", out, "plain"],
+            &token_issue(out),
+            &[
+                "token",
+                "narrow",
+                "--key",
+                "k.jwk",
+                "--parent",
+                "t.tok",
+                "--manifest",
+                "m.json",
+                "--ttl",
+                "60s",
+                "-o",
+                out,
+            ],
+            &["keygen", "-o", out],
+            &["token", "keygen", "-o", out],
+        ];
+        cmds.iter()
+            .map(|c| c.iter().map(|a| a.to_string()).collect())
+            .collect()
+    }
+
+    /// What a file is: contents, mode, owner, inode.
+    fn snapshot(p: &Path) -> (Vec<u8>, u32, u32, u64) {
+        let m = fs::symlink_metadata(p).expect("stat");
+        (fs::read(p).expect("read"), m.mode(), m.uid(), m.ino())
+    }
+
+    /// Finding 1. In a sticky world-writable directory, another user's symlink (or FIFO)
+    /// decides where an output goes: root writing `-o /tmp/shared/out.txt` replaced the file
+    /// the link points at. No command may follow such a link — not at the last component,
+    /// not as a directory on the way — whatever `fs.protected_symlinks` says (it is 0 here
+    /// when this runs in CI containers). Links the caller or the directory's owner made are
+    /// still followed, as the kernel's rule allows.
+    #[test]
+    fn outputs_never_follow_a_link_planted_in_a_sticky_directory() {
+        if let Some(why) = no_second_user() {
+            common::skipped(
+                "review_findings::outputs_never_follow_a_link_planted_in_a_sticky_directory",
+                &why,
+            );
+            return;
+        }
+        let s = setup();
+        let d = &s.dir;
+        let shared = d.join("shared");
+        fs::create_dir(&shared).expect("mkdir");
+        rustix::fs::chown(
+            &shared,
+            Some(rustix::fs::Uid::from_raw(DIR_OWNER)),
+            Some(rustix::fs::Gid::from_raw(DIR_OWNER)),
+        )
+        .expect("chown");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).expect("chmod");
+        fs::create_dir(d.join("victim")).expect("mkdir");
+        let victim = d.join("victim/important.conf");
+        fs::write(&victim, VICTIM).expect("write");
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let before = snapshot(&victim);
+
+        for (i, cmd) in output_commands(&s, "OUT").into_iter().enumerate() {
+            let link = shared.join(format!("out{i}.txt"));
+            let o = as_user(ATTACKER, d, "ln", &[Path::new("-s"), &victim, &link]);
+            assert!(o.status.success(), "ln -s as {ATTACKER}: {}", stderr(&o));
+            let args: Vec<String> = cmd
+                .iter()
+                .map(|a| {
+                    if a == "OUT" {
+                        link.display().to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            let o = pqwrap(d, &args);
+            assert_eq!(code(&o), Some(1), "{args:?} must fail: {}", stderr(&o));
+            let e = stderr(&o);
+            assert!(
+                e.contains("refusing to follow") || e.contains("already exists"),
+                "{args:?}: {e}"
+            );
+            assert_eq!(snapshot(&victim), before, "{args:?} touched the victim");
+            let l = fs::symlink_metadata(&link).expect("the link is still there");
+            assert!(
+                l.file_type().is_symlink() && l.uid() == ATTACKER,
+                "{args:?}"
+            );
+        }
+
+        // The audit log of `token issue` is an output path too: an empty victim would
+        // otherwise start a hash chain of issuance records.
+        let empty = d.join("victim/empty.conf");
+        fs::write(&empty, b"").expect("write");
+        let link = shared.join("audit.log");
+        let o = as_user(ATTACKER, d, "ln", &[Path::new("-s"), &empty, &link]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut args = token_issue("audited.tok").to_vec();
+        args.extend(["--audit-log", link.to_str().expect("UTF-8")]);
+        let o = pqwrap(d, &args);
+        assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("refusing to follow"), "{}", stderr(&o));
+        assert_eq!(
+            fs::read(&empty).expect("read"),
+            b"",
+            "the audit log went to the victim"
+        );
+        assert!(
+            !d.join("audited.tok").exists(),
+            "a token was issued unlogged"
+        );
+
+        // A planted link as a directory on the way.
+        let o = as_user(
+            ATTACKER,
+            d,
+            "ln",
+            &[Path::new("-s"), &d.join("victim"), &shared.join("dir")],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let through = shared.join("dir/important.conf");
+        let o = pqwrap(
+            d,
+            &[
+                "decrypt",
+                "-i",
+                "pq.key",
+                "-o",
+                through.to_str().unwrap(),
+                "b.age",
+            ],
+        );
+        assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("refusing to follow"), "{}", stderr(&o));
+        assert_eq!(
+            snapshot(&victim),
+            before,
+            "written through a planted directory link"
+        );
+
+        // A planted FIFO: whoever holds its other end would read the plaintext.
+        let fifo = shared.join("pipe");
+        let o = as_user(ATTACKER, d, "mkfifo", &[&fifo]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let reader = rustix::fs::open(
+            &fifo,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("the attacker's end of the FIFO");
+        let o = pqwrap(
+            d,
+            &[
+                "decrypt",
+                "-i",
+                "pq.key",
+                "-o",
+                fifo.to_str().unwrap(),
+                "b.age",
+            ],
+        );
+        assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+        let mut got = [0u8; 64];
+        let n = rustix::io::read(&reader, &mut got).unwrap_or(0);
+        assert_eq!(n, 0, "the planted FIFO received {:?}", &got[..n]);
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+        // Links the kernel's rule allows are followed: the directory owner's, and the
+        // caller's own; the link stays, its target gets the output.
+        for (owner, name) in [(DIR_OWNER, "owners"), (0, "mine")] {
+            let target = d.join(format!("victim/{name}.txt"));
+            fs::write(&target, b"old").expect("write");
+            let link = shared.join(format!("{name}.link"));
+            if owner == 0 {
+                symlink(&target, &link).expect("symlink");
+            } else {
+                let o = as_user(owner, d, "ln", &[Path::new("-s"), &target, &link]);
+                assert!(o.status.success(), "{}", stderr(&o));
+            }
+            ok(
+                &pqwrap(
+                    d,
+                    &[
+                        "decrypt",
+                        "-i",
+                        "pq.key",
+                        "-o",
+                        link.to_str().unwrap(),
+                        "b.age",
+                    ],
+                ),
+                "decrypt through an allowed link",
+            );
+            assert_eq!(fs::read(&target).expect("read"), b"the plaintext\n");
+            assert!(
+                fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+        }
+    }
+
+    /// Finding 1, what keeps working: standard output and pipes behind `/proc` descriptor
+    /// links, devices, FIFOs, links the caller made (relative ones, chains, directory
+    /// links), with a dangling link refused explicitly (nothing created where it points)
+    /// and names that can only be directories refused.
+    #[test]
+    fn outputs_that_keep_working_and_dangling_links() {
+        let s = setup();
+        let d = &s.dir;
+        let dec = |out: &str| pqwrap(d, &["decrypt", "-i", "pq.key", "-o", out, "b.age"]);
+        ok(&dec("/dev/null"), "-o /dev/null");
+        // /dev/stdout redirected to a file opened for appending: appended to, in place.
+        let f = d.join("appended");
+        fs::write(&f, b"before\n").expect("write");
+        let o = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
+            .args(["decrypt", "-i", "pq.key", "-o", "/dev/stdout", "b.age"])
+            .current_dir(d)
+            .stdout(Stdio::from(
+                fs::OpenOptions::new().append(true).open(&f).expect("open"),
+            ))
+            .output()
+            .expect("runs");
+        ok(&o, "-o /dev/stdout >> file");
+        assert_eq!(fs::read(&f).unwrap(), b"before\nthe plaintext\n");
+
+        fs::create_dir_all(d.join("real/sub")).expect("mkdir");
+        symlink("real", d.join("dirlink")).expect("symlink");
+        symlink("../real/sub/target", d.join("real/rel")).expect("symlink");
+        symlink("rel", d.join("real/chain")).expect("symlink");
+        fs::write(d.join("real/sub/target"), b"old").expect("write");
+        for out in ["real/chain", "dirlink/rel", "dirlink/../real/sub/target"] {
+            fs::write(d.join("real/sub/target"), b"old").expect("write");
+            ok(&dec(out), out);
+            assert_eq!(
+                fs::read(d.join("real/sub/target")).unwrap(),
+                b"the plaintext\n"
+            );
+        }
+        assert!(
+            fs::symlink_metadata(d.join("real/chain"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        ok(
+            &dec("dirlink/new.txt"),
+            "a new file through a directory link",
+        );
+        assert_eq!(
+            fs::read(d.join("real/new.txt")).unwrap(),
+            b"the plaintext\n"
+        );
+
+        symlink("real/nowhere", d.join("dangling")).expect("symlink");
+        for cmd in output_commands(&s, "dangling") {
+            let o = pqwrap(d, &cmd);
+            assert_eq!(code(&o), Some(1), "{cmd:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains("dangling") || stderr(&o).contains("already exists"),
+                "{cmd:?}: {}",
+                stderr(&o)
+            );
+            assert!(
+                !d.join("real/nowhere").exists(),
+                "{cmd:?} created the target"
+            );
+        }
+        for out in ["real/", "real/.", "real/sub/..", "dirlink"] {
+            let o = dec(out);
+            assert_eq!(code(&o), Some(1), "{out}: {}", stderr(&o));
+            assert!(stderr(&o).contains("directory"), "{out}: {}", stderr(&o));
+        }
+    }
+
+    /// Finding 4. `token check --exec` resolved `..` on the string: with `xlink` pointing
+    /// deep into a directory of the attacker's, `…/xlink/../../usr/bin/less` was "allowed"
+    /// as `/usr/bin/less`, and the kernel runs the attacker's `…/evil/usr/bin/less`. Only
+    /// the granted command, byte for byte, is allowed, and the check prints the path to
+    /// execute (the token's).
+    #[test]
+    fn exec_is_allowed_only_for_the_granted_command_byte_for_byte() {
+        let s = setup();
+        let d = &s.dir;
+        let depth = d.components().count() - 1;
+        let mut deep = d.join("evil");
+        for i in 0..depth + 1 {
+            deep.push(format!("p{i}"));
+        }
+        fs::create_dir_all(&deep).expect("mkdir");
+        fs::create_dir_all(d.join("evil/usr/bin")).expect("mkdir");
+        fs::write(d.join("evil/usr/bin/less"), b"#!/bin/sh\necho evil\n").expect("write");
+        symlink(&deep, d.join("xlink")).expect("symlink");
+        let sneaky = format!(
+            "{}/xlink/{}usr/bin/less",
+            d.display(),
+            "../".repeat(depth + 1)
+        );
+        // What the kernel runs for that string: the attacker's program.
+        assert_eq!(
+            fs::canonicalize(&sneaky).expect("resolves"),
+            d.join("evil/usr/bin/less")
+        );
+        for c in [
+            sneaky.as_str(),
+            "/usr/bin/less/.",
+            "/usr/bin//less",
+            "/usr/bin/../bin/less",
+            "/usr/bin/less/",
+            "//usr/bin/less",
+        ] {
+            let o = check(&s, "t.tok", &["--exec", c]);
+            assert_eq!(code(&o), Some(3), "{c:?} allowed: {}", stdout(&o));
+            assert!(stdout(&o).starts_with("denied: "), "{c:?}: {}", stdout(&o));
+        }
+        let o = check(&s, "t.tok", &["--exec", "/usr/bin/less"]);
+        assert_eq!(code(&o), Some(0), "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(stdout(&o), "allowed\nexecute /usr/bin/less\n");
+    }
+
+    /// Finding 4, file grants: the same string `..` resolution let `docs/xlink/../secret`
+    /// pass as `docs/secret` while the kernel opens `private/secret`; `//`, `.` and a
+    /// trailing `/` were tidied up too. They are refused; an allowed path comes back as the
+    /// grant root and the part to open beneath it.
+    #[test]
+    fn file_requests_must_be_canonical() {
+        let s = setup();
+        let d = &s.dir;
+        fs::create_dir_all(d.join("private/a")).expect("mkdir");
+        fs::write(d.join("private/secret"), b"secret").expect("write");
+        symlink(d.join("private/a"), d.join("docs/xlink")).expect("symlink");
+        let docs = d.join("docs").display().to_string();
+        let sneaky = format!("{docs}/xlink/../secret");
+        assert_eq!(
+            fs::canonicalize(&sneaky).expect("resolves"),
+            d.join("private/secret")
+        );
+        for p in [
+            sneaky.clone(),
+            format!("{docs}//a.txt"),
+            format!("{docs}/./a.txt"),
+            format!("{docs}/a.txt/"),
+            format!("{docs}/.."),
+        ] {
+            let o = check(&s, "t.tok", &["--read", &p]);
+            assert_eq!(code(&o), Some(3), "{p:?} allowed: {}", stdout(&o));
+        }
+        let o = check(&s, "t.tok", &["--read", &format!("{docs}/a.txt")]);
+        assert_eq!(code(&o), Some(0), "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(stdout(&o), format!("allowed\nopen a.txt beneath {docs}\n"));
+    }
+
+    /// Finding 6b. Numbers from users are strict: a revocation line `+9ddf…` (or one of
+    /// `+0` pairs) was read as a cti, `--connect host:+443` as port 443, a `--ttl` of
+    /// `6 0s` as 60 s. Now each is refused, naming what is wrong.
+    #[test]
+    fn revocation_lines_ports_and_durations_are_strict_numbers() {
+        let s = setup();
+        let d = &s.dir;
+        for line in [
+            "+9ddf0123456789abcdef0123456789a",
+            "+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0",
+        ] {
+            fs::write(d.join("revoked"), format!("{line}\n")).expect("write");
+            let o = check(
+                &s,
+                "t.tok",
+                &["--revoked", "revoked", "--exec", "/usr/bin/less"],
+            );
+            assert_eq!(code(&o), Some(1), "{line:?}: {}{}", stdout(&o), stderr(&o));
+            assert!(stderr(&o).contains("revocation list"), "{}", stderr(&o));
+        }
+        for hp in [
+            "internal-api.company.local:+443",
+            "internal-api.company.local:0443",
+            "internal-api.company.local: 443",
+        ] {
+            let o = check(&s, "t.tok", &["--connect", hp]);
+            assert_eq!(code(&o), Some(2), "{hp:?}: {}{}", stdout(&o), stderr(&o));
+        }
+        ok(
+            &check(
+                &s,
+                "t.tok",
+                &["--connect", "internal-api.company.local:443"],
+            ),
+            "the canonical port",
+        );
+        for (arg, value) in [("--leeway", "+30"), ("--jobs-submitted", "+1")] {
+            let o = check(&s, "t.tok", &[arg, value, "--clipboard"]);
+            assert_eq!(code(&o), Some(2), "{arg} {value}: {}", stderr(&o));
+        }
+        let o = pqwrap(
+            d,
+            &[
+                "token",
+                "issue",
+                "--key",
+                "k.jwk",
+                "--manifest",
+                "m.json",
+                "--aud",
+                "svc",
+                "--ttl",
+                "6 0s",
+            ],
+        );
+        assert_eq!(code(&o), Some(1), "--ttl '6 0s': {}", stderr(&o));
+        let o = pqwrap(
+            d,
+            &[
+                "decrypt",
+                "--max-work-factor",
+                "+22",
+                "-i",
+                "pq.key",
+                "b.age",
+            ],
+        );
+        assert_eq!(code(&o), Some(2), "{}", stderr(&o));
+    }
+
+    /// A passphrase-encrypted age file whose scrypt stanza declares work factor `wf`: a real
+    /// one made at 10, edited. Its header MAC no longer matches, but scrypt runs before the
+    /// MAC can be checked, and that is all a hostile file needs.
+    fn scrypt_file(d: &Path, wf: u8) -> PathBuf {
+        fs::write(d.join("pw"), "correct horse\n").expect("write");
+        let base = d.join("wf10.age");
+        if !base.exists() {
+            ok(
+                &pqwrap(
+                    d,
+                    &[
+                        "encrypt",
+                        "-p",
+                        "--passphrase-file",
+                        "pw",
+                        "--work-factor",
+                        "10",
+                        "-o",
+                        "wf10.age",
+                        "plain",
+                    ],
+                ),
+                "encrypt -p",
+            );
+        }
+        let bytes = fs::read(&base).expect("read");
+        let line_end = bytes.iter().skip(22).position(|b| *b == b'\n').unwrap() + 22;
+        let line = &bytes[22..line_end];
+        assert!(line.starts_with(b"-> scrypt ") && line.ends_with(b" 10"));
+        let mut edited = bytes[..line_end - 2].to_vec();
+        edited.extend_from_slice(wf.to_string().as_bytes());
+        edited.extend_from_slice(&bytes[line_end..]);
+        let p = d.join(format!("wf{wf}.age"));
+        fs::write(&p, edited).expect("write");
+        p
+    }
+
+    /// Finding 6c. `--max-work-factor 64` let a hostile scrypt file make scrypt allocate
+    /// 1 PiB: the allocation failed and the process aborted (SIGABRT, a core dump with the
+    /// passphrase in it). A work factor whose memory the process cannot be given is refused
+    /// before allocating, with an error; so is one beyond an address-space limit (`prlimit
+    /// --as`), decrypting and encrypting.
+    #[test]
+    fn scrypt_work_factors_beyond_memory_are_refused_before_allocating() {
+        let s = setup();
+        let d = &s.dir;
+        let hostile = scrypt_file(d, 40);
+        let o = pqwrap(
+            d,
+            &[
+                "decrypt",
+                "--passphrase-file",
+                "pw",
+                "--max-work-factor",
+                "64",
+                "-o",
+                "out",
+                hostile.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            code(&o),
+            Some(1),
+            "killed or wrong status: {:?} {}",
+            o.status,
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("scrypt work factor 40 needs 1.0 PiB of memory"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!d.join("out").exists());
+
+        if Command::new("prlimit").arg("--version").output().is_err() {
+            common::skipped(
+                "review_findings::scrypt_work_factors_beyond_memory_are_refused_before_allocating \
+                 (the RLIMIT_AS half)",
+                "prlimit (util-linux) is not installed",
+            );
+            return;
+        }
+        let wf22 = scrypt_file(d, 22);
+        let limited = |args: &[&str]| {
+            Command::new("prlimit")
+                .arg(format!("--as={}", 1u64 << 30))
+                .arg(env!("CARGO_BIN_EXE_pqwrap"))
+                .args(args)
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .output()
+                .expect("prlimit runs")
+        };
+        let o = limited(&[
+            "decrypt",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "out",
+            wf22.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), Some(1), "{:?} {}", o.status, stderr(&o));
+        assert!(
+            stderr(&o).contains("needs 4.0 GiB of memory"),
+            "{}",
+            stderr(&o)
+        );
+        let o = limited(&[
+            "encrypt",
+            "-p",
+            "--passphrase-file",
+            "pw",
+            "--work-factor",
+            "22",
+            "-o",
+            "e.age",
+            "plain",
+        ]);
+        assert_eq!(code(&o), Some(1), "{:?} {}", o.status, stderr(&o));
+        assert!(
+            stderr(&o).contains("needs 4.0 GiB of memory"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!d.join("e.age").exists());
+    }
+
+    /// Finding 6d. Narrowing copies `maxJobs` into each child, so N children could submit
+    /// N × the parent's jobs if each were counted alone. The totals are the broker's, which
+    /// counts a job against the child and every ancestor: `token check --quantum` says
+    /// which accounts those are.
+    #[test]
+    fn a_narrowed_childs_jobs_count_against_its_parent_too() {
+        let s = setup();
+        let d = &s.dir;
+        for n in 1..=2 {
+            ok(
+                &pqwrap(
+                    d,
+                    &[
+                        "token",
+                        "narrow",
+                        "--key",
+                        "k.jwk",
+                        "--parent",
+                        "t.tok",
+                        "--manifest",
+                        "m.json",
+                        "--ttl",
+                        "60s",
+                        "-o",
+                        &format!("child{n}.tok"),
+                    ],
+                ),
+                "token narrow",
+            );
+        }
+        fs::write(
+            d.join("job.json"),
+            r#"{"backend":"qpu-sim-1","algorithm":"vqe","qubits":4,"shots":100,"runtime":"60s"}"#,
+        )
+        .expect("write");
+        let cti = |tok: &str| {
+            let o = pqwrap(
+                d,
+                &["token", "verify", "--trust", "k.pub", "--aud", "svc", tok],
+            );
+            ok(&o, "token verify");
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+            v["cti"].as_str().expect("cti").to_owned()
+        };
+        let parent = cti("t.tok");
+        for child in ["child1.tok", "child2.tok"] {
+            let o = check(
+                &s,
+                child,
+                &["--quantum", "job.json", "--jobs-submitted", "4"],
+            );
+            assert_eq!(code(&o), Some(0), "{}{}", stdout(&o), stderr(&o));
+            assert_eq!(
+                stdout(&o),
+                format!("allowed\ncount against {} {parent}\n", cti(child))
+            );
+        }
+    }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use pqwrap_core::audit::{self, AuditLog};
 use pqwrap_core::token::{
-    Algorithm, IssuancePolicy, IssuedToken, Issuer, Manifest, Request, RevocationList, SigningKey,
-    TokenError, TrustSet, Verifier, unix_now,
+    Algorithm, Allowed, IssuancePolicy, IssuedToken, Issuer, Manifest, Request, RevocationList,
+    SigningKey, TokenError, TrustSet, Verifier, unix_now,
 };
 
 /// The broker: one signing key, one policy, one audit log, for its whole life.
@@ -99,11 +99,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for req in [
         Request::Read("/home/user/Documents/Contracts/nda.pdf"),
         Request::Read("/home/user/Documents/Contracts2/nda.pdf"),
+        // Not canonical: refused outright, never resolved on the string.
         Request::Read("/home/user/Documents/Contracts/../Taxes/2024.pdf"),
         Request::Write("/home/user/Documents/Contracts/nda.pdf"),
         Request::Connect {
             host: "internal-api.company.local",
             port: 443,
+        },
+        Request::Exec {
+            command: "/usr/bin/less",
+            interactive: false,
         },
         Request::Exec {
             command: "/bin/sh",
@@ -112,7 +117,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Request::Clipboard,
     ] {
         match verified.check_at(&req, unix_now()) {
-            Ok(()) => println!("allowed {req:?}"),
+            // What to use is the grant's: open beneath its root, execute its path.
+            Ok(Allowed::Read(g) | Allowed::Write(g)) => {
+                println!("allowed: open {:?} beneath {}", g.relative(), g.root())
+            }
+            Ok(Allowed::Exec(c)) => println!("allowed: execute {}", c.path()),
+            Ok(_) => println!("allowed {req:?}"),
             Err(d) => println!("{d} ({req:?})"),
         }
     }

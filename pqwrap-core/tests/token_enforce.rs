@@ -1,4 +1,5 @@
-//! Enforcement: default deny, component-boundary path checks, quotas, reasons.
+//! Enforcement: default deny, canonical requests only, component-boundary path checks, the
+//! granted value handed back, quotas, reasons.
 // A failed unwrap in a test is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
@@ -6,7 +7,9 @@ mod token_support;
 
 use std::time::Duration;
 
-use pqwrap_core::token::{Algorithm, Manifest, QuantumJob, Request, VerifiedToken};
+use pqwrap_core::token::{
+    Algorithm, Allowed, FileMode, Manifest, QuantumJob, Request, VerifiedToken,
+};
 use token_support::*;
 
 fn verified(manifest: &str) -> VerifiedToken {
@@ -26,11 +29,22 @@ fn design_verified() -> VerifiedToken {
 #[test]
 fn read_is_allowed_below_the_granted_path_only() {
     let v = design_verified();
-    v.may_read("/home/user/Documents/Contracts").unwrap();
-    v.may_read("/home/user/Documents/Contracts/a.pdf").unwrap();
-    v.may_read("/home/user/Documents/Contracts/sub/./b.pdf")
+    let g = v.may_read("/home/user/Documents/Contracts").unwrap();
+    assert_eq!(
+        (g.root(), g.relative()),
+        ("/home/user/Documents/Contracts", ".")
+    );
+    let g = v
+        .may_read("/home/user/Documents/Contracts/sub/a.pdf")
         .unwrap();
-    v.may_read("/home/user/Documents/Contracts//c.pdf").unwrap();
+    assert_eq!(
+        (g.root(), g.relative(), g.path()),
+        (
+            "/home/user/Documents/Contracts",
+            "sub/a.pdf",
+            "/home/user/Documents/Contracts/sub/a.pdf"
+        )
+    );
     let d = v
         .may_read("/home/user/Documents/Contracts2/a.pdf")
         .unwrap_err();
@@ -39,16 +53,27 @@ fn read_is_allowed_below_the_granted_path_only() {
     assert!(v.may_read("/home/user/Documents/Contract").is_err());
 }
 
+/// `..`, `.`, `//` and a trailing `/` are refused, not resolved on the string: the kernel
+/// resolves `..` after following the symlink before it, so a tidied string would not name
+/// what the kernel opens (`Contracts/link/../../x` is anywhere `link` points).
 #[test]
-fn dot_dot_cannot_escape() {
+fn non_canonical_paths_are_refused_not_resolved() {
     let v = design_verified();
-    let d = v
-        .may_read("/home/user/Documents/Contracts/../../../etc/shadow")
-        .unwrap_err();
-    assert!(d.0.contains("/etc/shadow"), "{d}");
-    assert!(v.may_read("/home/user/Documents/Contracts/..").is_err());
-    v.may_read("/home/user/Documents/Other/../Contracts/x")
-        .unwrap();
+    for p in [
+        "/home/user/Documents/Contracts/../../../etc/shadow",
+        "/home/user/Documents/Contracts/..",
+        "/home/user/Documents/Other/../Contracts/x",
+        "/home/user/Documents/Contracts/link/../x",
+        "/home/user/Documents/Contracts/sub/./b.pdf",
+        "/home/user/Documents/Contracts//c.pdf",
+        "/home/user/Documents/Contracts/",
+        "/home/user/Documents/Contracts/.",
+        "/home/user/Documents/Contracts/x\0",
+    ] {
+        let d = v.may_read(p).unwrap_err();
+        assert!(d.0.contains("refused"), "{p:?}: {d}");
+        assert!(v.may_write(p).is_err(), "{p:?}");
+    }
 }
 
 #[test]
@@ -73,9 +98,10 @@ fn write_needs_a_write_mode() {
         r#"{"agent":"a","capabilities":{"fileAccess":[
             {"path":"/srv/out","mode":"write"},{"path":"/srv/both","mode":"readwrite"}]}}"#,
     );
-    v.may_write("/srv/out/x").unwrap();
+    assert_eq!(v.may_write("/srv/out/x").unwrap().relative(), "x");
     assert!(v.may_read("/srv/out/x").is_err());
-    v.may_write("/srv/both/x").unwrap();
+    let g = v.may_write("/srv/both/x").unwrap();
+    assert_eq!((g.root(), g.mode()), ("/srv/both", FileMode::ReadWrite));
     v.may_read("/srv/both/x").unwrap();
 }
 
@@ -96,8 +122,17 @@ fn connect_needs_exact_host_and_port() {
 #[test]
 fn exec_needs_an_allowed_absolute_command() {
     let v = design_verified();
-    v.may_exec("/usr/bin/less").unwrap();
-    v.may_exec("/usr/bin/../bin/less").unwrap();
+    assert_eq!(v.may_exec("/usr/bin/less").unwrap().path(), "/usr/bin/less");
+    match v
+        .check(&Request::Exec {
+            command: "/usr/bin/less",
+            interactive: false,
+        })
+        .unwrap()
+    {
+        Allowed::Exec(g) => assert_eq!(g.path(), "/usr/bin/less"),
+        other => panic!("{other:?}"),
+    }
     assert!(v.may_exec("/usr/bin/more").is_err());
     assert!(v.may_exec("less").is_err());
     let d = v
@@ -114,6 +149,29 @@ fn exec_needs_an_allowed_absolute_command() {
             .0
             .contains("shell")
     );
+}
+
+/// A command must equal a granted one byte for byte; any other spelling of it is refused,
+/// because the kernel may run something else (`/tmp/xlink/../../usr/bin/less` runs
+/// `…/usr/bin/less` under wherever `xlink` points).
+#[test]
+fn exec_refuses_every_other_spelling_of_a_granted_command() {
+    let v = design_verified();
+    for c in [
+        "/usr/bin/../bin/less",
+        "/tmp/xlink/../../usr/bin/less",
+        "/usr/bin/less/.",
+        "/usr/bin//less",
+        "//usr/bin/less",
+        "/usr/bin/less/",
+        "/usr/./bin/less",
+        "usr/bin/less",
+        "./less",
+        "/usr/bin/LESS",
+        "/usr/bin/less ",
+    ] {
+        assert!(v.may_exec(c).is_err(), "{c:?} allowed");
+    }
 }
 
 #[test]

@@ -35,7 +35,12 @@ fn design_example_is_accepted() {
     assert_eq!(s.allowed_commands, ["/usr/bin/less"]);
     let q = c.quantum.as_ref().unwrap();
     assert_eq!(
-        (q.max_qubits, q.max_shots, q.max_jobs, q.max_runtime_secs),
+        (
+            q.max_qubits,
+            q.max_shots,
+            q.max_jobs.get(),
+            q.max_runtime_secs
+        ),
         (32, 10_000, 5, 600)
     );
     assert_eq!(q.backends, ["qpu-sim-1"]);

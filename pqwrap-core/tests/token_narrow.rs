@@ -8,11 +8,11 @@ mod token_support;
 use std::time::Duration;
 
 use pqwrap_core::token::enforce::Request;
-use pqwrap_core::token::manifest::{QuantumGrant, ShellGrant};
+use pqwrap_core::token::manifest::{JobCeiling, QuantumGrant, ShellGrant};
 use pqwrap_core::token::narrow::check_subset;
 use pqwrap_core::token::{
     Algorithm, Capabilities, FileGrant, FileMode, Issuer, Manifest, NarrowingVerifier, NetGrant,
-    QuantumJob, TokenError, Verifier,
+    ParentToken, QuantumJob, TokenError, Verifier,
 };
 use proptest::prelude::*;
 use token_support::*;
@@ -59,6 +59,59 @@ fn child_records_parent_and_keeps_audience() {
     assert!(
         vc.may_read("/home/user/Documents/Contracts/2024/x")
             .is_err()
+    );
+}
+
+/// Each child gets its own `maxJobs` ceiling, copied from the parent: two children could
+/// each use all of it. The types say so (a per-token `JobCeiling`), and every token names
+/// the accounts a job counts against, so that the broker can hold the parent's total.
+#[test]
+fn job_ceilings_are_per_token_and_children_name_their_quota_accounts() {
+    let i = issuer();
+    let parent = i
+        .issue(&design(), AUD, Duration::from_secs(3600), NOW, None)
+        .unwrap();
+    let vp = narrowing_verifier().verify(&parent.bytes, NOW).unwrap();
+    let child = |n| {
+        let c = i
+            .narrow(&vp, &design(), Some(Duration::from_secs(60)), NOW + n)
+            .unwrap();
+        verifier(&key(Algorithm::MlDsa65, 9))
+            .verify(&c.bytes, NOW + n)
+            .unwrap()
+    };
+    let (a, b) = (child(1), child(2));
+    let job = QuantumJob {
+        backend: "qpu-sim-1".into(),
+        algorithm: "vqe".into(),
+        qubits: 1,
+        shots: 1,
+        runtime: Duration::from_secs(1),
+    };
+    for c in [&a, &b] {
+        let ceiling = c.claims().capabilities.quantum.as_ref().unwrap().max_jobs;
+        assert_eq!(ceiling, JobCeiling::new(5));
+        // Each child alone may submit its 5th job: only a count against the parent stops
+        // the 6th overall.
+        c.may_submit(&job, 4).unwrap();
+        assert_eq!(c.claims().parent(), Some(&parent.claims.cti));
+        let accounts: Vec<_> = c.claims().quota_accounts().copied().collect();
+        assert_eq!(accounts, vec![c.claims().cti, parent.claims.cti]);
+    }
+    let grandchild = {
+        let ca: ParentToken = a.clone().into();
+        let g = i
+            .narrow(&ca, &design(), Some(Duration::from_secs(30)), NOW + 3)
+            .unwrap();
+        verifier(&key(Algorithm::MlDsa65, 9))
+            .verify(&g.bytes, NOW + 3)
+            .unwrap()
+    };
+    let accounts: Vec<_> = grandchild.claims().quota_accounts().copied().collect();
+    assert_eq!(
+        accounts,
+        vec![grandchild.claims().cti, a.claims().cti, parent.claims.cti],
+        "own, parent, root"
     );
 }
 
@@ -109,7 +162,10 @@ fn wider_children_are_refused_with_the_reason() {
     assert!(
         reason(&|m| m.capabilities.quantum.as_mut().unwrap().max_qubits = 33).contains("maxQubits")
     );
-    assert!(reason(&|m| m.capabilities.quantum.as_mut().unwrap().max_jobs = 6).contains("maxJobs"));
+    assert!(
+        reason(&|m| m.capabilities.quantum.as_mut().unwrap().max_jobs = JobCeiling::new(6))
+            .contains("maxJobs")
+    );
     assert!(
         reason(&|m| m
             .capabilities
@@ -231,7 +287,7 @@ fn caps() -> impl Strategy<Value = Capabilities> {
                 algorithms,
                 max_qubits: qb,
                 max_shots: sh,
-                max_jobs: jb,
+                max_jobs: JobCeiling::new(jb),
                 max_runtime_secs: rt,
             }),
         }

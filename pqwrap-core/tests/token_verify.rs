@@ -466,6 +466,29 @@ fn revoked_cti_and_children_of_revoked_parents_are_refused() {
     assert!(RevocationList::parse("zz").is_err());
 }
 
+/// A cti is exactly 32 lowercase hex digits: `u8::from_str_radix` on pairs took `+9` as a
+/// digit pair, so `+9ddf…` (and other signed spellings) parsed as some other cti.
+#[test]
+fn revocation_lines_are_strict_hex() {
+    let good = "9ddf0123456789abcdef0123456789ab";
+    assert!(RevocationList::parse(good).is_ok());
+    for bad in [
+        "+9ddf0123456789abcdef0123456789a",
+        "9d+f0123456789abcdef0123456789ab",
+        "++++++++++++++++++++++++++++++++",
+        "+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0+0",
+        "9DDF0123456789ABCDEF0123456789AB",
+        "9ddf0123456789abcdef0123456789a",
+        "9ddf0123456789abcdef0123456789abc",
+        "9ddf 0123456789abcdef0123456789a",
+        "0x9ddf0123456789abcdef0123456789",
+        "９ddf0123456789abcdef0123456789a",
+    ] {
+        let e = RevocationList::parse(&format!("# list\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{bad:?}: {e}");
+    }
+}
+
 #[test]
 fn unknown_claims_and_bad_claim_types_are_rejected() {
     let k = key(Algorithm::MlDsa65, 1);

@@ -8,7 +8,9 @@ use pqwrap_core::age::{self, AgeError};
 use pqwrap_core::envelope;
 
 use super::format::{self, detect, not_supported};
-use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
+use super::io_util::{
+    Content, Existing, Output, copy_buffered, decimal, open_input, read_passphrase, scrypt_limit,
+};
 use crate::exit::Status;
 use pqwrap_rewrap::format::FormatId;
 
@@ -24,8 +26,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
 
-    /// Highest scrypt work factor (log2 N) accepted for passphrase-encrypted files.
-    #[arg(long, value_name = "N", default_value_t = age::DEFAULT_MAX_WORK_FACTOR)]
+    /// Highest scrypt work factor (log2 N) accepted for passphrase-encrypted files. A work
+    /// factor whose memory this machine (or this process's limits) cannot give is refused
+    /// whatever this says.
+    #[arg(long, value_name = "N", default_value_t = age::DEFAULT_MAX_WORK_FACTOR,
+          value_parser = decimal::<u8>)]
     max_work_factor: u8,
 
     /// Write the plaintext to FILE (appears only if the whole file authenticates).
@@ -76,12 +81,16 @@ fn decrypt_age(args: &Args, input: impl Read, name: &str) -> Result<Status> {
     }
     let file_key = dec
         .header()
-        .unwrap_file_key(&identities, &passphrases, args.max_work_factor)
+        .unwrap_file_key(
+            &identities,
+            &passphrases,
+            scrypt_limit(args.max_work_factor),
+        )
         .map_err(|e| describe(name, e))?;
     let mut reader = dec
         .decrypt_with_file_key(&file_key)
         .map_err(|e| describe(name, e))?;
-    let mut out = Output::open(args.output.as_deref(), false)?;
+    let mut out = Output::open(args.output.as_deref(), Content::Text, Existing::Replace)?;
     // On error `out` is dropped uncommitted: a file output never appears.
     copy_buffered(&mut reader, &mut out).map_err(|e| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -100,7 +109,7 @@ fn decrypt_native(args: &Args, input: impl Read, name: &str) -> Result<Status> {
         eprintln!("pqwrap: {name} is a pqwrap envelope: give an identity with -i FILE");
         return Ok(Status::Usage);
     }
-    let mut out = Output::open(args.output.as_deref(), false)?;
+    let mut out = Output::open(args.output.as_deref(), Content::Text, Existing::Replace)?;
     // On error `out` is dropped uncommitted: a file output never appears.
     envelope::decrypt_to(input, &identities, &mut out).map_err(|e| match e {
         envelope::EnvelopeError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {

@@ -8,7 +8,9 @@ use pqwrap_core::keys::Recipient;
 use pqwrap_core::{age, envelope};
 
 use super::format::Format;
-use super::io_util::{Output, copy_buffered, open_input, read_passphrase};
+use super::io_util::{
+    Content, Existing, Output, copy_buffered, open_input, read_passphrase, scrypt_limit,
+};
 use crate::exit::Status;
 
 /// Encrypt a file (standard input by default) to recipients or with a passphrase.
@@ -36,9 +38,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "passphrase")]
     passphrase_file: Option<PathBuf>,
 
-    /// With -p: scrypt work factor (log2 N).
+    /// With -p: scrypt work factor (log2 N), 1..=30; one whose memory this machine cannot
+    /// give is refused.
     #[arg(long, value_name = "N", default_value_t = age::DEFAULT_WORK_FACTOR,
-          value_parser = clap::value_parser!(u8).range(1..=30), requires = "passphrase")]
+          value_parser = super::io_util::work_factor, requires = "passphrase")]
     work_factor: u8,
 
     /// Allow post-quantum and classical recipients in one file (the classical stanza
@@ -96,7 +99,7 @@ fn encrypt_native(args: &Args) -> Result<Status> {
         return Ok(Status::Usage);
     }
     let (input, name) = open_input(args.input.as_deref())?;
-    let out = Output::open(args.output.as_deref(), true)?;
+    let out = Output::open(args.output.as_deref(), Content::Binary, Existing::Replace)?;
     let mut w = envelope::Encryptor::new(out, &recipients)?;
     let mut input = BufReader::with_capacity(1 << 16, input);
     copy_buffered(&mut input, &mut w).with_context(|| format!("encrypting {name}"))?;
@@ -116,6 +119,9 @@ fn abbreviate(s: &str) -> String {
 fn encrypt_age(args: &Args) -> Result<Status> {
     let file_key = age::FileKey::generate()?;
     let header = if args.passphrase {
+        // Before asking for the passphrase: scrypt allocates its table in one piece, and an
+        // allocation the machine cannot give aborts the process.
+        scrypt_limit(args.work_factor).check_memory(args.work_factor)?;
         let pass = read_passphrase(args.passphrase_file.as_deref(), true)?;
         age::Header::wrap_passphrase(
             &file_key,
@@ -137,7 +143,12 @@ fn encrypt_age(args: &Args) -> Result<Status> {
         })?
     };
     let (input, name) = open_input(args.input.as_deref())?;
-    let out = Output::open(args.output.as_deref(), !args.armor)?;
+    let content = if args.armor {
+        Content::Text
+    } else {
+        Content::Binary
+    };
+    let out = Output::open(args.output.as_deref(), content, Existing::Replace)?;
     let mut w = age::encrypt_writer(out, &file_key, &header, args.armor)?;
     let mut input = BufReader::with_capacity(age::stream::CHUNK_LEN, input);
     copy_buffered(&mut input, &mut w).with_context(|| format!("encrypting {name}"))?;

@@ -1,20 +1,19 @@
 //! `pqwrap keygen`: new identities, and `-y` to print the recipients of existing ones.
 
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use pqwrap_core::keys::{self, Identity};
 
+use super::io_util::{Content, Existing, Output};
 use crate::exit::Status;
 
 /// Generate an identity, or print the recipients of existing identities (`-y`).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Write the new identity to FILE (created with mode 0600; never overwritten) instead of
-    /// standard output.
+    /// Write the new identity to FILE (created with mode 0600; never overwritten, never
+    /// through a symlink) instead of standard output.
     #[arg(short, long, value_name = "FILE", conflicts_with = "convert")]
     output: Option<PathBuf>,
 
@@ -45,15 +44,13 @@ pub fn run(args: Args) -> Result<Status> {
     let contents = identity.to_file_contents(&created);
     match &args.output {
         Some(path) => {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            // A new 0600 file that appears, complete, only if the name is still free.
+            let mut f = Output::open(Some(path), Content::Text, Existing::Refuse)
                 .with_context(|| format!("cannot create identity file {}", path.display()))?;
             f.write_all(contents.as_bytes())
-                .and_then(|()| f.sync_all())
                 .with_context(|| format!("cannot write identity file {}", path.display()))?;
+            f.commit()
+                .with_context(|| format!("cannot create identity file {}", path.display()))?;
         }
         None => {
             let mut out = std::io::stdout().lock();

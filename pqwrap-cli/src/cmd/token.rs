@@ -1,8 +1,6 @@
 //! `pqwrap token`: ML-DSA capability tokens — keys, issuing, verifying, checking, narrowing.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,10 +8,11 @@ use anyhow::{Context, Result, bail};
 use pqwrap_core::audit::AuditLog;
 use pqwrap_core::token::keys::hex_lower;
 use pqwrap_core::token::{
-    Algorithm, IssuancePolicy, Issuer, Manifest, PublicKey, QuantumJob, Request, RevocationList,
-    SigningKey, TrustSet, Verifier, unix_now,
+    Algorithm, Allowed, IssuancePolicy, Issuer, Manifest, PublicKey, QuantumJob, Request,
+    RevocationList, SigningKey, TrustSet, Verifier, unix_now,
 };
 
+use crate::cmd::io_util::{Content, Existing, HostPort, Output, decimal, host_port, open_append};
 use crate::cmd::keygen::read_to_string_bounded;
 use crate::exit::Status;
 
@@ -91,8 +90,9 @@ enum Sub {
         token: PathBuf,
         #[command(flatten)]
         req: RequestArgs,
-        /// With --quantum: jobs already submitted under this token (for the maxJobs quota).
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        /// With --quantum: jobs already counted against this token (for its own maxJobs
+        /// ceiling; totals across narrowed tokens are the broker's to count).
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = decimal::<u64>)]
         jobs_submitted: u64,
     },
     /// Mint a child token with fewer capabilities and no longer a lifetime than its parent.
@@ -136,7 +136,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
     /// Clock leeway in seconds (at most 300).
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = decimal::<u64>)]
     leeway: u64,
 }
 
@@ -149,10 +149,11 @@ struct RequestArgs {
     /// May the token write PATH?
     #[arg(long, value_name = "PATH")]
     write: Option<String>,
-    /// May the token connect to HOST:PORT?
-    #[arg(long, value_name = "HOST:PORT")]
-    connect: Option<String>,
-    /// May the token run CMD (an absolute path)?
+    /// May the token connect to HOST:PORT (the port in decimal)?
+    #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
+    connect: Option<HostPort>,
+    /// May the token run CMD? It must be, byte for byte, a command the token grants (an
+    /// absolute canonical path); on success the path to execute is printed.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
     /// May the token use the clipboard?
@@ -208,13 +209,15 @@ pub fn run(args: Args) -> Result<Status> {
             if let Some(iss) = iss {
                 issuer = issuer.with_iss(iss);
             }
-            // Open the log before minting, so that a token is never issued unlogged.
+            // Open the log and the output before minting, so that a token is never issued
+            // unlogged, nor logged as issued when it cannot be written.
             let mut log = audit_log.as_deref().map(open_log).transpose()?;
+            let out = open_token_output(output.as_deref())?;
             let t = issuer.issue(&m, &aud, ttl, unix_now(), cnf)?;
             if let Some(log) = log.as_mut() {
                 log.append(&t.audit_record())?;
             }
-            write_token(output.as_deref(), &t.to_text())?;
+            write_token(out, &t.to_text())?;
             eprintln!(
                 "token {} for {} ({} bytes), expires {}",
                 hex_lower(&t.claims.cti),
@@ -279,11 +282,12 @@ pub fn run(args: Args) -> Result<Status> {
             let m = load_manifest(&manifest)?;
             let ttl = ttl.as_deref().map(|t| parse_dur("--ttl", t)).transpose()?;
             let mut log = audit_log.as_deref().map(open_log).transpose()?;
+            let out = open_token_output(Some(&output))?;
             let t = Issuer::new(k).narrow(&parent_token, &m, ttl, now)?;
             if let Some(log) = log.as_mut() {
                 log.append(&t.audit_record())?;
             }
-            write_token(Some(&output), &t.to_text())?;
+            write_token(out, &t.to_text())?;
             eprintln!(
                 "child token {} of {}, expires {}",
                 hex_lower(&t.claims.cti),
@@ -299,20 +303,14 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
     let (verifier, now) = build_verifier(v)?;
     let text = read_small(token)?;
     let job;
-    let hostport;
     let request = if let Some(p) = &req.read {
         Request::Read(p)
     } else if let Some(p) = &req.write {
         Request::Write(p)
     } else if let Some(hp) = &req.connect {
-        let (h, p) = hp.rsplit_once(':').context("--connect takes HOST:PORT")?;
-        let port: u16 = p
-            .parse()
-            .with_context(|| format!("--connect: {p:?} is not a port"))?;
-        hostport = (h.to_owned(), port);
         Request::Connect {
-            host: &hostport.0,
-            port: hostport.1,
+            host: &hp.host,
+            port: hp.port,
         }
     } else if let Some(c) = &req.exec {
         Request::Exec {
@@ -340,8 +338,21 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
         }
     };
     match vt.check(&request) {
-        Ok(()) => {
+        Ok(allowed) => {
             println!("allowed");
+            // What to use is the grant's, not the request's: say it.
+            match allowed {
+                Allowed::Read(g) | Allowed::Write(g) => {
+                    println!("open {} beneath {}", g.relative(), g.root())
+                }
+                Allowed::Exec(c) => println!("execute {}", c.path()),
+                Allowed::Submit => {
+                    let accounts: Vec<_> =
+                        vt.claims().quota_accounts().map(|c| hex_lower(c)).collect();
+                    println!("count against {}", accounts.join(" "));
+                }
+                _ => {}
+            }
             Ok(Status::Success)
         }
         Err(d) => {
@@ -354,17 +365,15 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
 fn keygen(alg: &str, output: &Path) -> Result<Status> {
     let alg: Algorithm = alg.parse()?;
     let k = SigningKey::generate(alg)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(output)
+    // A new 0600 file that appears, complete, only if the name is still free.
+    let mut f = Output::open(Some(output), Content::Text, Existing::Refuse)
         .with_context(|| format!("cannot create key file {}", output.display()))?;
     let jwk = k.to_jwk_private();
     f.write_all(jwk.as_bytes())
         .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write key file {}", output.display()))?;
+    f.commit()
+        .with_context(|| format!("cannot create key file {}", output.display()))?;
     eprintln!("{} key, kid {}", alg, hex_lower(k.public_key().kid()));
     Ok(Status::Success)
 }
@@ -392,8 +401,11 @@ fn load_revocations(path: &Path) -> Result<RevocationList> {
         .with_context(|| format!("invalid revocation list {}", path.display()))
 }
 
+/// The audit log, opened as an output path is (never through a planted link), mode 0640.
 fn open_log(path: &Path) -> Result<AuditLog> {
-    AuditLog::open(path).with_context(|| format!("cannot open audit log {}", path.display()))
+    let file = open_append(path, 0o640)
+        .with_context(|| format!("cannot open audit log {}", path.display()))?;
+    AuditLog::from_file(file).with_context(|| format!("cannot open audit log {}", path.display()))
 }
 
 fn read_small(path: &Path) -> Result<String> {
@@ -432,17 +444,15 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
     Ok((verifier, now))
 }
 
-fn write_token(output: Option<&Path>, text: &str) -> Result<()> {
-    match output {
-        Some(p) => {
-            // Tokens are bearer credentials: a new 0600 file renamed into place, so an
-            // existing file's wider mode is not kept (and nothing is left half-written).
-            let mut out = crate::cmd::io_util::Output::open(Some(p), false)?;
-            out.write_all(text.as_bytes())?;
-            out.write_all(b"\n")?;
-            out.commit()?;
-        }
-        None => println!("{text}"),
-    }
-    Ok(())
+/// Where a token goes: `-o FILE` or standard output. Tokens are bearer credentials: a file
+/// is a new 0600 file renamed into place, so an existing file's wider mode is not kept (and
+/// nothing is left half-written).
+fn open_token_output(output: Option<&Path>) -> Result<Output> {
+    Output::open(output, Content::Text, Existing::Replace)
+}
+
+fn write_token(mut out: Output, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.commit()
 }

@@ -122,3 +122,22 @@ pub fn mkfifo(path: &Path) {
     )
     .expect("mkfifo");
 }
+
+/// The loud banner of a test that could not run here, written at once (tests run in
+/// parallel; one write keeps banners from interleaving).
+pub fn skipped(test: &str, because: &str) {
+    let because = because.lines().next().unwrap_or_default();
+    let lines = [
+        format!("SKIPPED {test}"),
+        format!("because {because}"),
+        "nothing was checked by this test (run it as root to check it)".to_string(),
+    ];
+    let w = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let bar = "*".repeat(w + 8);
+    let mut banner = format!("\n{bar}\n");
+    for l in &lines {
+        banner.push_str(&format!("*** {l:<w$} ***\n"));
+    }
+    banner.push_str(&format!("{bar}\n"));
+    eprint!("{banner}");
+}

@@ -14,7 +14,8 @@ use sha2::Sha256;
 
 use super::primitives::{b64_decode, b64_encode, hkdf32};
 use super::{
-    AgeError, FileKey, Passphrase, VERSION_LINE, VERSION_PREFIX, mlkem768x25519, scrypt, x25519,
+    AgeError, FileKey, Passphrase, ScryptLimit, VERSION_LINE, VERSION_PREFIX, mlkem768x25519,
+    scrypt, x25519,
 };
 use crate::keys::{Identity, Recipient};
 
@@ -446,15 +447,20 @@ impl Header {
     /// Recovers the file key with the first identity or passphrase that opens a stanza,
     /// and verifies the header MAC with it.
     ///
+    /// `scrypt_limit` bounds an scrypt stanza's cost: a work factor (`u8`), or a
+    /// [`ScryptLimit`] that also bounds its memory.
+    ///
     /// Errors: [`AgeError::NoMatch`] if nothing opens; [`AgeError::Header`] for a malformed
     /// stanza of a type an identity handles, an scrypt stanza that is not alone, or a work
-    /// factor above `max_work_factor`; [`AgeError::HeaderMac`] if the MAC fails.
+    /// factor above the limit; [`AgeError::ScryptMemory`] for one whose memory is above it
+    /// (refused before allocating); [`AgeError::HeaderMac`] if the MAC fails.
     pub fn unwrap_file_key(
         &self,
         identities: &[Identity],
         passphrases: &[Passphrase],
-        max_work_factor: u8,
+        scrypt_limit: impl Into<ScryptLimit>,
     ) -> Result<FileKey, AgeError> {
+        let scrypt_limit = scrypt_limit.into();
         if self.stanzas.iter().any(|s| s.tag == SCRYPT_TAG) && self.stanzas.len() != 1 {
             return Err(header_err("an scrypt stanza must be the only stanza"));
         }
@@ -475,7 +481,7 @@ impl Header {
         if found.is_none() {
             'pw: for p in passphrases {
                 for s in self.stanzas.iter().filter(|s| s.tag == SCRYPT_TAG) {
-                    if let Some(fk) = scrypt::unwrap(p, s, max_work_factor)? {
+                    if let Some(fk) = scrypt::unwrap(p, s, scrypt_limit)? {
                         found = Some(fk);
                         break 'pw;
                     }

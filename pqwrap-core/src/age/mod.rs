@@ -51,7 +51,9 @@ pub mod stream;
 mod x25519;
 
 pub use header::{Header, MAX_HEADER_LEN, Protection, Stanza};
-pub use scrypt::{DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR, Passphrase};
+pub use scrypt::{
+    DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR, Passphrase, ScryptLimit, scrypt_memory,
+};
 
 use crate::keys::{Identity, Recipient};
 
@@ -104,6 +106,7 @@ impl Eq for FileKey {}
 /// Why an age operation failed. The variants are the failure kinds of the age
 /// specification (and of the C2SP CCTV test vectors), so callers can tell them apart.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgeError {
     /// No identity (or passphrase) could unwrap any stanza of the header.
     #[error("no identity matched any of the file's recipients")]
@@ -116,6 +119,23 @@ pub enum AgeError {
     /// lengths, excessive scrypt work factor, scrypt not alone, unsupported version).
     #[error("malformed header: {0}")]
     Header(String),
+    /// An scrypt stanza's work factor needs more memory than the caller's
+    /// [`ScryptLimit`] allows; refused before anything was allocated. (A header failure in
+    /// the age specification's terms, like any excessive work factor.)
+    #[error(
+        "scrypt work factor {work_factor} needs {} of memory, more than the {} this process \
+         can be given",
+        binary_size(*needed),
+        binary_size(*limit)
+    )]
+    ScryptMemory {
+        /// The stanza's work factor (log2 N).
+        work_factor: u8,
+        /// Bytes scrypt would allocate ([`scrypt_memory`]).
+        needed: u64,
+        /// The caller's bound.
+        limit: u64,
+    },
     /// The payload is truncated, altered, reordered or has trailing data.
     #[error("payload authentication failed: {0}")]
     Payload(String),
@@ -160,7 +180,7 @@ impl AgeError {
         match self {
             AgeError::NoMatch => ErrorKind::NoMatch,
             AgeError::HeaderMac => ErrorKind::HeaderMac,
-            AgeError::Header(_) => ErrorKind::Header,
+            AgeError::Header(_) | AgeError::ScryptMemory { .. } => ErrorKind::Header,
             AgeError::Payload(_) => ErrorKind::Payload,
             AgeError::Armor(_) => ErrorKind::Armor,
             AgeError::Encrypt(_) => ErrorKind::Encrypt,
@@ -190,6 +210,21 @@ impl AgeError {
             AgeError::Io(e) => e,
             other => io::Error::new(io::ErrorKind::InvalidData, other),
         }
+    }
+}
+
+/// `bytes` in the largest binary unit that keeps one decimal (`4.0 GiB`), for messages.
+fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut unit = 0;
+    let mut v = bytes as f64;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{v:.1} {}", UNITS[unit]),
     }
 }
 

@@ -167,6 +167,20 @@ impl Claims {
         Ok(c)
     }
 
+    /// The token this one was narrowed from (the last of its ancestors), if any.
+    pub fn parent(&self) -> Option<&Cti> {
+        self.ancestors.last()
+    }
+
+    /// The quota accounts a job submitted under this token counts against: its own `cti`
+    /// first, then its parent's, up to the root's. Each of those tokens' `maxJobs` is a
+    /// ceiling for that token alone ([`super::manifest::JobCeiling`]); a broker that counts
+    /// every job against all of these accounts keeps the children of a token, together,
+    /// within that token's ceiling.
+    pub fn quota_accounts(&self) -> impl Iterator<Item = &Cti> {
+        std::iter::once(&self.cti).chain(self.ancestors.iter().rev())
+    }
+
     /// The claims as JSON (times as seconds and RFC 3339, ids as hex).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;

@@ -1,18 +1,25 @@
 //! Enforcement: "is this request allowed by this verified token?"
 //!
-//! Default deny: a request is allowed only if a grant covers it. Paths must be absolute; they
-//! are lexically normalised (`.` and empty components dropped, `..` removes the previous
-//! component and cannot go above `/`) and then compared on component boundaries, so
-//! `/a/Contracts2` is not under `/a/Contracts` and `/a/Contracts/../../etc` is `/etc`.
-//! Lexical checks cannot see symlinks: an enforcement point must open the path it checked
-//! without following links it did not check (e.g. `openat2` with `RESOLVE_BENEATH`).
+//! Default deny: a request is allowed only if a grant covers it. Paths and commands in
+//! requests must be absolute and canonical — no `.`, `..` or empty (`//`) component, no
+//! trailing `/` — or they are refused outright, never tidied up: resolving `..` on the
+//! string is not what the kernel does when a component is a symlink (`/g/link/../x` is
+//! `/g/x` on paper, but the kernel walks into the link's target first), so a string made
+//! canonical here would not name the file or program the kernel reaches. File requests are
+//! then compared with grants on component boundaries (`/a/Contracts2` is not under
+//! `/a/Contracts`); commands must equal a granted command byte for byte.
+//!
+//! What is allowed comes back as the grant to use: a [`GrantedPath`] names the grant root and
+//! the path below it, to open *beneath* that root (`openat2` with `RESOLVE_BENEATH`), so that
+//! a symlink inside the grant cannot lead out of it; a [`GrantedCommand`] carries the
+//! token's own string, which is what an enforcement point executes.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::manifest::{self, Capabilities, ManifestError};
+use super::manifest::{self, Capabilities, FileMode, ManifestError};
 use super::verify::VerifiedToken;
 
 /// A denial, with the reason.
@@ -78,9 +85,9 @@ impl QuantumJob {
 /// A request to check against a token.
 #[derive(Clone, Debug)]
 pub enum Request<'a> {
-    /// Read a file or list a directory.
+    /// Read a file or list a directory (an absolute canonical path).
     Read(&'a str),
-    /// Create, modify or delete a file.
+    /// Create, modify or delete a file (an absolute canonical path).
     Write(&'a str),
     /// Open a connection.
     Connect {
@@ -91,49 +98,103 @@ pub enum Request<'a> {
     },
     /// Run a command.
     Exec {
-        /// Absolute path of the executable.
+        /// Absolute canonical path of the executable, byte for byte as granted.
         command: &'a str,
         /// Whether an interactive session (a terminal) is asked for.
         interactive: bool,
     },
     /// Use the clipboard.
     Clipboard,
-    /// Submit a quantum job, given how many jobs were already submitted under this token.
+    /// Submit a quantum job, given how many jobs were already counted against this token.
     Submit {
         /// The job.
         job: &'a QuantumJob,
-        /// Jobs already submitted under this token (the enforcement point keeps the count).
+        /// Jobs already counted against this token's own `cti` (the enforcement point keeps
+        /// the count). Totals across narrowed children are the broker's: see
+        /// [`super::manifest::JobCeiling`].
         already_submitted: u64,
     },
 }
 
-/// Lexically normalises an absolute path; `None` for relative paths or paths containing NUL.
-pub fn normalize(path: &str) -> Option<String> {
-    if !path.starts_with('/') || path.contains('\0') {
-        return None;
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut out = String::with_capacity(path.len());
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Some(out)
+/// An allowed file request: the grant that covers it and the path below that grant.
+///
+/// Open [`GrantedPath::relative`] beneath a descriptor of [`GrantedPath::root`] without
+/// leaving it (`openat2(root_fd, relative, …, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`):
+/// the check saw a string, and a symlink below the root (which the agent may have made) can
+/// point anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantedPath<'a> {
+    root: &'a str,
+    path: &'a str,
+    mode: FileMode,
 }
 
-/// Whether normalised `path` is `root` or lies below it, on component boundaries.
+impl<'a> GrantedPath<'a> {
+    /// The grant's path, from the token.
+    pub fn root(&self) -> &'a str {
+        self.root
+    }
+
+    /// The requested path below [`GrantedPath::root`], without a leading `/`; `.` when the
+    /// request is the root itself.
+    pub fn relative(&self) -> &'a str {
+        let rest = self.path.get(self.root.len()..).unwrap_or_default();
+        match rest.strip_prefix('/').unwrap_or(rest) {
+            "" => ".",
+            r => r,
+        }
+    }
+
+    /// The whole requested path (canonical, at or below the root).
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// What the covering grant allows.
+    pub fn mode(&self) -> FileMode {
+        self.mode
+    }
+}
+
+/// An allowed command: the path to execute, taken from the token's `allowedCommands`.
+///
+/// Execute [`GrantedCommand::path`] and nothing else. It is byte-for-byte equal to what
+/// the request asked for, but it is the token's string: a caller that builds, edits or
+/// reuses a request buffer cannot make the program run differ from the one granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "execute the granted path, not the request's string"]
+pub struct GrantedCommand<'a> {
+    path: &'a str,
+}
+
+impl<'a> GrantedCommand<'a> {
+    /// The absolute canonical path to execute.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+}
+
+/// What an allowed request may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Allowed<'a> {
+    /// Read beneath this grant.
+    Read(GrantedPath<'a>),
+    /// Write beneath this grant.
+    Write(GrantedPath<'a>),
+    /// Connect to the host and port asked for.
+    Connect,
+    /// Execute this path.
+    Exec(GrantedCommand<'a>),
+    /// Use the clipboard.
+    Clipboard,
+    /// Submit the job (count it against every account of `Claims::quota_accounts`).
+    Submit,
+}
+
+/// Whether canonical `path` is `root` or lies below it, on component boundaries. Both must
+/// be absolute and canonical (see [`super::manifest::validate_abs_path`]); no `..` or `.`
+/// is interpreted.
 pub fn is_within(path: &str, root: &str) -> bool {
     if root == "/" {
         return path.starts_with('/');
@@ -145,9 +206,9 @@ pub fn is_within(path: &str, root: &str) -> bool {
 }
 
 impl VerifiedToken {
-    /// Checks `req` against the token's capabilities; `Ok(())` means allowed, otherwise the
-    /// reason.
-    pub fn check(&self, req: &Request<'_>) -> Result<(), Denied> {
+    /// Checks `req` against the token's capabilities: what may be used if allowed, otherwise
+    /// the reason.
+    pub fn check<'a>(&'a self, req: &Request<'a>) -> Result<Allowed<'a>, Denied> {
         self.claims().capabilities.check(req)
     }
 }
@@ -156,36 +217,14 @@ impl Capabilities {
     /// Whether these capabilities allow `req` (default deny). Enforcement points normally
     /// call this through a [`VerifiedToken`]; it is public so that policies can be tested
     /// and compared without signing.
-    pub fn check(&self, req: &Request<'_>) -> Result<(), Denied> {
-        let caps = self;
+    pub fn check<'a>(&'a self, req: &Request<'a>) -> Result<Allowed<'a>, Denied> {
         match req {
-            Request::Read(p) | Request::Write(p) => {
-                let write = matches!(req, Request::Write(_));
-                let what = if write { "write" } else { "read" };
-                let Some(n) = normalize(p) else {
-                    return deny(format!("{p:?} is not an absolute path"));
-                };
-                let mut under_any = false;
-                for g in &caps.file_access {
-                    if is_within(&n, &g.path) {
-                        under_any = true;
-                        if (write && g.mode.can_write()) || (!write && g.mode.can_read()) {
-                            return Ok(());
-                        }
-                    }
-                }
-                if under_any {
-                    deny(format!(
-                        "{what} access to {n} is not granted (mode does not allow it)"
-                    ))
-                } else {
-                    deny(format!("{n} is not under any granted path"))
-                }
-            }
+            Request::Read(p) => self.check_path(p, FileMode::Read).map(Allowed::Read),
+            Request::Write(p) => self.check_path(p, FileMode::Write).map(Allowed::Write),
             Request::Connect { host, port } => {
                 let h = host.to_ascii_lowercase();
-                if caps.network.iter().any(|g| g.host == h && g.port == *port) {
-                    Ok(())
+                if self.network.iter().any(|g| g.host == h && g.port == *port) {
+                    Ok(Allowed::Connect)
                 } else {
                     deny(format!("connection to {h}:{port} is not granted"))
                 }
@@ -193,25 +232,10 @@ impl Capabilities {
             Request::Exec {
                 command,
                 interactive,
-            } => {
-                let Some(shell) = &caps.shell else {
-                    return deny("shell access is not granted");
-                };
-                let Some(n) = normalize(command) else {
-                    return deny(format!("command {command:?} is not an absolute path"));
-                };
-                if *interactive && !shell.interactive {
-                    return deny("interactive shell use is not granted");
-                }
-                if shell.allowed_commands.contains(&n) {
-                    Ok(())
-                } else {
-                    deny(format!("command {n} is not in allowedCommands"))
-                }
-            }
+            } => self.check_exec(command, *interactive).map(Allowed::Exec),
             Request::Clipboard => {
-                if caps.clipboard {
-                    Ok(())
+                if self.clipboard {
+                    Ok(Allowed::Clipboard)
                 } else {
                     deny("clipboard access is not granted")
                 }
@@ -219,93 +243,146 @@ impl Capabilities {
             Request::Submit {
                 job,
                 already_submitted,
-            } => {
-                let Some(q) = &caps.quantum else {
-                    return deny("quantum job submission is not granted");
-                };
-                if !q.backends.contains(&job.backend) {
-                    return deny(format!("backend {:?} is not granted", job.backend));
+            } => self
+                .check_submit(job, *already_submitted)
+                .map(|()| Allowed::Submit),
+        }
+    }
+
+    /// A read (`want` = [`FileMode::Read`]) or write request for `p`.
+    fn check_path<'a>(&'a self, p: &'a str, want: FileMode) -> Result<GrantedPath<'a>, Denied> {
+        let what = if want.can_write() { "write" } else { "read" };
+        if let Some(problem) = manifest::path_problem(p) {
+            return deny(format!(
+                "{what} {p:?} refused: {problem}; ask for the canonical path itself"
+            ));
+        }
+        let mut under_any = false;
+        for g in &self.file_access {
+            if is_within(p, &g.path) {
+                under_any = true;
+                if want.within(g.mode) {
+                    return Ok(GrantedPath {
+                        root: &g.path,
+                        path: p,
+                        mode: g.mode,
+                    });
                 }
-                if !q.algorithms.contains(&job.algorithm) {
-                    return deny(format!("algorithm {:?} is not granted", job.algorithm));
-                }
-                if job.qubits > q.max_qubits {
-                    return deny(format!(
-                        "{} qubits exceeds maxQubits {}",
-                        job.qubits, q.max_qubits
-                    ));
-                }
-                if job.shots > q.max_shots {
-                    return deny(format!(
-                        "{} shots exceeds maxShots {}",
-                        job.shots, q.max_shots
-                    ));
-                }
-                if job.runtime.as_secs() > q.max_runtime_secs
-                    || (job.runtime.as_secs() == q.max_runtime_secs
-                        && job.runtime.subsec_nanos() > 0)
-                {
-                    return deny(format!(
-                        "runtime {}s exceeds maxRuntime {}s",
-                        job.runtime.as_secs_f64(),
-                        q.max_runtime_secs
-                    ));
-                }
-                if *already_submitted >= q.max_jobs {
-                    return deny(format!(
-                        "job quota used up ({already_submitted} of maxJobs {})",
-                        q.max_jobs
-                    ));
-                }
-                Ok(())
             }
         }
+        if under_any {
+            deny(format!(
+                "{what} access to {p} is not granted (mode does not allow it)"
+            ))
+        } else {
+            deny(format!("{p} is not under any granted path"))
+        }
+    }
+
+    fn check_exec(&self, command: &str, interactive: bool) -> Result<GrantedCommand<'_>, Denied> {
+        let Some(shell) = &self.shell else {
+            return deny("shell access is not granted");
+        };
+        if let Some(problem) = manifest::path_problem(command) {
+            return deny(format!(
+                "command {command:?} refused: {problem}; ask for the granted path itself"
+            ));
+        }
+        if interactive && !shell.interactive {
+            return deny("interactive shell use is not granted");
+        }
+        match shell
+            .allowed_commands
+            .iter()
+            .find(|c| c.as_str() == command)
+        {
+            Some(granted) => Ok(GrantedCommand { path: granted }),
+            None => deny(format!("command {command} is not in allowedCommands")),
+        }
+    }
+
+    fn check_submit(&self, job: &QuantumJob, already_submitted: u64) -> Result<(), Denied> {
+        let Some(q) = &self.quantum else {
+            return deny("quantum job submission is not granted");
+        };
+        if !q.backends.contains(&job.backend) {
+            return deny(format!("backend {:?} is not granted", job.backend));
+        }
+        if !q.algorithms.contains(&job.algorithm) {
+            return deny(format!("algorithm {:?} is not granted", job.algorithm));
+        }
+        if job.qubits > q.max_qubits {
+            return deny(format!(
+                "{} qubits exceeds maxQubits {}",
+                job.qubits, q.max_qubits
+            ));
+        }
+        if job.shots > q.max_shots {
+            return deny(format!(
+                "{} shots exceeds maxShots {}",
+                job.shots, q.max_shots
+            ));
+        }
+        if job.runtime.as_secs() > q.max_runtime_secs
+            || (job.runtime.as_secs() == q.max_runtime_secs && job.runtime.subsec_nanos() > 0)
+        {
+            return deny(format!(
+                "runtime {}s exceeds maxRuntime {}s",
+                job.runtime.as_secs_f64(),
+                q.max_runtime_secs
+            ));
+        }
+        if !q.max_jobs.allows_another(already_submitted) {
+            return deny(format!(
+                "job quota used up ({already_submitted} of maxJobs {} for this token)",
+                q.max_jobs.get()
+            ));
+        }
+        Ok(())
     }
 }
 
 impl VerifiedToken {
     /// [`VerifiedToken::check`], after checking that the token is still live at `now`.
-    pub fn check_at(&self, req: &Request<'_>, now: u64) -> Result<(), Denied> {
+    pub fn check_at<'a>(&'a self, req: &Request<'a>, now: u64) -> Result<Allowed<'a>, Denied> {
         if !self.is_live_at(now) {
             return deny("token is expired or not yet valid");
         }
         self.check(req)
     }
 
-    /// May the agent read `path`?
-    pub fn may_read(&self, path: &str) -> Result<(), Denied> {
-        self.check(&Request::Read(path))
+    /// May the agent read `path`? If so, the grant to open it beneath.
+    pub fn may_read<'a>(&'a self, path: &'a str) -> Result<GrantedPath<'a>, Denied> {
+        self.claims().capabilities.check_path(path, FileMode::Read)
     }
 
-    /// May the agent write `path`?
-    pub fn may_write(&self, path: &str) -> Result<(), Denied> {
-        self.check(&Request::Write(path))
+    /// May the agent write `path`? If so, the grant to open it beneath.
+    pub fn may_write<'a>(&'a self, path: &'a str) -> Result<GrantedPath<'a>, Denied> {
+        self.claims().capabilities.check_path(path, FileMode::Write)
     }
 
     /// May the agent connect to `host:port`?
     pub fn may_connect(&self, host: &str, port: u16) -> Result<(), Denied> {
-        self.check(&Request::Connect { host, port })
+        self.check(&Request::Connect { host, port }).map(|_| ())
     }
 
-    /// May the agent run `command` (non-interactively)?
-    pub fn may_exec(&self, command: &str) -> Result<(), Denied> {
-        self.check(&Request::Exec {
-            command,
-            interactive: false,
-        })
+    /// May the agent run `command` (non-interactively)? If so, the path to execute.
+    pub fn may_exec(&self, command: &str) -> Result<GrantedCommand<'_>, Denied> {
+        self.claims().capabilities.check_exec(command, false)
     }
 
     /// May the agent use the clipboard?
     pub fn may_use_clipboard(&self) -> Result<(), Denied> {
-        self.check(&Request::Clipboard)
+        self.check(&Request::Clipboard).map(|_| ())
     }
 
-    /// May the agent submit `job`, having already submitted `already_submitted` jobs?
+    /// May the agent submit `job`, with `already_submitted` jobs already counted against
+    /// this token? Totals across narrowed tokens are the broker's to enforce
+    /// ([`super::manifest::JobCeiling`]).
     pub fn may_submit(&self, job: &QuantumJob, already_submitted: u64) -> Result<(), Denied> {
-        self.check(&Request::Submit {
-            job,
-            already_submitted,
-        })
+        self.claims()
+            .capabilities
+            .check_submit(job, already_submitted)
     }
 }
 
@@ -314,13 +391,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalisation_and_boundaries() {
-        assert_eq!(normalize("/a/./b//c/").as_deref(), Some("/a/b/c"));
-        assert_eq!(normalize("/a/../../..").as_deref(), Some("/"));
-        assert_eq!(normalize("a/b"), None);
+    fn boundaries_and_relative_parts() {
         assert!(is_within("/a/Contracts/x", "/a/Contracts"));
         assert!(is_within("/a/Contracts", "/a/Contracts"));
         assert!(!is_within("/a/Contracts2", "/a/Contracts"));
         assert!(is_within("/etc", "/"));
+        let g = |root, path| GrantedPath {
+            root,
+            path,
+            mode: FileMode::Read,
+        };
+        assert_eq!(g("/a", "/a").relative(), ".");
+        assert_eq!(g("/a", "/a/b/c").relative(), "b/c");
+        assert_eq!(g("/", "/").relative(), ".");
+        assert_eq!(g("/", "/etc/x").relative(), "etc/x");
     }
 }

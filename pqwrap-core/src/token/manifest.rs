@@ -111,7 +111,39 @@ pub struct ShellGrant {
     pub interactive: bool,
 }
 
-/// Quantum job submission and its quotas.
+/// The most jobs that may be submitted under one token (`maxJobs`), counted against that
+/// token's own `cti`.
+///
+/// It is a ceiling for one token, not a share of a budget: narrowing gives each child a
+/// ceiling no higher than its parent's, but every child gets its own, so three children of a
+/// parent with `maxJobs: 5` could submit 15 jobs if each were counted alone. Totals are the
+/// broker's to enforce: it counts every job against the token it was submitted under *and*
+/// against each of that token's ancestors ([`super::Claims::quota_accounts`]), and refuses a
+/// job that would take any of them past its own ceiling. An enforcement point that sees only
+/// the child token can check the child's ceiling, never the parent's total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobCeiling(u64);
+
+impl JobCeiling {
+    /// A ceiling of `n` jobs under one token.
+    pub const fn new(n: u64) -> JobCeiling {
+        JobCeiling(n)
+    }
+
+    /// The number of jobs.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Whether one more job fits under this ceiling, with `counted` jobs already counted
+    /// against the same token.
+    pub const fn allows_another(self, counted: u64) -> bool {
+        counted < self.0
+    }
+}
+
+/// Quantum job submission and its quotas. Qubits, shots and runtime bound each job; the
+/// number of jobs is a per-token [`JobCeiling`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantumGrant {
     /// Backends jobs may go to.
@@ -122,8 +154,8 @@ pub struct QuantumGrant {
     pub max_qubits: u64,
     /// Most shots per job.
     pub max_shots: u64,
-    /// Most jobs under this token.
-    pub max_jobs: u64,
+    /// Most jobs counted against this one token (not a total across its children).
+    pub max_jobs: JobCeiling,
     /// Longest runtime per job, in seconds.
     pub max_runtime_secs: u64,
 }
@@ -205,14 +237,62 @@ struct RawQuantum {
     algorithms: Vec<String>,
 }
 
-/// Parses a duration such as `"3600s"` or `"10m"`; it must be a whole, positive number of
-/// seconds.
+/// Parses a duration such as `"3600s"`, `"15m"` or `"1h30m"`: one or more parts, each a
+/// canonical decimal (ASCII digits, no sign, no leading zero) followed by `d`, `h`, `m` or
+/// `s`, largest unit first, each unit at most once, nothing else (no spaces, fractions or
+/// other units). The total must be positive; it is whole seconds by construction.
 pub fn parse_duration(field: &str, s: &str) -> Result<Duration, ManifestError> {
-    let d = humantime::parse_duration(s).map_err(|e| err(field, format!("{s:?}: {e}")))?;
-    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+    let bad = || {
+        err(
+            field,
+            format!(
+                "{s:?} is not a positive whole number of seconds written as digits and d, h, m \
+                 or s (e.g. \"3600s\", \"15m\", \"1h30m\")"
+            ),
+        )
+    };
+    if s.is_empty() || s.len() > 64 {
+        return Err(bad());
+    }
+    const UNITS: [(u8, u64); 4] = [(b'd', 86_400), (b'h', 3_600), (b'm', 60), (b's', 1)];
+    let b = s.as_bytes();
+    let (mut i, mut next_unit, mut total) = (0usize, 0usize, 0u64);
+    while i < b.len() {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        let n = canonical_decimal(digits).ok_or_else(bad)?;
+        let unit = *b.get(i).ok_or_else(bad)?;
+        i += 1;
+        let k = UNITS
+            .iter()
+            .position(|(u, _)| *u == unit)
+            .filter(|k| *k >= next_unit)
+            .ok_or_else(bad)?;
+        next_unit = k + 1;
+        total = n
+            .checked_mul(UNITS[k].1)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(bad)?;
+    }
+    if total == 0 {
         return Err(err(field, "must be a positive whole number of seconds"));
     }
-    Ok(d)
+    Ok(Duration::from_secs(total))
+}
+
+/// `s` as a number if it is a canonical decimal: one or more ASCII digits, no sign, no
+/// leading zero (except `0` itself), within `u64`. `str::parse` also takes a leading `+`.
+pub fn canonical_decimal(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    b.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 impl Manifest {
@@ -286,7 +366,7 @@ impl Manifest {
                     algorithms: q.algorithms,
                     max_qubits: q.max_qubits,
                     max_shots: q.max_shots,
-                    max_jobs: q.max_jobs,
+                    max_jobs: JobCeiling::new(q.max_jobs),
                 }),
             },
         };
@@ -318,42 +398,45 @@ fn validate_name(field: &str, s: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Checks that `p` is absolute and lexically normalised: starts with `/`, no empty, `.` or
-/// `..` components, no trailing `/` (except the root itself), no NUL.
+/// Checks that `p` is absolute and canonical: starts with `/`, no empty (`//`), `.` or `..`
+/// components, no trailing `/` (except the root itself), no NUL, at most [`MAX_STR`] bytes.
 pub fn validate_abs_path(field: &str, p: &str) -> Result<(), ManifestError> {
+    match path_problem(p) {
+        Some(problem) => Err(err(field, problem)),
+        None => Ok(()),
+    }
+}
+
+/// Why `p` is not an absolute canonical path, or `None` if it is one. Shared by the
+/// manifest (grants) and enforcement (requests), so both accept exactly the same strings.
+pub(crate) fn path_problem(p: &str) -> Option<String> {
     if p.is_empty() {
-        return Err(err(field, "empty path"));
+        return Some("empty path".into());
     }
     if p.len() > MAX_STR {
-        return Err(err(field, format!("longer than {MAX_STR} bytes")));
+        return Some(format!("longer than {MAX_STR} bytes"));
     }
     if !p.starts_with('/') {
-        return Err(err(field, format!("{p:?} is not an absolute path")));
+        return Some(format!("{p:?} is not an absolute path"));
     }
     if p.contains('\0') {
-        return Err(err(field, "contains NUL"));
+        return Some("contains NUL".into());
     }
     if p == "/" {
-        return Ok(());
+        return None;
     }
     for comp in p[1..].split('/') {
         match comp {
             "" => {
-                return Err(err(
-                    field,
-                    format!("{p:?} is not normalised (empty component or trailing '/')"),
+                return Some(format!(
+                    "{p:?} is not normalised (empty component or trailing '/')"
                 ));
             }
-            "." | ".." => {
-                return Err(err(
-                    field,
-                    format!("{p:?} is not normalised ({comp:?} component)"),
-                ));
-            }
+            "." | ".." => return Some(format!("{p:?} is not normalised ({comp:?} component)")),
             _ => {}
         }
     }
-    Ok(())
+    None
 }
 
 /// Checks a host: a lowercase DNS name (labels of `a-z0-9-`, not starting or ending in `-`,
@@ -479,7 +562,7 @@ impl Capabilities {
             m.insert(
                 "quantum".into(),
                 json!({"backends": q.backends, "maxQubits": q.max_qubits, "maxShots": q.max_shots,
-                       "maxJobs": q.max_jobs, "maxRuntime": format!("{}s", q.max_runtime_secs),
+                       "maxJobs": q.max_jobs.get(), "maxRuntime": format!("{}s", q.max_runtime_secs),
                        "algorithms": q.algorithms}),
             );
         }
@@ -537,7 +620,7 @@ impl Capabilities {
                     (Value::Uint(2), texts(&q.algorithms)),
                     (Value::Uint(3), Value::Uint(q.max_qubits)),
                     (Value::Uint(4), Value::Uint(q.max_shots)),
-                    (Value::Uint(5), Value::Uint(q.max_jobs)),
+                    (Value::Uint(5), Value::Uint(q.max_jobs.get())),
                     (Value::Uint(6), Value::Uint(q.max_runtime_secs)),
                 ]),
             ));
@@ -615,7 +698,7 @@ impl Capabilities {
                         algorithms: texts(&format!("{f}.algorithms"), a)?,
                         max_qubits: uint(qb, "maxQubits")?,
                         max_shots: uint(sh, "maxShots")?,
-                        max_jobs: uint(jb, "maxJobs")?,
+                        max_jobs: JobCeiling::new(uint(jb, "maxJobs")?),
                         max_runtime_secs: uint(rt, "maxRuntime")?,
                     });
                 }
@@ -703,6 +786,44 @@ mod tests {
     use super::*;
 
     use super::DESIGN_EXAMPLE as DESIGN;
+
+    #[test]
+    fn durations_are_strict() {
+        let secs = |s| parse_duration("f", s).map(|d| d.as_secs());
+        assert_eq!(secs("3600s"), Ok(3600));
+        assert_eq!(secs("15m"), Ok(900));
+        assert_eq!(secs("1d2h3m4s"), Ok(93_784));
+        assert_eq!(secs("0h1s"), Ok(1));
+        for bad in [
+            "",
+            "s",
+            "10",
+            "+10s",
+            "-10s",
+            "010s",
+            "1 0s",
+            " 10s",
+            "10s ",
+            "1.5h",
+            "1500ms",
+            "1m1h",
+            "1s1s",
+            "10S",
+            "10sec",
+            "0s",
+            "0x10s",
+            "99999999999999999999s",
+            "213503982334602d",
+            "１s",
+        ] {
+            assert!(secs(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(canonical_decimal("0"), Some(0));
+        assert_eq!(canonical_decimal("18446744073709551615"), Some(u64::MAX));
+        for bad in ["", "+1", "01", "1_000", "18446744073709551616", "-0"] {
+            assert_eq!(canonical_decimal(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn design_example_parses_and_round_trips_through_cbor() {

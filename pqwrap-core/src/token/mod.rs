@@ -21,8 +21,10 @@
 //! let token = issuer.issue(&manifest, "files.local", Duration::from_secs(600), now, None)?;
 //!
 //! let verified = Verifier::new(trust, "files.local").verify_text(&token.to_text(), now)?;
-//! assert!(verified.may_read("/home/u/Docs/a.pdf").is_ok());
+//! let granted = verified.may_read("/home/u/Docs/a.pdf")?;
+//! assert_eq!((granted.root(), granted.relative()), ("/home/u/Docs", "a.pdf"));
 //! assert!(verified.may_read("/home/u/Docs2/a.pdf").is_err());
+//! assert!(verified.may_read("/home/u/Docs/../Docs2/a.pdf").is_err()); // not canonical
 //! assert!(verified.may_write("/home/u/Docs/a.pdf").is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -44,9 +46,11 @@ use thiserror::Error;
 
 pub use cbor::CborError;
 pub use claims::{Claims, Cti};
-pub use enforce::{Denied, QuantumJob, Request};
+pub use enforce::{Allowed, Denied, GrantedCommand, GrantedPath, QuantumJob, Request};
 pub use keys::{Algorithm, KeyError, Kid, PublicKey, SigningKey};
-pub use manifest::{Capabilities, FileGrant, FileMode, Manifest, ManifestError, NetGrant};
+pub use manifest::{
+    Capabilities, FileGrant, FileMode, JobCeiling, Manifest, ManifestError, NetGrant,
+};
 pub use verify::{
     NarrowingVerifier, ParentToken, RevocationList, TrustSet, VerifiedToken, Verifier,
 };
@@ -295,8 +299,8 @@ fn new_cti() -> Result<Cti, TokenError> {
 pub struct IssuancePolicy {
     /// Longest ttl granted.
     pub max_ttl: Duration,
-    /// If non-empty, every file grant must be at or below one of these (absolute,
-    /// normalised) roots.
+    /// If non-empty, every file grant must be at or below one of these roots (absolute and
+    /// canonical: a root that is not is refused by [`IssuancePolicy::check`]).
     pub allowed_roots: Vec<String>,
 }
 
@@ -309,6 +313,10 @@ impl IssuancePolicy {
                 ttl.as_secs(),
                 self.max_ttl.as_secs()
             )));
+        }
+        for (i, r) in self.allowed_roots.iter().enumerate() {
+            manifest::validate_abs_path(&format!("allowed_roots[{i}]"), r)
+                .map_err(|e| TokenError::Policy(e.0))?;
         }
         if !self.allowed_roots.is_empty() {
             for (i, g) in manifest.capabilities.file_access.iter().enumerate() {

@@ -7,6 +7,11 @@
 //! and shell and quantum only if the parent has them, with command, backend and algorithm
 //! sets included and every quota no larger. The child records the ctis of all its ancestors,
 //! so a verifier that revokes any of them refuses the child.
+//!
+//! "No larger" bounds each child on its own, not the children together: `maxJobs` is a
+//! per-token [`super::JobCeiling`], and two children of a parent allowed 5 jobs may each
+//! submit 5. The parent's total is enforced by the broker, which counts every job against
+//! the child and each of its ancestors ([`super::Claims::quota_accounts`]).
 
 use std::time::Duration;
 
@@ -78,7 +83,7 @@ pub fn check_subset(child: &Capabilities, parent: &Capabilities) -> Result<(), S
         for (name, c, p) in [
             ("maxQubits", cq.max_qubits, pq.max_qubits),
             ("maxShots", cq.max_shots, pq.max_shots),
-            ("maxJobs", cq.max_jobs, pq.max_jobs),
+            ("maxJobs", cq.max_jobs.get(), pq.max_jobs.get()),
             ("maxRuntime", cq.max_runtime_secs, pq.max_runtime_secs),
         ] {
             if c > p {

@@ -85,8 +85,9 @@ impl RevocationList {
         self.ctis.contains(cti)
     }
 
-    /// Parses a revocation file: one cti per line as 32 hex digits; blank lines and lines
-    /// starting with `#` are ignored.
+    /// Parses a revocation file: one cti per line as 32 lowercase hex digits (as pqwrap
+    /// prints them; nothing else, not even a sign); surrounding whitespace, blank lines and
+    /// lines starting with `#` are ignored.
     pub fn parse(text: &str) -> Result<RevocationList, TokenError> {
         let mut list = RevocationList::new();
         for (i, line) in text.lines().enumerate() {
@@ -95,7 +96,11 @@ impl RevocationList {
                 continue;
             }
             let cti = parse_hex_cti(l).ok_or_else(|| {
-                TokenError::Revocations(format!("line {}: not a {CTI_LEN}-byte hex cti", i + 1))
+                TokenError::Revocations(format!(
+                    "line {}: not a cti ({} lowercase hex digits)",
+                    i + 1,
+                    CTI_LEN * 2
+                ))
             })?;
             list.insert(cti);
         }
@@ -103,13 +108,24 @@ impl RevocationList {
     }
 }
 
+/// Exactly `2 * CTI_LEN` digits of `0-9a-f`. Digit by digit: `u8::from_str_radix` would
+/// also take `+9` as a pair.
 fn parse_hex_cti(s: &str) -> Option<Cti> {
-    if s.len() != CTI_LEN * 2 || !s.is_ascii() {
+    fn nibble(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() != CTI_LEN * 2 {
         return None;
     }
     let mut out = [0u8; CTI_LEN];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let &[hi, lo] = pair else { return None };
+        *o = (nibble(hi)? << 4) | nibble(lo)?;
     }
     Some(out)
 }
