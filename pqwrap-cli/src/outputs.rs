@@ -1,7 +1,9 @@
 //! The files a re-wrap run writes itself (its report, its audit log), guarded so that an
 //! option can never destroy what the run is about: no such file lies inside a tree being
 //! re-wrapped, none is a key file, a report only ever replaces an earlier report, and no
-//! final-component symlink is followed. Everything is checked before anything is written.
+//! final-component symlink is followed. Everything is checked before anything is written,
+//! and the paths are resolved as every output path is (`io_util::resolve`: through the
+//! kernel, one component at a time, never through a link another user planted).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -12,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use pqwrap_core::audit::AuditLog;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use crate::cmd::io_util::{self, Existing, Target};
 
 type Inode = (u64, u64);
 
@@ -105,18 +109,11 @@ impl Guard {
     }
 }
 
-/// Opens (creating, mode 0640) the audit log at `path` after the guard's checks, without
-/// following a final symlink, and verifies its chain. Returns the file (to exclude it from
-/// the walk) and the log.
+/// Opens (creating, mode 0640) the audit log at `path` after the guard's checks, and
+/// verifies its chain. Returns the file (to exclude it from the walk) and the log.
 pub fn open_audit_log(path: &Path, guard: &Guard) -> Result<(File, AuditLog)> {
     guard.check(path, "the audit log")?;
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o640),
-    )
-    .with_context(|| format!("cannot open the audit log {}", path.display()))?;
-    let file = File::from(fd);
+    let file = io_util::open_append(path, 0o640)?;
     let log = AuditLog::from_file(file.try_clone()?)
         .with_context(|| format!("cannot open the audit log {}", path.display()))?;
     Ok((file, log))
@@ -128,7 +125,18 @@ pub enum ReportFile {
     /// A file that did not exist.
     New(File),
     /// A temporary beside an earlier report, renamed over it by [`ReportFile::finish`].
-    Replacing(tempfile::NamedTempFile, PathBuf),
+    Replacing {
+        /// The temporary.
+        file: File,
+        /// The directory of both.
+        dir: OwnedFd,
+        /// The temporary's name.
+        temp: std::ffi::OsString,
+        /// The earlier report's name.
+        name: std::ffi::OsString,
+        /// The path, for messages.
+        shown: PathBuf,
+    },
 }
 
 /// Whether the first line of `file` is a record of a pqwrap report (or the file is empty).
@@ -149,50 +157,68 @@ fn is_report(file: &File) -> bool {
 
 impl ReportFile {
     /// Creates the report at `path`, after the guard's checks.
-    pub fn create(path: &Path, guard: &Guard, _dry_run: bool) -> Result<ReportFile> {
+    pub fn create(path: &Path, guard: &Guard) -> Result<ReportFile> {
         guard.check(path, "the report")?;
         let shown = path.display();
-        match rustix::fs::open(
-            path,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        ) {
-            Ok(fd) => return Ok(ReportFile::New(File::from(fd))),
-            Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => {
-                return Err(std::io::Error::from(e))
-                    .with_context(|| format!("cannot create the report {shown}"));
+        let create = OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match io_util::resolve(path, Existing::Replace)? {
+            Target::Absent { dir, name } => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    &name,
+                    OFlags::WRONLY | create,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot create the report {shown}"))?;
+                Ok(ReportFile::New(File::from(fd)))
             }
+            Target::Regular { dir, name } => {
+                let existing = rustix::fs::openat(
+                    &dir,
+                    &name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(File::from)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot open the existing report {shown}"))?;
+                if !is_report(&existing) {
+                    bail!(
+                        "the report {shown} exists and is not a pqwrap report: refusing to \
+                         overwrite it (remove it, or choose another name)"
+                    );
+                }
+                let mut r = [0u8; 8];
+                getrandom::fill(&mut r).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+                let temp = std::ffi::OsString::from(format!(
+                    ".pqwrap-report-{:016x}",
+                    u64::from_le_bytes(r)
+                ));
+                let fd = rustix::fs::openat(
+                    &dir,
+                    &temp,
+                    OFlags::WRONLY | create,
+                    Mode::from_raw_mode(0o644),
+                )
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot create a file beside {shown}"))?;
+                Ok(ReportFile::Replacing {
+                    file: File::from(fd),
+                    dir,
+                    temp,
+                    name,
+                    shown: path.to_path_buf(),
+                })
+            }
+            Target::Special(_) => bail!("the report {shown} is not a regular file"),
         }
-        let existing = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map(File::from)
-        .with_context(|| format!("cannot open the existing report {shown}"))?;
-        if !existing.metadata()?.is_file() || !is_report(&existing) {
-            bail!(
-                "the report {shown} exists and is not a pqwrap report: refusing to overwrite \
-                 it (remove it, or choose another name)"
-            );
-        }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".pqwrap-report-")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot create a file beside {shown}"))?;
-        Ok(ReportFile::Replacing(temp, path.to_path_buf()))
     }
 
     /// The file written to.
     pub fn file(&self) -> &File {
         match self {
-            ReportFile::New(f) => f,
-            ReportFile::Replacing(t, _) => t.as_file(),
+            ReportFile::New(f) | ReportFile::Replacing { file: f, .. } => f,
         }
     }
 
@@ -202,14 +228,31 @@ impl ReportFile {
     }
 
     /// Puts a replacing report in place of the earlier one.
-    pub fn finish(self) -> Result<()> {
-        match self {
-            ReportFile::New(_) => Ok(()),
-            ReportFile::Replacing(temp, path) => {
-                temp.persist(&path)
-                    .with_context(|| format!("cannot replace the report {}", path.display()))?;
-                Ok(())
-            }
+    pub fn finish(mut self) -> Result<()> {
+        if let ReportFile::Replacing {
+            dir,
+            temp,
+            name,
+            shown,
+            ..
+        } = &mut self
+        {
+            rustix::fs::renameat(&*dir, temp.as_os_str(), &*dir, name.as_os_str())
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot replace the report {}", shown.display()))?;
+            // Renamed: nothing left to remove on drop.
+            temp.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReportFile {
+    fn drop(&mut self) {
+        if let ReportFile::Replacing { dir, temp, .. } = self
+            && !temp.is_empty()
+        {
+            let _ = rustix::fs::unlinkat(&*dir, temp.as_os_str(), AtFlags::empty());
         }
     }
 }

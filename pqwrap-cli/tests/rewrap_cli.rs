@@ -1105,3 +1105,46 @@ mod review_findings {
         assert_eq!(report(&rep)[0]["reason"], "unsupported_format");
     }
 }
+
+/// The report and audit-log paths resolve like every output path: a directory symlink
+/// another user planted in a sticky world-writable directory is refused (root only: the
+/// attacker is played by uid 1001 with `setpriv`).
+#[test]
+fn review_findings_a_planted_directory_link_does_not_redirect_the_report() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let k = keys(d.path());
+    let t = d.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    encrypt(&t.join("a.age"), &[&k.old], b"a", false);
+    let shared = d.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = d.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let planted = std::process::Command::new("setpriv")
+        .args(["--reuid=1001", "--regid=1001", "--clear-groups", "ln", "-s"])
+        .arg(&victim)
+        .arg(shared.join("d"))
+        .status();
+    if !rustix::process::geteuid().is_root() || !planted.is_ok_and(|s| s.success()) {
+        common::skipped(
+            "review_findings_a_planted_directory_link_does_not_redirect_the_report",
+            "cannot act as a second user (not root, or no setpriv)",
+        );
+        return;
+    }
+    for opt in ["--report", "--audit-log"] {
+        let o = run(pqwrap()
+            .arg("rewrap")
+            .arg("-i")
+            .arg(&k.old_file)
+            .args(["-r", &k.new_pub, opt])
+            .arg(shared.join("d/out.jsonl"))
+            .arg(&t));
+        assert_eq!(code(&o), 2, "{opt}: {}", text(&o));
+    }
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert_eq!(decrypt(&t.join("a.age"), &k.old).unwrap(), b"a");
+}

@@ -17,7 +17,7 @@ use crate::exit::Status;
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of age files in the sample archive.
-    #[arg(long, default_value_t = 400, value_name = "N")]
+    #[arg(long, default_value_t = 400, value_name = "N", value_parser = super::io_util::decimal::<usize>)]
     files: usize,
 
     /// Create the demo directory under DIR (default: the system's temporary directory).
@@ -231,7 +231,7 @@ pub fn run(args: Args) -> Result<Status> {
     let audit_path = root.join("audit.jsonl");
     let guard = crate::outputs::Guard::new(std::slice::from_ref(&archive), &[]);
     let (audit_file, audit) = crate::outputs::open_audit_log(&audit_path, &guard)?;
-    let report = crate::outputs::ReportFile::create(&report_path, &guard, false)?;
+    let report = crate::outputs::ReportFile::create(&report_path, &guard)?;
     let job = pqwrap_rewrap::Job::new(
         vec![old.clone(), old_pq.clone()],
         vec![new.to_recipient()],

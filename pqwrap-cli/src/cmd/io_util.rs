@@ -91,7 +91,7 @@ impl Drop for Staged {
 const MAX_LINKS: usize = 40;
 
 /// Where an output path leads.
-enum Target {
+pub(crate) enum Target {
     /// No entry: a new file `name` in `dir`.
     Absent { dir: OwnedFd, name: OsString },
     /// The regular file `name` in `dir`.
@@ -162,7 +162,7 @@ fn follow_proc_link(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> 
 /// `/dev/fd/63`) is opened through, as the shell's `>` would. A dangling symlink as the
 /// last component is refused rather than followed into creating its target (as `cp` does):
 /// the link, not the caller, would choose where the new file appears.
-fn resolve(shown: &Path, existing: Existing) -> Result<Target> {
+pub(crate) fn resolve(shown: &Path, existing: Existing) -> Result<Target> {
     use rustix::fs::{FileType, fstat};
     let bytes = shown.as_os_str().as_bytes();
     let cannot = |what: &str| format!("cannot open {}: {what}", shown.display());
@@ -635,6 +635,11 @@ pub fn decimal<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
         format!("{s:?} is not a decimal number (digits only: no sign, leading zero or space)")
     })?;
     T::try_from(n).map_err(|_| format!("{s} is too large"))
+}
+
+/// A count that must be at least 1 (worker threads): a canonical decimal.
+pub fn nonzero(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    std::num::NonZeroUsize::new(decimal::<usize>(s)?).ok_or_else(|| "must be at least 1".into())
 }
 
 /// A scrypt work factor (log2 N) for encrypting: a decimal in 1..=30.

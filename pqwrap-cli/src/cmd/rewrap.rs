@@ -76,7 +76,7 @@ pub struct Args {
     dry_run: bool,
 
     /// Worker threads (default: the number of CPUs).
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = super::io_util::nonzero)]
     jobs: Option<NonZeroUsize>,
 
     /// Write one JSON object per file to FILE (`-` for standard output). FILE must not exist
@@ -166,7 +166,7 @@ pub fn run(args: Args) -> Result<Status> {
         .collect();
     let guard = Guard::new(&args.paths, &keys);
     let report = match &args.report {
-        Some(p) if p.as_os_str() != "-" => match ReportFile::create(p, &guard, args.dry_run) {
+        Some(p) if p.as_os_str() != "-" => match ReportFile::create(p, &guard) {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("pqwrap rewrap: {e:#}");

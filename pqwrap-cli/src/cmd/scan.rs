@@ -19,7 +19,7 @@ pub struct Args {
     json: bool,
 
     /// Worker threads (default: the number of CPUs).
-    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = super::io_util::nonzero)]
     jobs: Option<std::num::NonZeroUsize>,
 
     /// Files and directories to scan (directories recursively; symlinks not followed).

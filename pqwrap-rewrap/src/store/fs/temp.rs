@@ -61,18 +61,22 @@ pub fn is_own_temp_name(name: &OsStr) -> bool {
     let Some(start) = TEMP_START.get() else {
         return false;
     };
+    // The suffix is exactly 16 lowercase hex digits once the name is a temporary's.
+    if !is_temp_name(name) {
+        return false;
+    }
     let b = name.as_bytes();
-    let Some(hex) = b.get(b.len().saturating_sub(TEMP_RANDOM_HEX)..) else {
-        return false;
-    };
-    let Some(suffix) = std::str::from_utf8(hex)
-        .ok()
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-    else {
-        return false;
-    };
-    is_temp_name(name)
-        && suffix.wrapping_sub(*start) < TEMP_NEXT.load(std::sync::atomic::Ordering::Relaxed)
+    let hex = b
+        .get(b.len().saturating_sub(TEMP_RANDOM_HEX)..)
+        .unwrap_or_default();
+    let suffix = hex.iter().fold(0u64, |n, c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            _ => c - b'a' + 10,
+        };
+        (n << 4) | u64::from(d)
+    });
+    suffix.wrapping_sub(*start) < TEMP_NEXT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Like [`temp_name_for`], with all 64 bits of the suffix fresh from the OS.
