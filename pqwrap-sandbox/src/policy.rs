@@ -1,0 +1,636 @@
+//! From a token's capabilities to kernel rules: a Landlock ruleset (files, TCP, scopes) and a
+//! seccomp filter (socket families, io_uring), plus what the running kernel cannot enforce.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
+};
+use pqwrap_core::token::{Capabilities, FileMode};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::error::SandboxError;
+
+/// How a system path may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemAccess {
+    /// Read files and list directories.
+    ReadOnly,
+    /// Also write to existing files (for devices such as /dev/null); never create or remove.
+    ReadWriteFiles,
+}
+
+/// A path outside the token's grants that programs need in order to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemPath {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// What is allowed beneath it.
+    pub access: SystemAccess,
+}
+
+/// Which system paths the sandbox may read (`--system-paths`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SystemPaths {
+    /// [`default_system_paths`]; entries missing on this machine are left out.
+    Default,
+    /// None at all: only the token's grants (the command must then need nothing else).
+    None,
+    /// Exactly these, each of which must exist.
+    Custom(Vec<SystemPath>),
+}
+
+/// Read-only: the installed software and libraries, the loader's cache, the name-service and
+/// time zone files. Read-write files: the null-like devices. Nothing under /home, /tmp, /run,
+/// /proc, /sys or /var, and no other device.
+pub const DEFAULT_READ_ONLY: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/ssl/certs",
+    "/dev/urandom",
+    "/dev/random",
+];
+
+/// Devices every program may write to.
+pub const DEFAULT_READ_WRITE_FILES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
+
+/// The default system set as [`SystemPath`]s (whether or not they exist here).
+pub fn default_system_paths() -> Vec<SystemPath> {
+    let ro = DEFAULT_READ_ONLY.iter().map(|p| SystemPath {
+        path: PathBuf::from(p),
+        access: SystemAccess::ReadOnly,
+    });
+    let rw = DEFAULT_READ_WRITE_FILES.iter().map(|p| SystemPath {
+        path: PathBuf::from(p),
+        access: SystemAccess::ReadWriteFiles,
+    });
+    ro.chain(rw).collect()
+}
+
+impl SystemPaths {
+    /// Parses a system paths file: one `ro PATH` or `rw PATH` per line (absolute paths;
+    /// `rw` only writes existing files); blank lines and `#` comments are ignored.
+    pub fn parse(text: &str) -> Result<SystemPaths, SandboxError> {
+        let mut out = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |what: &str| SandboxError::SystemPaths {
+                line: i + 1,
+                what: what.to_owned(),
+            };
+            let (mode, path) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| bad("expected `ro PATH` or `rw PATH`"))?;
+            let access = match mode {
+                "ro" => SystemAccess::ReadOnly,
+                "rw" => SystemAccess::ReadWriteFiles,
+                _ => return Err(bad("the mode must be `ro` or `rw`")),
+            };
+            let path = path.trim();
+            if !path.starts_with('/') {
+                return Err(bad("the path must be absolute"));
+            }
+            out.push(SystemPath {
+                path: PathBuf::from(path),
+                access,
+            });
+        }
+        Ok(SystemPaths::Custom(out))
+    }
+}
+
+/// The Landlock features this kernel has, found by asking for each one as a hard requirement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    /// The highest ABI whose handled rights this kernel accepts (6 also stands for 7, which
+    /// adds only logging flags).
+    pub abi: u8,
+}
+
+const ABIS: [(u8, ABI); 9] = [
+    (9, ABI::V9),
+    (8, ABI::V8),
+    (6, ABI::V6),
+    (5, ABI::V5),
+    (4, ABI::V4),
+    (3, ABI::V3),
+    (2, ABI::V2),
+    (1, ABI::V1),
+    (0, ABI::Unsupported),
+];
+
+impl Kernel {
+    /// Probes the running kernel.
+    pub fn probe() -> Kernel {
+        let abi = ABIS
+            .iter()
+            .find(|(n, abi)| *n == 0 || supports(*abi, *n))
+            .map_or(0, |(n, _)| *n);
+        Kernel { abi }
+    }
+
+    fn landlock_abi(self) -> ABI {
+        ABIS.iter()
+            .find(|(n, _)| *n <= self.abi)
+            .map_or(ABI::Unsupported, |(_, a)| *a)
+    }
+}
+
+fn supports(abi: ABI, n: u8) -> bool {
+    let r = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi));
+    let r = if n >= 4 {
+        r.and_then(|r| r.handle_access(AccessNet::from_all(abi)))
+    } else {
+        r
+    };
+    let r = if n >= 6 {
+        r.and_then(|r| r.scope(Scope::from_all(abi)))
+    } else {
+        r
+    };
+    r.and_then(|r| r.create()).is_ok()
+}
+
+/// Whether the sandbox may start when the kernel cannot enforce everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Refuse to run unless every grant is enforced as written.
+    Strict,
+    /// Run with what the kernel can do, printing what is not enforced.
+    BestEffort,
+}
+
+/// One file rule of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRule {
+    /// The path it is opened at.
+    pub path: PathBuf,
+    /// What it allows.
+    pub kind: RuleKind,
+    /// Where it comes from (for messages).
+    pub origin: String,
+}
+
+/// The kinds of file rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A `fileAccess` grant.
+    Grant(FileMode),
+    /// A system path.
+    System(SystemAccess),
+    /// Execute (and read): an allowed command or its program interpreter.
+    Execute,
+    /// Read, write and device ioctls on the caller's terminal (interactive tokens).
+    Terminal,
+}
+
+/// Whether display sockets are reachable (the token's `clipboard`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// No X11/Wayland socket; `DISPLAY` and `WAYLAND_DISPLAY` are removed.
+    Denied,
+    /// The X11 and Wayland sockets of the caller's session.
+    Granted,
+}
+
+/// Everything the sandbox will enforce, before anything is applied.
+#[derive(Debug)]
+pub struct Plan {
+    /// The kernel it was made for.
+    pub kernel: Kernel,
+    /// File rules, in order.
+    pub files: Vec<FileRule>,
+    /// The one TCP port the sandbox may connect to (the egress proxy's).
+    pub proxy_port: u16,
+    /// Display sockets.
+    pub display: Display,
+    /// What this kernel cannot enforce (empty when everything is).
+    pub not_enforced: Vec<String>,
+}
+
+/// What the plan is made from.
+pub struct PlanInput<'a> {
+    /// The verified capabilities.
+    pub caps: &'a Capabilities,
+    /// System paths.
+    pub system: &'a SystemPaths,
+    /// The proxy's port.
+    pub proxy_port: u16,
+    /// Whether the caller's terminal is kept.
+    pub interactive: bool,
+    /// The display sockets that `clipboard: true` grants (found by the caller).
+    pub display_sockets: &'a [PathBuf],
+}
+
+impl Plan {
+    /// Builds the plan for `input` on `kernel`.
+    pub fn new(kernel: Kernel, input: PlanInput<'_>) -> Result<Plan, SandboxError> {
+        let caps = input.caps;
+        let mut files = Vec::new();
+        match input.system {
+            SystemPaths::Default => {
+                for s in default_system_paths() {
+                    if s.path.exists() {
+                        files.push(system_rule(s, "default system path"));
+                    }
+                }
+            }
+            SystemPaths::None => {}
+            SystemPaths::Custom(list) => {
+                for s in list {
+                    if !s.path.exists() {
+                        return Err(SandboxError::RulePath {
+                            path: s.path.clone(),
+                            source: std::io::ErrorKind::NotFound.into(),
+                        });
+                    }
+                    files.push(system_rule(s.clone(), "--system-paths"));
+                }
+            }
+        }
+        for (i, g) in caps.file_access.iter().enumerate() {
+            files.push(FileRule {
+                path: PathBuf::from(&g.path),
+                kind: RuleKind::Grant(g.mode),
+                origin: format!("fileAccess[{i}] ({})", g.mode.name()),
+            });
+        }
+        if let Some(shell) = &caps.shell {
+            for c in &shell.allowed_commands {
+                let p = PathBuf::from(c);
+                if let Some(interp) = program_interpreter(&p) {
+                    files.push(FileRule {
+                        path: interp,
+                        kind: RuleKind::Execute,
+                        origin: format!("program interpreter of {c}"),
+                    });
+                }
+                files.push(FileRule {
+                    path: p,
+                    kind: RuleKind::Execute,
+                    origin: "shell.allowedCommands".into(),
+                });
+            }
+        }
+        if input.interactive {
+            files.push(FileRule {
+                path: PathBuf::from("/dev/tty"),
+                kind: RuleKind::Terminal,
+                origin: "interactive terminal".into(),
+            });
+        }
+        let display = if caps.clipboard {
+            Display::Granted
+        } else {
+            Display::Denied
+        };
+        let mut not_enforced = Vec::new();
+        let need = |n: u8, what: &str, v: &mut Vec<String>| {
+            if kernel.abi < n {
+                v.push(format!(
+                    "{what} needs Landlock ABI {n} (this kernel has {})",
+                    describe_abi(kernel.abi)
+                ));
+            }
+        };
+        need(1, "every file rule", &mut not_enforced);
+        need(2, "denying renames and links across grants", &mut not_enforced);
+        need(3, "denying truncation outside write grants", &mut not_enforced);
+        need(4, "TCP connect and bind rules", &mut not_enforced);
+        need(5, "denying device ioctls", &mut not_enforced);
+        need(6, "scoping abstract Unix sockets and signals", &mut not_enforced);
+        if display == Display::Granted && kernel.abi < 9 {
+            not_enforced.push(format!(
+                "granting only the display sockets (clipboard: true) needs Landlock ABI 9 \
+                 (this kernel has {}); without it every pathname Unix socket (D-Bus, agents) \
+                 is reachable",
+                describe_abi(kernel.abi)
+            ));
+        }
+        if display == Display::Granted && kernel.abi >= 9 {
+            for s in input.display_sockets {
+                files.push(FileRule {
+                    path: s.clone(),
+                    kind: RuleKind::System(SystemAccess::ReadOnly),
+                    origin: "display socket (clipboard: true)".into(),
+                });
+            }
+        }
+        Ok(Plan {
+            kernel,
+            files,
+            proxy_port: input.proxy_port,
+            display,
+            not_enforced,
+        })
+    }
+
+    /// Refuses under [`Enforcement::Strict`] when something is not enforced.
+    pub fn check(&self, enforcement: Enforcement) -> Result<(), SandboxError> {
+        if enforcement == Enforcement::Strict && !self.not_enforced.is_empty() {
+            return Err(SandboxError::Unenforceable(self.not_enforced.clone()));
+        }
+        Ok(())
+    }
+
+    /// Opens every rule's path and builds the Landlock ruleset (not yet applied). A grant
+    /// whose path does not exist is left out and reported in the returned list: nothing
+    /// beneath a missing path can be reached anyway.
+    pub fn landlock(&self) -> Result<(RulesetCreated, Vec<String>), SandboxError> {
+        let abi = self.kernel.landlock_abi();
+        let handled_fs = AccessFs::from_all(abi);
+        let mut ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::BestEffort)
+            .handle_access(handled_fs)?;
+        if self.kernel.abi >= 4 {
+            ruleset = ruleset.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
+        }
+        if self.kernel.abi >= 6 {
+            ruleset = ruleset.scope(Scope::AbstractUnixSocket | Scope::Signal)?;
+        }
+        let mut created = ruleset.create()?;
+        let mut skipped = Vec::new();
+        for rule in &self.files {
+            let fd = match PathFd::new(&rule.path) {
+                Ok(fd) => fd,
+                Err(_) if matches!(rule.kind, RuleKind::Grant(_)) => {
+                    skipped.push(format!(
+                        "{} {}: does not exist or cannot be opened; nothing is granted there",
+                        rule.origin,
+                        rule.path.display()
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    return Err(SandboxError::RulePath {
+                        path: rule.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            };
+            let is_dir = std::fs::metadata(&rule.path).is_ok_and(|m| m.is_dir());
+            let mut access = rule_access(rule.kind) & handled_fs;
+            if !is_dir {
+                access &= AccessFs::from_file(abi);
+            }
+            if access.is_empty() {
+                continue;
+            }
+            created = created.add_rule(PathBeneath::new(fd, access))?;
+        }
+        if self.kernel.abi >= 4 {
+            created = created.add_rule(NetPort::new(self.proxy_port, AccessNet::ConnectTcp))?;
+        }
+        Ok((created, skipped))
+    }
+
+    /// The seccomp filter: sockets only of the families the plan allows (TCP over IPv4/IPv6,
+    /// netlink, and Unix only when display sockets are granted on a kernel that cannot tell
+    /// them apart), and no io_uring (which opens sockets without `socket(2)`).
+    pub fn seccomp(&self) -> Result<BpfProgram, SandboxError> {
+        let unix_allowed = self.display == Display::Granted && self.kernel.abi < 9;
+        socket_filter(unix_allowed)
+    }
+}
+
+fn system_rule(s: SystemPath, origin: &str) -> FileRule {
+    FileRule {
+        path: s.path,
+        kind: RuleKind::System(s.access),
+        origin: origin.into(),
+    }
+}
+
+fn describe_abi(n: u8) -> String {
+    match n {
+        0 => "no Landlock".into(),
+        6 => "ABI 6 or 7".into(),
+        n => format!("ABI {n}"),
+    }
+}
+
+fn rule_access(kind: RuleKind) -> BitFlags<AccessFs> {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let write = AccessFs::WriteFile
+        | AccessFs::Truncate
+        | AccessFs::MakeReg
+        | AccessFs::MakeDir
+        | AccessFs::MakeSym
+        | AccessFs::MakeFifo
+        | AccessFs::RemoveFile
+        | AccessFs::RemoveDir
+        | AccessFs::Refer;
+    match kind {
+        RuleKind::Grant(FileMode::Read) => read,
+        RuleKind::Grant(FileMode::Write) => write,
+        RuleKind::Grant(FileMode::ReadWrite) => read | write,
+        RuleKind::System(SystemAccess::ReadOnly) => read | AccessFs::ResolveUnix,
+        RuleKind::System(SystemAccess::ReadWriteFiles) => {
+            read | AccessFs::WriteFile | AccessFs::Truncate
+        }
+        RuleKind::Execute => AccessFs::Execute | AccessFs::ReadFile,
+        RuleKind::Terminal => {
+            AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev
+        }
+    }
+}
+
+/// The ELF program interpreter (`PT_INTERP`, the dynamic loader) of `path`, if it is a
+/// dynamically linked ELF file. Reads at most the headers and the interpreter's name.
+pub fn program_interpreter(path: &Path) -> Option<PathBuf> {
+    const PT_INTERP: u32 = 3;
+    let mut f = File::open(path).ok()?;
+    let mut eh = [0u8; 64];
+    f.read_exact(&mut eh).ok()?;
+    if &eh[..4] != b"\x7fELF" || eh[5] != 1 {
+        return None; // not ELF, or not little-endian
+    }
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    let class64 = match eh[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let (phoff, phentsize, phnum) = if class64 {
+        (u64_at(&eh, 32)?, u16_at(&eh, 54)?, u16_at(&eh, 56)?)
+    } else {
+        (u64::from(u32_at(&eh, 28)?), u16_at(&eh, 42)?, u16_at(&eh, 44)?)
+    };
+    let min_ent = if class64 { 56 } else { 32 };
+    if usize::from(phentsize) < min_ent || phnum > 256 {
+        return None;
+    }
+    let mut ph = vec![0u8; usize::from(phentsize)];
+    for i in 0..u64::from(phnum) {
+        f.read_exact_at(&mut ph, phoff.checked_add(i * u64::from(phentsize))?)
+            .ok()?;
+        if u32_at(&ph, 0)? != PT_INTERP {
+            continue;
+        }
+        let (off, size) = if class64 {
+            (u64_at(&ph, 8)?, u64_at(&ph, 32)?)
+        } else {
+            (u64::from(u32_at(&ph, 4)?), u64::from(u32_at(&ph, 16)?))
+        };
+        if size == 0 || size > 4096 {
+            return None;
+        }
+        let mut name = vec![0u8; usize::try_from(size).ok()?];
+        f.read_exact_at(&mut name, off).ok()?;
+        let name = name.strip_suffix(b"\0").unwrap_or(&name);
+        let s = std::str::from_utf8(name).ok()?;
+        return s.starts_with('/').then(|| PathBuf::from(s));
+    }
+    None
+}
+
+fn socket_filter(unix_allowed: bool) -> Result<BpfProgram, SandboxError> {
+    const AF_UNIX: u64 = 1;
+    const AF_INET: u64 = 2;
+    const AF_INET6: u64 = 10;
+    const AF_NETLINK: u64 = 16;
+    const SOCK_STREAM: u64 = 1;
+    const IPPROTO_TCP: u64 = 6;
+    let arch = target_arch();
+    let dword = |arg: u8, op: SeccompCmpOp, v: u64| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, v)
+    };
+    // Each rule describes sockets that are refused; anything no rule matches is allowed.
+    let mut other_family = vec![
+        dword(0, SeccompCmpOp::Ne, AF_INET)?,
+        dword(0, SeccompCmpOp::Ne, AF_INET6)?,
+        dword(0, SeccompCmpOp::Ne, AF_NETLINK)?,
+    ];
+    if unix_allowed {
+        other_family.push(dword(0, SeccompCmpOp::Ne, AF_UNIX)?);
+    }
+    let mut socket_rules = vec![SeccompRule::new(other_family)?];
+    for family in [AF_INET, AF_INET6] {
+        // Only TCP: Landlock's network rules see TCP alone, so UDP, SCTP, MPTCP and raw
+        // sockets would pass them. The type's low nibble is the kind (the flags above it are
+        // free); the protocol must be 0 or TCP.
+        for kind in (0..16u64).filter(|k| *k != SOCK_STREAM) {
+            socket_rules.push(SeccompRule::new(vec![
+                dword(0, SeccompCmpOp::Eq, family)?,
+                dword(1, SeccompCmpOp::MaskedEq(0xf), kind)?,
+            ])?);
+        }
+        socket_rules.push(SeccompRule::new(vec![
+            dword(0, SeccompCmpOp::Eq, family)?,
+            dword(2, SeccompCmpOp::Ne, 0)?,
+            dword(2, SeccompCmpOp::Ne, IPPROTO_TCP)?,
+        ])?);
+    }
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for base in syscall_bases() {
+        rules.insert(base + nr::SOCKET, socket_rules.clone());
+        rules.insert(base + nr::IO_URING_SETUP, vec![]);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(13), // EACCES, as Landlock answers
+        arch,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const SOCKET: i64 = 41;
+    pub const IO_URING_SETUP: i64 = 425;
+}
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+mod nr {
+    pub const SOCKET: i64 = 198;
+    pub const IO_URING_SETUP: i64 = 425;
+}
+
+#[cfg(target_arch = "x86_64")]
+fn target_arch() -> TargetArch {
+    TargetArch::x86_64
+}
+#[cfg(target_arch = "aarch64")]
+fn target_arch() -> TargetArch {
+    TargetArch::aarch64
+}
+#[cfg(target_arch = "riscv64")]
+fn target_arch() -> TargetArch {
+    TargetArch::riscv64
+}
+
+/// The x32 ABI shares x86_64's audit architecture with its syscall numbers offset by bit
+/// 30, so each rule is installed for both numberings.
+#[cfg(target_arch = "x86_64")]
+fn syscall_bases() -> [i64; 2] {
+    [0, 0x4000_0000]
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn syscall_bases() -> [i64; 1] {
+    [0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_paths_file() {
+        let s = SystemPaths::parse("# comment\n\nro /usr\nrw  /dev/null\n").unwrap();
+        assert_eq!(
+            s,
+            SystemPaths::Custom(vec![
+                SystemPath { path: "/usr".into(), access: SystemAccess::ReadOnly },
+                SystemPath { path: "/dev/null".into(), access: SystemAccess::ReadWriteFiles },
+            ])
+        );
+        for bad in ["/usr", "rx /usr", "ro usr"] {
+            assert!(matches!(
+                SystemPaths::parse(bad),
+                Err(SandboxError::SystemPaths { line: 1, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn interpreter_of_a_dynamic_binary() {
+        // /bin/sh is dynamically linked on every distribution CI uses.
+        let interp = program_interpreter(Path::new("/bin/sh")).expect("an interpreter");
+        assert!(interp.is_absolute() && interp.exists(), "{interp:?}");
+        assert_eq!(program_interpreter(Path::new("/etc/passwd")), None);
+    }
+
+    #[test]
+    fn the_socket_filter_compiles() {
+        assert!(!socket_filter(false).unwrap().is_empty());
+        assert!(!socket_filter(true).unwrap().is_empty());
+    }
+}
