@@ -101,7 +101,9 @@ pub fn resolve_command(
     cwd: &Path,
 ) -> Result<String, AdmissionError> {
     let lossy = || command.to_string_lossy().into_owned();
-    let name = command.to_str().ok_or_else(|| AdmissionError::NotUtf8(lossy()))?;
+    let name = command
+        .to_str()
+        .ok_or_else(|| AdmissionError::NotUtf8(lossy()))?;
     if name.is_empty() {
         return Err(AdmissionError::NotFound(String::new()));
     }
@@ -130,13 +132,21 @@ mod tests {
 
     #[test]
     fn resolution_follows_path_and_normalises() {
-        let sh = resolve_command(OsStr::new("sh"), Some(OsStr::new("rel:/nonexistent:/bin")), Path::new("/"))
-            .unwrap();
+        let sh = resolve_command(
+            OsStr::new("sh"),
+            Some(OsStr::new("rel:/nonexistent:/bin")),
+            Path::new("/"),
+        )
+        .unwrap();
         assert_eq!(sh, "/bin/sh");
         let up = resolve_command(OsStr::new("../bin/./sh"), None, Path::new("/usr")).unwrap();
         assert_eq!(up, "/bin/sh");
         assert!(matches!(
-            resolve_command(OsStr::new("no-such-command-here"), Some(OsStr::new("/bin")), Path::new("/")),
+            resolve_command(
+                OsStr::new("no-such-command-here"),
+                Some(OsStr::new("/bin")),
+                Path::new("/")
+            ),
             Err(AdmissionError::NotFound(_))
         ));
         // A directory is not a command.

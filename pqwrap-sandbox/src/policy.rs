@@ -208,6 +208,9 @@ pub enum RuleKind {
     Execute,
     /// Read, write and device ioctls on the caller's terminal (interactive tokens).
     Terminal,
+    /// A display socket or the X authority file (`clipboard: true`): read, and connect to
+    /// it as a Unix socket where the kernel can tell (Landlock ABI 9).
+    Display,
 }
 
 /// Whether display sockets are reachable (the token's `clipboard`).
@@ -244,8 +247,9 @@ pub struct PlanInput<'a> {
     pub proxy_port: u16,
     /// Whether the caller's terminal is kept.
     pub interactive: bool,
-    /// The display sockets that `clipboard: true` grants (found by the caller).
-    pub display_sockets: &'a [PathBuf],
+    /// The display sockets and X authority file that `clipboard: true` grants (found by
+    /// the caller from its environment).
+    pub display_files: &'a [PathBuf],
 }
 
 impl Plan {
@@ -320,11 +324,23 @@ impl Plan {
             }
         };
         need(1, "every file rule", &mut not_enforced);
-        need(2, "denying renames and links across grants", &mut not_enforced);
-        need(3, "denying truncation outside write grants", &mut not_enforced);
+        need(
+            2,
+            "denying renames and links across grants",
+            &mut not_enforced,
+        );
+        need(
+            3,
+            "denying truncation outside write grants",
+            &mut not_enforced,
+        );
         need(4, "TCP connect and bind rules", &mut not_enforced);
         need(5, "denying device ioctls", &mut not_enforced);
-        need(6, "scoping abstract Unix sockets and signals", &mut not_enforced);
+        need(
+            6,
+            "scoping abstract Unix sockets and signals",
+            &mut not_enforced,
+        );
         if display == Display::Granted && kernel.abi < 9 {
             not_enforced.push(format!(
                 "granting only the display sockets (clipboard: true) needs Landlock ABI 9 \
@@ -333,12 +349,12 @@ impl Plan {
                 describe_abi(kernel.abi)
             ));
         }
-        if display == Display::Granted && kernel.abi >= 9 {
-            for s in input.display_sockets {
+        if display == Display::Granted {
+            for s in input.display_files {
                 files.push(FileRule {
                     path: s.clone(),
-                    kind: RuleKind::System(SystemAccess::ReadOnly),
-                    origin: "display socket (clipboard: true)".into(),
+                    kind: RuleKind::Display,
+                    origin: "display (clipboard: true)".into(),
                 });
             }
         }
@@ -379,7 +395,7 @@ impl Plan {
         for rule in &self.files {
             let fd = match PathFd::new(&rule.path) {
                 Ok(fd) => fd,
-                Err(_) if matches!(rule.kind, RuleKind::Grant(_)) => {
+                Err(_) if matches!(rule.kind, RuleKind::Grant(_) | RuleKind::Display) => {
                     skipped.push(format!(
                         "{} {}: does not exist or cannot be opened; nothing is granted there",
                         rule.origin,
@@ -450,7 +466,7 @@ fn rule_access(kind: RuleKind) -> BitFlags<AccessFs> {
         RuleKind::Grant(FileMode::Read) => read,
         RuleKind::Grant(FileMode::Write) => write,
         RuleKind::Grant(FileMode::ReadWrite) => read | write,
-        RuleKind::System(SystemAccess::ReadOnly) => read | AccessFs::ResolveUnix,
+        RuleKind::System(SystemAccess::ReadOnly) => read,
         RuleKind::System(SystemAccess::ReadWriteFiles) => {
             read | AccessFs::WriteFile | AccessFs::Truncate
         }
@@ -458,6 +474,7 @@ fn rule_access(kind: RuleKind) -> BitFlags<AccessFs> {
         RuleKind::Terminal => {
             AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate | AccessFs::IoctlDev
         }
+        RuleKind::Display => AccessFs::ReadFile | AccessFs::ResolveUnix,
     }
 }
 
@@ -482,7 +499,11 @@ pub fn program_interpreter(path: &Path) -> Option<PathBuf> {
     let (phoff, phentsize, phnum) = if class64 {
         (u64_at(&eh, 32)?, u16_at(&eh, 54)?, u16_at(&eh, 56)?)
     } else {
-        (u64::from(u32_at(&eh, 28)?), u16_at(&eh, 42)?, u16_at(&eh, 44)?)
+        (
+            u64::from(u32_at(&eh, 28)?),
+            u16_at(&eh, 42)?,
+            u16_at(&eh, 44)?,
+        )
     };
     let min_ent = if class64 { 56 } else { 32 };
     if usize::from(phentsize) < min_ent || phnum > 256 {
@@ -608,8 +629,14 @@ mod tests {
         assert_eq!(
             s,
             SystemPaths::Custom(vec![
-                SystemPath { path: "/usr".into(), access: SystemAccess::ReadOnly },
-                SystemPath { path: "/dev/null".into(), access: SystemAccess::ReadWriteFiles },
+                SystemPath {
+                    path: "/usr".into(),
+                    access: SystemAccess::ReadOnly
+                },
+                SystemPath {
+                    path: "/dev/null".into(),
+                    access: SystemAccess::ReadWriteFiles
+                },
             ])
         );
         for bad in ["/usr", "rx /usr", "ro usr"] {

@@ -236,7 +236,12 @@ fn read_head(mut conn: &TcpStream) -> Result<(String, Vec<u8>), (u16, String)> {
             return Err((431, format!("request head longer than {MAX_HEAD} bytes")));
         }
         match conn.read(&mut chunk) {
-            Ok(0) => return Err((400, "connection closed before the request head ended".into())),
+            Ok(0) => {
+                return Err((
+                    400,
+                    "connection closed before the request head ended".into(),
+                ));
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err((400, format!("reading the request: {e}"))),
@@ -355,7 +360,10 @@ mod tests {
     #[test]
     fn heads() {
         let h = parse_head("CONNECT Example.COM:443 HTTP/1.1\r\nHost: x").unwrap();
-        assert_eq!((h.method, h.host.as_str(), h.port), (Method::Connect, "example.com", 443));
+        assert_eq!(
+            (h.method, h.host.as_str(), h.port),
+            (Method::Connect, "example.com", 443)
+        );
         let h = parse_head(
             "GET http://127.0.0.1:8080/a?b HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Connection: keep-alive\r\n",
         )
