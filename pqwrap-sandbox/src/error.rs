@@ -9,7 +9,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum AdmissionError {
     /// The token did not verify (signature, pinned key, audience, time, revocation).
-    #[error("the token is not valid: {0}")]
+    #[error("the token is not valid")]
     Token(#[from] pqwrap_core::token::TokenError),
     /// The token expires before anything could run.
     #[error("the token expired at {exp} (now {now})")]
@@ -52,7 +52,7 @@ pub enum SandboxError {
         what: String,
     },
     /// A path that must be opened for a rule could not be.
-    #[error("cannot open {path} for a sandbox rule: {source}")]
+    #[error("cannot open {path} for a sandbox rule")]
     RulePath {
         /// The path.
         path: PathBuf,
@@ -60,19 +60,19 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// Building or applying the Landlock ruleset failed.
-    #[error("Landlock: {0}")]
+    #[error("cannot build the Landlock ruleset")]
     Landlock(#[from] landlock::RulesetError),
     /// Building or applying the seccomp filter failed.
-    #[error("seccomp: {0}")]
+    #[error("cannot apply the seccomp filter")]
     Seccomp(#[from] seccompiler::Error),
     /// Compiling the seccomp rules failed.
-    #[error("seccomp rules: {0}")]
+    #[error("cannot compile the seccomp filter")]
     SeccompRules(#[from] seccompiler::BackendError),
     /// Starting the egress proxy failed.
-    #[error("cannot start the egress proxy: {0}")]
-    Proxy(std::io::Error),
+    #[error("cannot start the egress proxy")]
+    Proxy(#[source] std::io::Error),
     /// Dropping capabilities or another process attribute failed.
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}")]
     Process {
         /// What was being done.
         what: &'static str,
@@ -80,7 +80,7 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// The command could not be started.
-    #[error("cannot start {command}: {source}")]
+    #[error("cannot start {command}")]
     Spawn {
         /// The command.
         command: String,
@@ -88,7 +88,7 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     /// The audit log could not be written.
-    #[error("audit log: {0}")]
+    #[error("cannot write the audit log")]
     Audit(#[from] pqwrap_core::audit::AuditError),
     /// The revocation source could not be read.
     #[error("revocation source {path}: {what}")]

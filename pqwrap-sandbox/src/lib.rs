@@ -339,7 +339,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         admitted.command,
         child.as_raw_nonzero(),
         claims.exp,
-        describe_kernel(kernel),
+        kernel,
         proxy.addr()
     ));
     journal.record(json!({
@@ -350,7 +350,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         "command": admitted.command,
         "args": e.args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
         "pid": child.as_raw_nonzero().get(),
-        "landlock": describe_kernel(kernel),
+        "landlock": kernel.to_string(),
         "enforcement": match e.enforcement { Enforcement::Strict => "strict", Enforcement::BestEffort => "best-effort" },
         "not_enforced": plan.not_enforced,
         "proxy": proxy.addr().to_string(),
@@ -448,14 +448,6 @@ fn from_status(st: WaitStatus) -> Outcome {
         Outcome::Signaled(sig)
     } else {
         Outcome::Exited(1)
-    }
-}
-
-fn describe_kernel(k: Kernel) -> String {
-    match k.abi {
-        0 => "no Landlock".into(),
-        6 => "Landlock ABI 6+".into(),
-        n => format!("Landlock ABI {n}"),
     }
 }
 

@@ -8,8 +8,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, LandlockStatus, NetPort,
+    PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, Scope,
 };
 use pqwrap_core::token::{Capabilities, FileMode};
 use seccompiler::{
@@ -123,58 +123,56 @@ impl SystemPaths {
     }
 }
 
-/// The Landlock features this kernel has, found by asking for each one as a hard requirement.
+/// The Landlock ABI of the running kernel (as far as the bindings know it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernel {
-    /// The highest ABI whose handled rights this kernel accepts (6 also stands for 7, which
-    /// adds only logging flags).
+    /// 0 without Landlock, else the ABI version (capped at the newest the bindings know).
     pub abi: u8,
 }
 
-const ABIS: [(u8, ABI); 9] = [
-    (9, ABI::V9),
-    (8, ABI::V8),
-    (6, ABI::V6),
-    (5, ABI::V5),
-    (4, ABI::V4),
-    (3, ABI::V3),
-    (2, ABI::V2),
-    (1, ABI::V1),
-    (0, ABI::Unsupported),
-];
-
 impl Kernel {
-    /// Probes the running kernel.
+    /// Asks the running kernel. The bindings have no query call, but the status of
+    /// `restrict_self` names the ABI, so a short-lived thread restricts itself (Landlock
+    /// domains and `no_new_privs` belong to a thread and end with it) and reports it.
     pub fn probe() -> Kernel {
-        let abi = ABIS
-            .iter()
-            .find(|(n, abi)| *n == 0 || supports(*abi, *n))
-            .map_or(0, |(n, _)| *n);
+        let abi = std::thread::spawn(|| {
+            let status = Ruleset::default()
+                .handle_access(AccessFs::Execute)
+                .ok()?
+                .create()
+                .ok()?
+                .restrict_self()
+                .ok()?;
+            Some(match status.landlock {
+                LandlockStatus::Available { effective_abi, .. } => abi_number(effective_abi),
+                _ => 0,
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or(0);
         Kernel { abi }
     }
 
     fn landlock_abi(self) -> ABI {
-        ABIS.iter()
-            .find(|(n, _)| *n <= self.abi)
-            .map_or(ABI::Unsupported, |(_, a)| *a)
+        ABI::from(i32::from(self.abi))
     }
 }
 
-fn supports(abi: ABI, n: u8) -> bool {
-    let r = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(abi));
-    let r = if n >= 4 {
-        r.and_then(|r| r.handle_access(AccessNet::from_all(abi)))
-    } else {
-        r
-    };
-    let r = if n >= 6 {
-        r.and_then(|r| r.scope(Scope::from_all(abi)))
-    } else {
-        r
-    };
-    r.and_then(|r| r.create()).is_ok()
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.abi {
+            0 => f.write_str("no Landlock"),
+            n => write!(f, "Landlock ABI {n}"),
+        }
+    }
+}
+
+fn abi_number(abi: ABI) -> u8 {
+    (0..=64u8)
+        .find(|n| ABI::from(i32::from(*n)) == abi)
+        .unwrap_or(0)
 }
 
 /// Whether the sandbox may start when the kernel cannot enforce everything.
@@ -318,8 +316,7 @@ impl Plan {
         let need = |n: u8, what: &str, v: &mut Vec<String>| {
             if kernel.abi < n {
                 v.push(format!(
-                    "{what} needs Landlock ABI {n} (this kernel has {})",
-                    describe_abi(kernel.abi)
+                    "{what} needs Landlock ABI {n} (this kernel has {kernel})"
                 ));
             }
         };
@@ -344,9 +341,8 @@ impl Plan {
         if display == Display::Granted && kernel.abi < 9 {
             not_enforced.push(format!(
                 "granting only the display sockets (clipboard: true) needs Landlock ABI 9 \
-                 (this kernel has {}); without it every pathname Unix socket (D-Bus, agents) \
-                 is reachable",
-                describe_abi(kernel.abi)
+                 (this kernel has {kernel}); without it every pathname Unix socket (D-Bus, \
+                 agents) is reachable"
             ));
         }
         if display == Display::Granted {
@@ -440,14 +436,6 @@ fn system_rule(s: SystemPath, origin: &str) -> FileRule {
         path: s.path,
         kind: RuleKind::System(s.access),
         origin: origin.into(),
-    }
-}
-
-fn describe_abi(n: u8) -> String {
-    match n {
-        0 => "no Landlock".into(),
-        6 => "ABI 6 or 7".into(),
-        n => format!("ABI {n}"),
     }
 }
 
@@ -653,6 +641,53 @@ mod tests {
         let interp = program_interpreter(Path::new("/bin/sh")).expect("an interpreter");
         assert!(interp.is_absolute() && interp.exists(), "{interp:?}");
         assert_eq!(program_interpreter(Path::new("/etc/passwd")), None);
+    }
+
+    #[test]
+    fn older_kernels_name_what_they_cannot_enforce() {
+        let caps = Capabilities::default();
+        let input = |system| PlanInput {
+            caps: &caps,
+            system,
+            proxy_port: 1,
+            interactive: false,
+            display_files: &[],
+        };
+        let plan = Plan::new(Kernel { abi: 3 }, input(&SystemPaths::None)).unwrap();
+        assert_eq!(plan.not_enforced.len(), 3, "{:?}", plan.not_enforced);
+        assert!(plan.not_enforced[0].contains("TCP connect and bind rules needs Landlock ABI 4"));
+        assert!(plan.not_enforced[0].contains("(this kernel has Landlock ABI 3)"));
+        assert!(matches!(
+            plan.check(Enforcement::Strict),
+            Err(SandboxError::Unenforceable(v)) if v.len() == 3
+        ));
+        assert!(plan.check(Enforcement::BestEffort).is_ok());
+        let plan = Plan::new(Kernel { abi: 0 }, input(&SystemPaths::None)).unwrap();
+        assert!(plan.not_enforced[0].contains("(this kernel has no Landlock)"));
+        let plan = Plan::new(Kernel { abi: 6 }, input(&SystemPaths::None)).unwrap();
+        assert!(plan.not_enforced.is_empty());
+        let clip = Capabilities {
+            clipboard: true,
+            ..Capabilities::default()
+        };
+        let plan = Plan::new(
+            Kernel { abi: 7 },
+            PlanInput {
+                caps: &clip,
+                ..input(&SystemPaths::None)
+            },
+        )
+        .unwrap();
+        assert_eq!(plan.not_enforced.len(), 1);
+        assert!(plan.not_enforced[0].contains("needs Landlock ABI 9"));
+    }
+
+    #[test]
+    fn the_probe_names_this_kernel() {
+        let k = Kernel::probe();
+        assert_eq!(k.landlock_abi(), ABI::from(i32::from(k.abi)));
+        assert_eq!(abi_number(ABI::V7), 7);
+        assert_eq!(abi_number(ABI::Unsupported), 0);
     }
 
     #[test]
