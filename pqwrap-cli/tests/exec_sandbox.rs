@@ -64,6 +64,17 @@ def run(op, arg):
                     os._exit(100 + e.errno)
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
             return "ok" if code == 7 else errno.errorcode.get(code - 100, str(code))
+        elif op == "memfd-exec":
+            fd = os.memfd_create("x")
+            with open(arg, "rb") as f: os.write(fd, f.read())
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.execve(fd, [arg, "-c", "exit 7"], {})
+                except OSError as e:
+                    os._exit(100 + e.errno)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            return "ok" if code == 7 else errno.errorcode.get(code - 100, str(code))
         elif op == "connect": socket.create_connection(("127.0.0.1", int(arg)), timeout=3).close()
         elif op == "proxyport": return os.environ["HTTP_PROXY"].rsplit(":", 1)[1]
         elif op == "udp": socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -431,10 +442,12 @@ fn only_allowed_commands_run_and_can_be_executed_inside() {
             ["exec", "/bin/sh"],
             ["exec", "/usr/bin/env"],
             ["exec", "/bin/bash"],
+            // A copy of an allowed program in memory is no allowed file.
+            ["memfd-exec", "/bin/sh"],
         ]),
     );
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(results(&o), ["ok", "EACCES", "EACCES"], "{}", text(&o));
+    assert_eq!(results(&o), ["ok", "EACCES", "EACCES", "EACCES"], "{}", text(&o));
 
     // Admission: a command that is not granted does not start at all.
     let marker = s.path("ran");

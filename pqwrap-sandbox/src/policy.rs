@@ -424,7 +424,8 @@ impl Plan {
 
     /// The seccomp filter: sockets only of the families the plan allows (TCP over IPv4/IPv6,
     /// netlink, and Unix only when display sockets are granted on a kernel that cannot tell
-    /// them apart), and no io_uring (which opens sockets without `socket(2)`).
+    /// them apart), no io_uring (which opens sockets without `socket(2)`) and no
+    /// `execveat(2)` (which runs a memfd).
     pub fn seccomp(&self) -> Result<BpfProgram, SandboxError> {
         let unix_allowed = self.display == Display::Granted && self.kernel.abi < 9;
         socket_filter(unix_allowed)
@@ -559,9 +560,13 @@ fn socket_filter(unix_allowed: bool) -> Result<BpfProgram, SandboxError> {
         ])?);
     }
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for base in syscall_bases() {
-        rules.insert(base + nr::SOCKET, socket_rules.clone());
-        rules.insert(base + nr::IO_URING_SETUP, vec![]);
+    for &n in nr::SOCKET {
+        rules.insert(n, socket_rules.clone());
+    }
+    // An empty rule list refuses every call: io_uring opens sockets without socket(2), and
+    // execveat(2) on a memfd would run code from no file at all (Landlock sees no path).
+    for &n in nr::IO_URING_SETUP.iter().chain(nr::EXECVEAT) {
+        rules.insert(n, vec![]);
     }
     let filter = SeccompFilter::new(
         rules,
@@ -572,15 +577,20 @@ fn socket_filter(unix_allowed: bool) -> Result<BpfProgram, SandboxError> {
     Ok(filter.try_into()?)
 }
 
+/// System call numbers. On x86_64 the x32 ABI shares the audit architecture, with bit 30 set
+/// in its numbers (and its own number for execveat), so both numberings are listed.
 #[cfg(target_arch = "x86_64")]
 mod nr {
-    pub const SOCKET: i64 = 41;
-    pub const IO_URING_SETUP: i64 = 425;
+    const X32: i64 = 0x4000_0000;
+    pub const SOCKET: &[i64] = &[41, X32 | 41];
+    pub const IO_URING_SETUP: &[i64] = &[425, X32 | 425];
+    pub const EXECVEAT: &[i64] = &[322, X32 | 545];
 }
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 mod nr {
-    pub const SOCKET: i64 = 198;
-    pub const IO_URING_SETUP: i64 = 425;
+    pub const SOCKET: &[i64] = &[198];
+    pub const IO_URING_SETUP: &[i64] = &[425];
+    pub const EXECVEAT: &[i64] = &[281];
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -594,17 +604,6 @@ fn target_arch() -> TargetArch {
 #[cfg(target_arch = "riscv64")]
 fn target_arch() -> TargetArch {
     TargetArch::riscv64
-}
-
-/// The x32 ABI shares x86_64's audit architecture with its syscall numbers offset by bit
-/// 30, so each rule is installed for both numberings.
-#[cfg(target_arch = "x86_64")]
-fn syscall_bases() -> [i64; 2] {
-    [0, 0x4000_0000]
-}
-#[cfg(not(target_arch = "x86_64"))]
-fn syscall_bases() -> [i64; 1] {
-    [0]
 }
 
 #[cfg(test)]
