@@ -447,7 +447,12 @@ fn only_allowed_commands_run_and_can_be_executed_inside() {
         ]),
     );
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(results(&o), ["ok", "EACCES", "EACCES", "EACCES"], "{}", text(&o));
+    assert_eq!(
+        results(&o),
+        ["ok", "EACCES", "EACCES", "EACCES"],
+        "{}",
+        text(&o)
+    );
 
     // Admission: a command that is not granted does not start at all.
     let marker = s.path("ran");

@@ -43,7 +43,8 @@ pub use error::{AdmissionError, SandboxError};
 pub use policy::{Enforcement, Kernel, Plan, SystemPaths};
 pub use revocation::{RevocationFile, RevocationSource};
 
-/// How often the supervisor looks at the child, the clock and its signal flags.
+/// How often the supervisor looks at the clock and its signal flags; the command's exit
+/// wakes it at once (through a pidfd).
 pub const TICK: Duration = Duration::from_millis(20);
 
 /// Exit status when the token's `exp` ended the agent.
@@ -358,6 +359,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     }));
 
     let deadline = UNIX_EPOCH + Duration::from_secs(claims.exp);
+    let pidfd = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty()).ok();
     let mut revocation = e.revocation.take();
     let mut next_poll = revocation
         .as_ref()
@@ -384,7 +386,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
             }
             next_poll = Some(Instant::now() + r.poll_interval());
         }
-        std::thread::sleep(TICK);
+        wait_a_tick(pidfd.as_ref());
     };
 
     let ended = tree::end_all(me, child);
@@ -439,6 +441,21 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     proxy.stop();
     signals.unregister();
     Ok(outcome)
+}
+
+/// Sleeps for [`TICK`], or less if the command exits meanwhile.
+fn wait_a_tick(pidfd: Option<&std::os::fd::OwnedFd>) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let Some(fd) = pidfd else {
+        std::thread::sleep(TICK);
+        return;
+    };
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(TICK.subsec_nanos()),
+    };
+    // An interruption by a signal is fine: its flag is looked at next.
+    let _ = poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&tick));
 }
 
 fn from_status(st: WaitStatus) -> Outcome {
