@@ -737,6 +737,7 @@ fn a_revoked_token_does_not_start_and_a_running_agent_is_ended_within_the_poll_i
     let revoked_at = Instant::now();
     let status = child.wait().unwrap();
     let took = revoked_at.elapsed();
+    eprintln!("the agent was ended {took:?} after the revocation was written");
     let mut err = String::new();
     child
         .stderr
