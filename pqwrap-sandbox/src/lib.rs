@@ -240,10 +240,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     );
     let plan = match plan.and_then(|p| p.check(e.enforcement).map(|()| p)) {
         Ok(p) => p,
-        Err(err) => {
-            proxy.stop();
-            return Err(refuse(&journal, err));
-        }
+        Err(err) => return Err(refuse(&journal, err)),
     };
     for w in &plan.not_enforced {
         journal.say(&format!("best effort: NOT ENFORCED: {w}"));
@@ -253,10 +250,7 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         .and_then(|(r, skipped)| Ok((r, skipped, plan.seccomp()?)));
     let (ruleset, skipped, bpf) = match built {
         Ok(b) => b,
-        Err(err) => {
-            proxy.stop();
-            return Err(refuse(&journal, err));
-        }
+        Err(err) => return Err(refuse(&journal, err)),
     };
     for s in &skipped {
         journal.say(s);
@@ -329,8 +323,8 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         Err(err) => {
             let _ = release_tx.send(());
             let _ = spawner.join();
-            proxy.stop();
-            signals.unregister();
+            drop(signals);
+            let _ = rustix::process::set_child_subreaper(None);
             return Err(refuse(&journal, err));
         }
     };
@@ -439,7 +433,8 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     let _ = release_tx.send(());
     let _ = spawner.join();
     proxy.stop();
-    signals.unregister();
+    drop(signals);
+    let _ = rustix::process::set_child_subreaper(None);
     Ok(outcome)
 }
 
@@ -578,10 +573,12 @@ impl Signals {
             .find(|(_, f, _)| f.load(Ordering::SeqCst))
             .map(|(s, _, _)| *s)
     }
+}
 
-    fn unregister(self) {
-        for (_, _, id) in self.flags {
-            signal_hook::low_level::unregister(id);
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for (_, _, id) in &self.flags {
+            signal_hook::low_level::unregister(*id);
         }
     }
 }

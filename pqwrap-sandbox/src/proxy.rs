@@ -109,8 +109,13 @@ impl EgressProxy {
         self.addr
     }
 
-    /// Stops accepting connections (tunnels already open end with their peers).
-    pub fn stop(mut self) {
+    /// Stops accepting connections (tunnels already open end with their peers); dropping
+    /// the proxy does the same.
+    pub fn stop(self) {}
+}
+
+impl Drop for EgressProxy {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept.
         let _ = TcpStream::connect(self.addr);
