@@ -3,6 +3,8 @@
 //! errno of each; loopback HTTP servers in this process are the granted and the ungranted
 //! peers. Where Landlock (ABI 6 or later) or `/usr/bin/python3` is missing, each test prints
 //! a boxed SKIPPED banner and checks nothing.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -799,6 +801,57 @@ fn without_the_clipboard_no_display_and_no_terminal_or_stdin() {
     // Signals to processes outside the sandbox are scoped away.
     assert_eq!(r[6], "EPERM", "{}", text(&o));
     assert_eq!(r[7], "EACCES", "{}", text(&o));
+}
+
+#[test]
+fn an_interactive_token_keeps_the_terminal() {
+    if !available("an_interactive_token_keeps_the_terminal") {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        skipped(
+            "an_interactive_token_keeps_the_terminal",
+            "/usr/bin/script is not installed",
+        );
+        return;
+    }
+    let s = Setup::new();
+    s.token(
+        "t",
+        serde_json::json!({"shell": {"allowedCommands": [PYTHON], "interactive": true}}),
+        60,
+    );
+    let ops = serde_json::json!([["tty", ""], ["session", ""]]).to_string();
+    let inner = s.exec("t", &[], &[PYTHON, "-c", PROBE, &ops]);
+    // `script` runs the command on a new pseudo-terminal, its controlling terminal.
+    let line = std::iter::once(inner.get_program())
+        .chain(inner.get_args())
+        .map(|a| shell_quote(a.to_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let o = Command::new("/usr/bin/script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    let r: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[2]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // The terminal is usable (/dev/tty opens) and the command is not a session leader.
+    assert_eq!(r, ["ok", "not leader"], "{}", text(&o));
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[test]
