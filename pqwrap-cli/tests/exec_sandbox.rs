@@ -653,6 +653,7 @@ fn the_agent_and_a_detached_child_are_gone_within_one_second_of_exp() {
         .unwrap()
         .as_secs_f64();
     let exp = t.claims.exp as f64;
+    eprintln!("the tree was gone {:.3} s after exp", ended - exp);
     assert_eq!(code(&o), 124, "{}", text(&o));
     assert!(
         ended >= exp && ended - exp < 1.0,
