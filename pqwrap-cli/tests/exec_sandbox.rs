@@ -750,8 +750,9 @@ fn a_revoked_token_does_not_start_and_a_running_agent_is_ended_within_the_poll_i
         .unwrap();
     assert_eq!(status.code(), Some(123), "{err}");
     assert!(err.contains("the token is revoked"), "{err}");
-    // Polled every second; the probe dies of the SIGTERM at once.
-    assert!(took < Duration::from_millis(1500), "took {took:?}: {err}");
+    // Polled every second; the probe dies of the SIGTERM at once (the bound leaves room for
+    // the grace period and a loaded machine).
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
 }
 
 #[test]
