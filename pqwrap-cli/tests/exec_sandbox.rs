@@ -93,6 +93,14 @@ def run(op, arg):
         elif op == "env": return os.environ.get(arg, "<unset>")
         elif op == "stdin": return repr(sys.stdin.read())
         elif op == "tty": os.close(os.open("/dev/tty", os.O_RDWR))
+        elif op == "nnp":
+            import ctypes
+            return str(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))  # PR_GET_NO_NEW_PRIVS
+        elif op == "bounding":
+            import ctypes
+            caps = ctypes.CDLL(None)
+            # PR_CAPBSET_READ of every capability the kernel knows
+            return str(sum(caps.prctl(23, c, 0, 0, 0) == 1 for c in range(64)))
         elif op == "session": return "leader" if os.getsid(0) == os.getpid() else "not leader"
         elif op == "detach":
             # Fork twice and leave a new session behind that ignores SIGTERM.
@@ -233,12 +241,12 @@ type Case<'a> = (&'a str, String, &'a str);
 impl Setup {
     /// Runs the probe with `cases` under `token`; it must exit 0 and each operation must give
     /// its expected result.
-    fn expect(&self, token: &str, cases: &[Case<'_>]) -> Output {
+    fn expect(&self, token: &str, extra: &[&str], cases: &[Case<'_>]) -> Output {
         let ops: Vec<_> = cases
             .iter()
             .map(|(op, arg, _)| serde_json::json!([op, arg]))
             .collect();
-        let o = self.probe(token, &[], serde_json::Value::Array(ops));
+        let o = self.probe(token, extra, serde_json::Value::Array(ops));
         assert_eq!(code(&o), 0, "{}", text(&o));
         let got = results(&o);
         assert_eq!(got.len(), cases.len(), "{}", text(&o));
@@ -331,6 +339,7 @@ fn reads_inside_grants_succeed_and_outside_fail_with_eacces() {
     );
     s.expect(
         "t",
+        &[],
         &[
             ("read", s.p("granted/sub/a.txt"), "ok inside"),
             ("list", s.p("granted/sub"), "ok"),
@@ -366,6 +375,7 @@ fn writes_under_a_read_grant_fail_and_under_a_write_grant_succeed() {
     );
     s.expect(
         "t",
+        &[],
         &[
             ("write", s.p("ro/f"), "EACCES"),
             ("write", s.p("ro/new"), "EACCES"),
@@ -404,6 +414,7 @@ fn dotdot_and_symlinks_leading_out_of_a_grant_are_denied() {
     );
     s.expect(
         "t",
+        &[],
         &[
             ("read", format!("{}/../secret/key", s.p("g")), "EACCES"),
             (
@@ -429,18 +440,35 @@ fn only_allowed_commands_run_and_can_be_executed_inside() {
     let s = Setup::new();
     s.token(
         "t",
-        serde_json::json!({"shell": {"allowedCommands": [PYTHON, "/bin/sh"], "interactive": false}}),
+        serde_json::json!({"shell": {"allowedCommands": [PYTHON, "/bin/sh", "/opt/not-installed/tool"],
+                                     "interactive": false}}),
         60,
     );
-    s.expect(
+    // Only root can drop the bounding set; other users have no capability to begin with.
+    let bounding = if rustix::process::geteuid().is_root() {
+        "0"
+    } else {
+        "*"
+    };
+    let o = s.expect(
         "t",
+        &[],
         &[
             ("exec", "/bin/sh".into(), "ok"),
             ("exec", "/usr/bin/env".into(), "EACCES"),
             ("exec", "/bin/bash".into(), "EACCES"),
             // A copy of an allowed program in memory is no allowed file.
             ("memfd-exec", "/bin/sh".into(), "EACCES"),
+            // no_new_privs is set, and no capability is left in the bounding set.
+            ("nnp", String::new(), "1"),
+            ("bounding", String::new(), bounding),
         ],
+    );
+    // An allowed command that is not installed here grants nothing, and says so.
+    assert!(
+        text(&o).contains("/opt/not-installed/tool: does not exist"),
+        "{}",
+        text(&o)
     );
 
     // Admission: a command that is not granted does not start at all.
@@ -512,38 +540,35 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
     }
     let s = Setup::new();
     let granted = Server::start("granted");
+    let named = Server::start("named");
     let other = Server::start("other");
     s.token(
         "t",
-        serde_json::json!({"network": [{"host": "127.0.0.1", "port": granted.port}],
+        serde_json::json!({"network": [{"host": "127.0.0.1", "port": granted.port},
+                                       {"host": "localhost", "port": named.port}],
                            "shell": python_only()}),
         60,
     );
     let log = s.path("audit.log");
-    let o = s.probe(
+    let url = |port: u16, host: &str| format!("http://{host}:{port}/x");
+    let o = s.expect(
         "t",
         &["--audit-log", log.to_str().unwrap()],
-        serde_json::json!([
-            ["http", format!("http://127.0.0.1:{}/x", granted.port)],
-            ["http", format!("http://127.0.0.1:{}/x", other.port)],
-            ["http", format!("http://localhost:{}/x", granted.port)],
-            ["connect-tunnel", granted.port.to_string()],
-            ["connect-tunnel", other.port.to_string()],
-        ]),
-    );
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(
-        results(&o),
-        [
-            "200 granted",
-            "http 403",
-            // The grant names 127.0.0.1, not localhost: names are compared, not addresses.
-            "http 403",
-            "tunnel granted",
-            "HTTP/1.1 403 Forbidden",
+        &[
+            ("http", url(granted.port, "127.0.0.1"), "200 granted"),
+            ("http", url(other.port, "127.0.0.1"), "http 403"),
+            // The proxy resolves a granted name itself.
+            ("http", url(named.port, "localhost"), "200 named"),
+            // Grants are compared as written: names, not the addresses they resolve to.
+            ("http", url(granted.port, "localhost"), "http 403"),
+            ("http", url(named.port, "127.0.0.1"), "http 403"),
+            ("connect-tunnel", granted.port.to_string(), "tunnel granted"),
+            (
+                "connect-tunnel",
+                other.port.to_string(),
+                "HTTP/1.1 403 Forbidden",
+            ),
         ],
-        "{}",
-        text(&o)
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -581,7 +606,9 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
         [
             format!("allow HTTP {}", granted.port),
             format!("deny HTTP {}", other.port),
+            format!("allow HTTP {}", named.port),
             format!("deny HTTP {}", granted.port),
+            format!("deny HTTP {}", named.port),
             format!("allow CONNECT {}", granted.port),
             format!("deny CONNECT {}", other.port),
         ]

@@ -371,9 +371,9 @@ impl Plan {
         Ok(())
     }
 
-    /// Opens every rule's path and builds the Landlock ruleset (not yet applied). A grant
-    /// whose path does not exist is left out and reported in the returned list: nothing
-    /// beneath a missing path can be reached anyway.
+    /// Opens every rule's path and builds the Landlock ruleset (not yet applied). A grant or
+    /// allowed command whose path does not exist is left out and reported in the returned
+    /// list: nothing beneath a missing path can be reached anyway.
     pub fn landlock(&self) -> Result<(RulesetCreated, Vec<String>), SandboxError> {
         let abi = self.kernel.landlock_abi();
         let handled_fs = AccessFs::from_all(abi);
@@ -391,7 +391,13 @@ impl Plan {
         for rule in &self.files {
             let fd = match PathFd::new(&rule.path) {
                 Ok(fd) => fd,
-                Err(_) if matches!(rule.kind, RuleKind::Grant(_) | RuleKind::Display) => {
+                // A granted path or command that is not on this machine grants nothing.
+                Err(_)
+                    if matches!(
+                        rule.kind,
+                        RuleKind::Grant(_) | RuleKind::Display | RuleKind::Execute
+                    ) =>
+                {
                     skipped.push(format!(
                         "{} {}: does not exist or cannot be opened; nothing is granted there",
                         rule.origin,
