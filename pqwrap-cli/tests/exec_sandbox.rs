@@ -471,6 +471,22 @@ fn only_allowed_commands_run_and_can_be_executed_inside() {
         text(&o)
     );
 
+    // A path with `..` is refused, not tidied (a symlink would make it name another file);
+    // `./` in the current directory is fine.
+    let o = s
+        .exec("t", &[], &["../bin/sh", "-c", "exit 0"])
+        .current_dir("/usr/lib")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(text(&o).contains("command path refused"), "{}", text(&o));
+    let o = s
+        .exec("t", &[], &["./python3", "-c", "raise SystemExit(4)"])
+        .current_dir("/usr/bin")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 4, "{}", text(&o));
+
     // Admission: a command that is not granted does not start at all.
     let marker = s.path("ran");
     let o = s

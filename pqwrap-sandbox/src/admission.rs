@@ -5,8 +5,9 @@ use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use pqwrap_core::token::enforce::normalize;
-use pqwrap_core::token::{Request, TrustSet, VerifiedToken, Verifier};
+use pqwrap_core::token::enforce::Allowed;
+use pqwrap_core::token::manifest::validate_abs_path;
+use pqwrap_core::token::{Denied, Request, TrustSet, VerifiedToken, Verifier};
 
 use crate::error::AdmissionError;
 use crate::revocation::{RevocationSource, Status};
@@ -83,18 +84,27 @@ pub fn admit(
         .shell
         .as_ref()
         .is_some_and(|s| s.interactive);
-    token
-        .check(&Request::Exec {
-            command: &command,
-            interactive,
-        })
-        .map_err(AdmissionError::Denied)?;
-    Ok(Admitted { token, command })
+    let granted = match token.check(&Request::Exec {
+        command: &command,
+        interactive,
+    }) {
+        // What runs is the token's own string (equal to the resolved one).
+        Ok(Allowed::Exec(g)) => g.path().to_owned(),
+        Ok(_) => return Err(AdmissionError::Denied(Denied("not an exec grant".into()))),
+        Err(d) => return Err(AdmissionError::Denied(d)),
+    };
+    Ok(Admitted {
+        token,
+        command: granted,
+    })
 }
 
-/// Resolves a command name to an absolute, lexically normalised path the way a shell does:
-/// a name with a `/` is taken relative to `cwd`; a bare name is looked up in the absolute
-/// directories of `path_env`. Only existing regular files with an execute bit count.
+/// Resolves a command name to an absolute canonical path the way a shell does: a name with
+/// a `/` is taken relative to `cwd`; a bare name is looked up in the absolute directories of
+/// `path_env`. Only existing regular files with an execute bit count. `.` and empty
+/// components are dropped (they name the directory they are in, so the file reached is the
+/// same); a `..` is refused, as in the token's own checks: after a symlink it does not undo
+/// the step the string suggests, so the tidied string might not name the file run.
 pub fn resolve_command(
     command: &OsStr,
     path_env: Option<&OsStr>,
@@ -107,19 +117,46 @@ pub fn resolve_command(
     if name.is_empty() {
         return Err(AdmissionError::NotFound(String::new()));
     }
-    let candidate = if name.contains('/') {
-        let joined = cwd.join(name);
-        let s = joined
-            .to_str()
-            .ok_or_else(|| AdmissionError::NotUtf8(lossy()))?;
-        normalize(s).filter(|p| is_executable_file(Path::new(p)))
+    if name.contains('/') {
+        let joined = if name.starts_with('/') {
+            name.to_owned()
+        } else {
+            let cwd = cwd
+                .to_str()
+                .ok_or_else(|| AdmissionError::NotUtf8(lossy()))?;
+            format!("{cwd}/{name}")
+        };
+        let path = without_dot_components(&joined);
+        validate_abs_path("command", &path).map_err(|e| {
+            let why = e.0.strip_prefix("command: ").unwrap_or(&e.0).to_owned();
+            AdmissionError::NotCanonical(why)
+        })?;
+        return if is_executable_file(Path::new(&path)) {
+            Ok(path)
+        } else {
+            Err(AdmissionError::NotFound(name.to_owned()))
+        };
+    }
+    std::env::split_paths(path_env.unwrap_or(OsStr::new("")))
+        .filter_map(|d| d.to_str().map(without_dot_components))
+        .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+        .filter(|p| validate_abs_path("command", p).is_ok())
+        .find(|p| is_executable_file(Path::new(p)))
+        .ok_or_else(|| AdmissionError::NotFound(name.to_owned()))
+}
+
+/// `p` without `.` and empty components (absolute if `p` is).
+fn without_dot_components(p: &str) -> String {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let joined = parts.join("/");
+    if p.starts_with('/') {
+        format!("/{joined}")
     } else {
-        std::env::split_paths(path_env.unwrap_or(OsStr::new("")))
-            .filter(|d| d.is_absolute())
-            .filter_map(|d| d.join(name).to_str().and_then(normalize))
-            .find(|p| is_executable_file(Path::new(p)))
-    };
-    candidate.ok_or_else(|| AdmissionError::NotFound(name.to_owned()))
+        joined
+    }
 }
 
 fn is_executable_file(p: &Path) -> bool {
@@ -131,7 +168,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolution_follows_path_and_normalises() {
+    fn resolution_follows_path_and_refuses_dotdot() {
         let sh = resolve_command(
             OsStr::new("sh"),
             Some(OsStr::new("rel:/nonexistent:/bin")),
@@ -139,8 +176,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sh, "/bin/sh");
-        let up = resolve_command(OsStr::new("../bin/./sh"), None, Path::new("/usr")).unwrap();
-        assert_eq!(up, "/bin/sh");
+        let here = resolve_command(OsStr::new("./sh"), None, Path::new("/bin")).unwrap();
+        assert_eq!(here, "/bin/sh");
+        let dots = resolve_command(OsStr::new("/bin/.//sh"), None, Path::new("/")).unwrap();
+        assert_eq!(dots, "/bin/sh");
+        // `..` is refused, not resolved on the string.
+        assert!(matches!(
+            resolve_command(OsStr::new("../bin/sh"), None, Path::new("/usr")),
+            Err(AdmissionError::NotCanonical(_))
+        ));
+        // Relative PATH entries are skipped.
+        assert!(
+            resolve_command(OsStr::new("sh"), Some(OsStr::new("bin")), Path::new("/")).is_err()
+        );
         assert!(matches!(
             resolve_command(
                 OsStr::new("no-such-command-here"),

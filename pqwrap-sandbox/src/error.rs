@@ -25,6 +25,10 @@ pub enum AdmissionError {
     /// The command could not be found on `PATH` or is not an executable file.
     #[error("command {0:?} not found (or not an executable regular file)")]
     NotFound(String),
+    /// The command's path has a `..` or is otherwise not canonical (it is refused, not
+    /// tidied, as in the token's own checks).
+    #[error("command path refused: {0}; give the granted path itself")]
+    NotCanonical(String),
     /// The command's name or path is not UTF-8 (grants are UTF-8 paths).
     #[error("command {0:?} is not a UTF-8 path")]
     NotUtf8(String),

@@ -14,6 +14,7 @@ use pqwrap_sandbox::{
     Enforcement, Exec, RevocationFile, RevocationSource, SandboxError, SystemPaths, revocation,
 };
 
+use crate::cmd::io_util::open_append;
 use crate::cmd::keygen::read_to_string_bounded;
 use crate::exit::Status;
 
@@ -97,9 +98,15 @@ fn exec(args: Args) -> Result<u8> {
         None => None,
     };
     let audit = match &args.audit_log {
-        Some(p) => Some(
-            AuditLog::open(p).with_context(|| format!("cannot open audit log {}", p.display()))?,
-        ),
+        Some(p) => {
+            // Through the output-path resolver (no symlink followed), as `token issue` does.
+            let file = open_append(p, 0o640)
+                .with_context(|| format!("cannot open audit log {}", p.display()))?;
+            Some(
+                AuditLog::from_file(file)
+                    .with_context(|| format!("cannot open audit log {}", p.display()))?,
+            )
+        }
         None => None,
     };
     let mut command = args.command.into_iter();
