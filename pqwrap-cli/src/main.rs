@@ -32,6 +32,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Hash-chained audit logs.
     Audit(cmd::audit::Args),
+    /// Run a command under a token's capabilities, enforced by the kernel (Landlock).
+    Exec(cmd::exec::Args),
     /// Re-wrap encrypted files to post-quantum recipients, in place (age and pqwrap files).
     Rewrap(cmd::rewrap::Args),
     /// Count files and bytes by format and protection, without any key.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Exec(args) => return cmd::exec::run(args),
         Command::Rewrap(args) => cmd::rewrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Demo(args) => cmd::demo::run(args),

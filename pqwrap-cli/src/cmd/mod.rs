@@ -4,6 +4,7 @@ pub mod audit;
 pub mod decrypt;
 pub mod demo;
 pub mod encrypt;
+pub mod exec;
 pub mod format;
 pub mod inspect;
 pub mod io_util;
