@@ -40,6 +40,10 @@ struct Live {
     ops: Vec<Op>,
     disk: Disk,
     requests: BTreeMap<&'static str, u64>,
+    /// Open directory handles: the entries as they were at `opendir`, so that a listing
+    /// interrupted by changes neither repeats nor skips a name that stayed.
+    listings: BTreeMap<u64, Vec<(Ino, FileType, Vec<u8>)>>,
+    next_fh: u64,
 }
 
 /// The filesystem served over FUSE.
@@ -473,23 +477,6 @@ impl Filesystem for CrashFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let mut l = self.lock();
         l.count("opendir");
-        match l.image.inode(ino.0).map(|i| &i.node) {
-            Some(Node::Dir(_)) => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Some(Node::File(_)) => reply.error(Errno::ENOTDIR),
-            None => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        let mut l = self.lock();
-        l.count("readdir");
         let entries = match l.image.entries(ino.0) {
             Ok(e) => e,
             Err(e) => {
@@ -508,11 +495,45 @@ impl Filesystem for CrashFs {
             };
             all.push((i, kind, name));
         }
-        for (n, (i, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(i), (n + 1) as u64, kind, OsStr::from_bytes(&name)) {
+        l.next_fh += 1;
+        let fh = l.next_fh;
+        l.listings.insert(fh, all);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut l = self.lock();
+        l.count("readdir");
+        let Some(all) = l.listings.get(&fh.0) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        for (n, (i, kind, name)) in all.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*i), (n + 1) as u64, *kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mut l = self.lock();
+        l.count("releasedir");
+        l.listings.remove(&fh.0);
         reply.ok();
     }
 
@@ -736,6 +757,8 @@ pub fn mount(initial: Image, at: &Path, disk: Disk) -> std::io::Result<Mounted> 
         ops: Vec::new(),
         disk,
         requests: BTreeMap::new(),
+        listings: BTreeMap::new(),
+        next_fh: 0,
     }));
     let fs = CrashFs {
         live: Arc::clone(&live),

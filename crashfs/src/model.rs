@@ -522,7 +522,7 @@ impl Image {
                 }
             }
             Op::SetAttr { ino, change, time } => {
-                let Some(inode) = self.inodes.get_mut(ino) else {
+                let Some(inode) = self.inodes.get_mut(ino).filter(|_| meta) else {
                     return;
                 };
                 let a = &mut inode.attrs;
@@ -1119,6 +1119,42 @@ mod tests {
         let f = img.inode(ino).unwrap();
         assert_eq!(f.node, Node::File(vec![2u8; 10]));
         assert_eq!(f.attrs.mtime, Time { sec: 1, nsec: 0 });
+    }
+
+    #[test]
+    fn an_unsynced_time_change_can_be_lost_while_the_write_before_it_stays() {
+        let mut initial = Image::default();
+        let ino = initial.add_file(Path::new("f"), &[1u8; 10], attrs());
+        let t = Trace {
+            initial,
+            ops: vec![
+                Op::Write {
+                    ino,
+                    offset: 0,
+                    data: vec![2u8; 10],
+                    time: Time { sec: 9, nsec: 0 },
+                },
+                Op::Fsync {
+                    ino,
+                    data_only: true,
+                },
+                Op::SetAttr {
+                    ino,
+                    change: AttrChange::Times {
+                        atime: None,
+                        mtime: Some(Time { sec: 1, nsec: 0 }),
+                    },
+                    time: Time { sec: 10, nsec: 0 },
+                },
+            ],
+        };
+        let seen: BTreeSet<i64> = t
+            .states(16, 3)
+            .into_iter()
+            .filter(|s| s.cut == 3)
+            .map(|s| t.image(s).inode(ino).unwrap().attrs.mtime.sec)
+            .collect();
+        assert_eq!(seen, BTreeSet::from([1, 9]));
     }
 
     #[test]
