@@ -120,6 +120,8 @@ struct Scenario {
     files: Vec<Spec>,
     command: Command,
     disk: Disk,
+    /// Run the job (not the next runs) as a debug build without its temporaries' sync.
+    without_temp_sync: bool,
 }
 
 /// How many states to check.
@@ -134,7 +136,7 @@ struct Budget {
 }
 
 const SAMPLE: Budget = Budget {
-    random: 2,
+    random: 4,
     max_states: 450,
     max_next_runs: 12,
 };
@@ -307,6 +309,9 @@ fn check_image(
                                     let v: serde_json::Value =
                                         serde_json::from_slice(line).unwrap_or_default();
                                     let path = v["record"]["path"].as_str().unwrap_or_default();
+                                    if v["record"]["event"] != "file.rewrap" {
+                                        continue;
+                                    }
                                     logged.insert(PathBuf::from(path));
                                     if !new_paths.contains(Path::new(path)) {
                                         problems.push(format!(
@@ -562,7 +567,11 @@ fn run_scenario(s: &Scenario, keys: &Keys, budget: Budget) -> Option<Tally> {
             return None;
         }
     };
-    let out = command_for(s, keys, &mnt, &outside).output().unwrap();
+    let mut cmd = command_for(s, keys, &mnt, &outside);
+    if s.without_temp_sync {
+        cmd.env("PQWRAP_TEST_SKIP_TEMP_SYNC", "1");
+    }
+    let out = cmd.output().unwrap();
     let trace = fs.finish().unwrap();
     if std::env::var_os("POWERLOSS_TRACE").is_some() {
         for (i, op) in trace.ops.iter().enumerate() {
@@ -698,6 +707,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "age armored",
@@ -707,6 +717,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "native in place",
@@ -716,6 +727,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "native outgrowing its slots",
@@ -730,6 +742,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "--reencrypt",
@@ -739,6 +752,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "--audit-log",
@@ -748,6 +762,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: true,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "group sync (default) on FUSE",
@@ -757,18 +772,21 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
                 audit: false,
             },
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "decrypt -o",
             files: vec![spec("in", Kind::Age, keys, 31, 300_000, 0o600)],
             command: Command::DecryptO,
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
         Scenario {
             name: "encrypt -o",
             files: vec![spec("in", Kind::Age, keys, 32, 300_000, 0o600)],
             command: Command::EncryptO,
             disk: Disk::Honest,
+            without_temp_sync: false,
         },
     ]
 }
@@ -842,5 +860,94 @@ fn a_lying_disk_is_caught_losing_files() {
         };
         report(&s, &t);
         assert!(t.lost > 0, "{}: a lying disk went unnoticed", s.name);
+    }
+}
+
+/// The harness has teeth, second part: the job built without the sync of its temporaries
+/// (a debug build's test switch; release builds do not have it) renames files whose
+/// contents are not on the disk, and the same checks report them lost.
+#[test]
+fn a_job_without_its_temporaries_sync_is_caught_losing_files() {
+    if !cfg!(debug_assertions) {
+        crashfs::skipped(
+            "power-loss without the temporaries' sync",
+            "the switch that removes it exists only in debug builds",
+        );
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let keys = Keys::new(d.path());
+    for mut s in scenarios(&keys)
+        .into_iter()
+        .filter(|s| matches!(s.name, "age binary" | "native outgrowing its slots"))
+    {
+        s.without_temp_sync = true;
+        let Some(t) = run_scenario(&s, &keys, SAMPLE) else {
+            return;
+        };
+        report(&s, &t);
+        assert!(t.lost > 0, "{}: the missing sync went unnoticed", s.name);
+    }
+}
+
+/// A file whose rename succeeded but whose directory sync failed is re-wrapped as far as
+/// anyone can see, and may or may not survive a power cut: the job reports it failed, and
+/// the audit log must still say what happened to it, as not confirmed durable.
+#[test]
+fn a_rename_whose_directory_sync_failed_is_in_the_audit_log() {
+    let d = tempfile::tempdir().unwrap();
+    let keys = Keys::new(d.path());
+    let files = [
+        spec("arch/x/a1", Kind::Age, &keys, 41, 100, 0o644),
+        spec("arch/x/a2", Kind::Armored, &keys, 42, 5_000, 0o644),
+    ];
+    let mut tree = Image::new(attrs(0o755));
+    for f in &files {
+        tree.add_file(&f.rel, &f.original, attrs(f.mode));
+    }
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let fs = match crashfs::mount(tree, &mnt, Disk::FailingDirSync) {
+        Ok(fs) => fs,
+        Err(e) => {
+            crashfs::skipped(
+                "audit log after a failed directory sync",
+                &format!("cannot mount a FUSE filesystem: {e}"),
+            );
+            return;
+        }
+    };
+    // The log lives elsewhere: on this disk its own creation could not be synced.
+    let log = d.path().join("audit.jsonl");
+    let o = pqwrap()
+        .args(["rewrap", "--sync", "per-file", "-i"])
+        .arg(&keys.old_file)
+        .args(["-r", &keys.new.to_recipient().to_string(), "--audit-log"])
+        .arg(&log)
+        .arg(mnt.join("arch"))
+        .output()
+        .unwrap();
+    let trace = fs.finish().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen = trace.visible(trace.ops.len());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    pqwrap_core::audit::verify(&log).unwrap();
+    for f in &files {
+        let is_new = identify(f, seen.read(&f.rel).unwrap(), &keys).unwrap();
+        assert!(is_new, "{}: the rename happened", f.rel.display());
+        let path = mnt.join(&f.rel);
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"path\":\"{}\"", path.display())))
+            .unwrap_or_else(|| panic!("{} is re-wrapped but not in the audit log", path.display()));
+        assert!(
+            line.contains("\"event\":\"file.rewrap.unsynced\""),
+            "recorded as durable although its directory sync failed: {line}"
+        );
     }
 }
