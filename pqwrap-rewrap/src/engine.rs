@@ -204,8 +204,10 @@ fn handle<'a, S: Store>(
                 events.record(&rec);
                 return;
             }
-            let own =
-                |head: &[u8]| head.is_empty() || ctx.formats.iter().any(|f| f.is_own_output(head));
+            let own = |head: &[u8]| {
+                crate::format::never_written(head)
+                    || ctx.formats.iter().any(|f| f.is_own_output(head))
+            };
             match ctx.store.remove_leftover(entry, &own) {
                 Ok(Leftover::Removed) => events.record(&Record::new(&name, Outcome::Cleaned)),
                 Ok(Leftover::InUse) => skipped(events, &name, &Skip::TemporaryInUse),
