@@ -247,7 +247,7 @@ impl Filesystem for CrashFs {
     ) {
         let mut l = self.lock();
         l.count("mknod");
-        if mode & libc_s_ifmt() != libc_s_ifreg() {
+        if mode & S_IFMT != S_IFREG {
             reply.error(Errno::EPERM);
             return;
         }
@@ -727,13 +727,9 @@ impl Filesystem for CrashFs {
     }
 }
 
-fn libc_s_ifmt() -> u32 {
-    0o170000
-}
-
-fn libc_s_ifreg() -> u32 {
-    0o100000
-}
+/// The file-type bits of a mode, and those of a regular file.
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
 
 /// A mounted crash filesystem. Dropping it unmounts it.
 pub struct Mounted {

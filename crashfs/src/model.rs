@@ -776,6 +776,12 @@ pub enum Choice {
     Everything,
     /// A pseudo-random selection the model allows, drawn from `seed`.
     Random(u64),
+    /// The unsynced operations before this index, whole and in order (what a disk that
+    /// writes back in issue order leaves).
+    InOrderBefore(usize),
+    /// Every unsynced operation but this one (for an entry change: but this one and the later
+    /// changes of its directories, which depend on it).
+    AllBut(usize),
 }
 
 /// A crash state: the power is cut after the first `cut` operations, and `choice` says
@@ -874,6 +880,25 @@ impl Trace {
         let seed = match choice {
             Choice::SyncedOnly => return applied,
             Choice::Everything => return vec![true; cut],
+            Choice::InOrderBefore(p) => {
+                for (i, a) in applied.iter_mut().enumerate() {
+                    *a |= i < p;
+                }
+                return applied;
+            }
+            Choice::AllBut(j) => {
+                let lost = self.ops.get(j).and_then(Self::dirs_of);
+                for (i, a) in applied.iter_mut().enumerate() {
+                    let depends = match (lost, Self::dirs_of(&self.ops[i])) {
+                        (Some((a1, b1)), Some((a2, b2))) => {
+                            i >= j && (a1 == a2 || a1 == b2 || b1 == a2 || b1 == b2)
+                        }
+                        _ => i == j,
+                    };
+                    *a |= !depends;
+                }
+                return applied;
+            }
             Choice::Random(seed) => seed,
         };
         // Per directory: its unsynced entry operations, in order; keep a random prefix.
@@ -944,6 +969,8 @@ impl Trace {
                 Choice::SyncedOnly => false,
                 Choice::Everything => true,
                 Choice::Random(seed) => coin(seed, i as u64, s),
+                Choice::InOrderBefore(p) => i < p,
+                Choice::AllBut(j) => i != j,
             };
             match op {
                 Op::Link { .. } | Op::Unlink { .. } | Op::Rename { .. } => {
@@ -979,6 +1006,31 @@ impl Trace {
                     cut,
                     choice: Choice::Random(mix(seed ^ mix(cut as u64 ^ mix(r as u64)))),
                 });
+            }
+        }
+        out
+    }
+
+    /// More states than [`Trace::states`]: for every cut, also every in-order prefix of the
+    /// unsynced operations and every selection that loses just one of them.
+    pub fn every_state(&self, random: usize, seed: u64) -> Vec<CrashState> {
+        let mut out = self.states(random, seed);
+        for cut in 0..=self.ops.len() {
+            let covered = self.covered(cut);
+            for (j, c) in covered.iter().enumerate() {
+                let unsynced = !matches!(self.ops[j], Op::NewInode { .. })
+                    && !(c.data && c.meta && c.entry)
+                    && !matches!(self.ops[j], Op::Fsync { .. } | Op::FsyncDir { .. });
+                if unsynced {
+                    out.push(CrashState {
+                        cut,
+                        choice: Choice::InOrderBefore(j),
+                    });
+                    out.push(CrashState {
+                        cut,
+                        choice: Choice::AllBut(j),
+                    });
+                }
             }
         }
         out
@@ -1091,6 +1143,34 @@ mod tests {
                 + usize::from(img.read(Path::new(".tmp")).is_some());
             assert!(names >= 1, "{s:?}");
         }
+    }
+
+    #[test]
+    fn every_state_holds_each_in_order_prefix_and_each_single_loss() {
+        let t = replace_trace(false, false);
+        let states = t.every_state(0, 0);
+        let end = t.ops.len();
+        // Lose only the write: the renamed file is empty.
+        let write = t
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Write { .. }))
+            .unwrap();
+        let img = t.image(CrashState {
+            cut: end,
+            choice: Choice::AllBut(write),
+        });
+        assert_eq!(img.read(Path::new("a")), Some(&[][..]));
+        // Lose only the link of the temporary: the rename after it in that directory goes too.
+        let img = t.image(CrashState {
+            cut: end,
+            choice: Choice::AllBut(1),
+        });
+        assert_eq!(img.read(Path::new("a")), Some(&b"old"[..]));
+        assert!(states.contains(&CrashState {
+            cut: end,
+            choice: Choice::InOrderBefore(write)
+        }));
     }
 
     #[test]
