@@ -1018,9 +1018,12 @@ impl Trace {
         for cut in 0..=self.ops.len() {
             let covered = self.covered(cut);
             for (j, c) in covered.iter().enumerate() {
-                let unsynced = !matches!(self.ops[j], Op::NewInode { .. })
-                    && !(c.data && c.meta && c.entry)
-                    && !matches!(self.ops[j], Op::Fsync { .. } | Op::FsyncDir { .. });
+                let unsynced = match &self.ops[j] {
+                    Op::Write { .. } | Op::Truncate { .. } => !(c.data && c.meta),
+                    Op::SetAttr { .. } => !c.meta,
+                    Op::Link { .. } | Op::Unlink { .. } | Op::Rename { .. } => !c.entry,
+                    Op::NewInode { .. } | Op::Fsync { .. } | Op::FsyncDir { .. } => false,
+                };
                 if unsynced {
                     out.push(CrashState {
                         cut,

@@ -51,6 +51,7 @@ enum Kind {
 }
 
 /// One file of a scenario's archive.
+#[derive(Clone)]
 struct Spec {
     /// Relative to the mount point.
     rel: PathBuf,
@@ -757,7 +758,7 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
         },
         Scenario {
             name: "--reencrypt",
-            files: mixed.iter().map(|f| clone_spec(f)).collect(),
+            files: mixed.clone(),
             command: Command::Rewrap {
                 extra: vec!["--sync".into(), "per-file".into(), "--reencrypt".into()],
                 audit: false,
@@ -800,16 +801,6 @@ fn scenarios(keys: &Keys) -> Vec<Scenario> {
             without_temp_sync: false,
         },
     ]
-}
-
-fn clone_spec(f: &Spec) -> Spec {
-    Spec {
-        rel: f.rel.clone(),
-        kind: f.kind,
-        plaintext: f.plaintext.clone(),
-        original: f.original.clone(),
-        mode: f.mode,
-    }
 }
 
 /// Runs the scenario named `name` with `budget`; fails if any crash state lost a file.
