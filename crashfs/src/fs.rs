@@ -83,6 +83,20 @@ impl Live {
         Ok(file_attr(ino, inode, self.image.nlink(ino)))
     }
 
+    /// A new file or directory `name` in `parent`, created by `req` with `mode` less `umask`.
+    fn make(
+        &mut self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        (mode, umask): (u32, u32),
+        dir: bool,
+    ) -> Result<FileAttr, Errno> {
+        let attrs = Attrs::new(mode & !umask, req.uid(), req.gid(), Time::now());
+        let ino = self.new_inode(parent.0, name, dir, attrs)?;
+        self.attr(ino)
+    }
+
     fn new_inode(
         &mut self,
         parent: Ino,
@@ -251,11 +265,7 @@ impl Filesystem for CrashFs {
             reply.error(Errno::EPERM);
             return;
         }
-        let attrs = Attrs::new(mode & !umask, req.uid(), req.gid(), Time::now());
-        match l
-            .new_inode(parent.0, name, false, attrs)
-            .and_then(|ino| l.attr(ino))
-        {
+        match l.make(req, parent, name, (mode, umask), false) {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
             Err(e) => reply.error(e),
         }
@@ -272,11 +282,7 @@ impl Filesystem for CrashFs {
     ) {
         let mut l = self.lock();
         l.count("mkdir");
-        let attrs = Attrs::new(mode & !umask, req.uid(), req.gid(), Time::now());
-        match l
-            .new_inode(parent.0, name, true, attrs)
-            .and_then(|ino| l.attr(ino))
-        {
+        match l.make(req, parent, name, (mode, umask), true) {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
             Err(e) => reply.error(e),
         }
@@ -669,11 +675,7 @@ impl Filesystem for CrashFs {
     ) {
         let mut l = self.lock();
         l.count("create");
-        let attrs = Attrs::new(mode & !umask, req.uid(), req.gid(), Time::now());
-        match l
-            .new_inode(parent.0, name, false, attrs)
-            .and_then(|ino| l.attr(ino))
-        {
+        match l.make(req, parent, name, (mode, umask), false) {
             Ok(a) => reply.created(&TTL, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }

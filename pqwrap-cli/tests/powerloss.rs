@@ -846,23 +846,33 @@ scenario_tests! {
     encrypt_output, encrypt_output_every_state: "encrypt -o";
 }
 
-/// The harness has teeth: on a disk that acknowledges syncs without making anything durable,
-/// the same checks report lost files.
-#[test]
-fn a_lying_disk_is_caught_losing_files() {
+/// Runs the scenarios named in `names`, changed by `break_it`, and asserts that the harness
+/// reports losses in each: a harness that checks nothing fails here.
+fn caught_losing_files(names: &[&str], break_it: impl Fn(&mut Scenario), what: &str) {
     let d = tempfile::tempdir().unwrap();
     let keys = Keys::new(d.path());
     for mut s in scenarios(&keys)
         .into_iter()
-        .filter(|s| matches!(s.name, "age binary" | "native in place" | "decrypt -o"))
+        .filter(|s| names.contains(&s.name))
     {
-        s.disk = Disk::Lying;
+        break_it(&mut s);
         let Some(t) = run_scenario(&s, &keys, SAMPLE) else {
             return;
         };
         report(&s, &t);
-        assert!(t.lost > 0, "{}: a lying disk went unnoticed", s.name);
+        assert!(t.lost > 0, "{}: {what} went unnoticed", s.name);
     }
+}
+
+/// The harness has teeth: on a disk that acknowledges syncs without making anything durable,
+/// the same checks report lost files.
+#[test]
+fn a_lying_disk_is_caught_losing_files() {
+    caught_losing_files(
+        &["age binary", "native in place", "decrypt -o"],
+        |s| s.disk = Disk::Lying,
+        "a lying disk",
+    );
 }
 
 /// The harness has teeth, second part: the job built without the sync of its temporaries
@@ -877,19 +887,11 @@ fn a_job_without_its_temporaries_sync_is_caught_losing_files() {
         );
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let keys = Keys::new(d.path());
-    for mut s in scenarios(&keys)
-        .into_iter()
-        .filter(|s| matches!(s.name, "age binary" | "native outgrowing its slots"))
-    {
-        s.without_temp_sync = true;
-        let Some(t) = run_scenario(&s, &keys, SAMPLE) else {
-            return;
-        };
-        report(&s, &t);
-        assert!(t.lost > 0, "{}: the missing sync went unnoticed", s.name);
-    }
+    caught_losing_files(
+        &["age binary", "native outgrowing its slots"],
+        |s| s.without_temp_sync = true,
+        "the missing sync",
+    );
 }
 
 /// A file whose rename succeeded but whose directory sync failed is re-wrapped as far as
