@@ -955,3 +955,68 @@ fn a_rename_whose_directory_sync_failed_is_in_the_audit_log() {
         );
     }
 }
+
+/// `token issue --audit-log` creating its log: once the command has exited, the log and its
+/// line survive a power cut, whatever else reached the disk.
+#[test]
+fn a_token_audit_log_created_by_issue_survives_power_loss() {
+    let d = tempfile::tempdir().unwrap();
+    let (mnt, outside) = (d.path().join("mnt"), d.path().join("outside"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let key = outside.join("tk.jwk");
+    let o = pqwrap()
+        .args(["token", "keygen", "-o"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest = outside.join("m.json");
+    std::fs::write(
+        &manifest,
+        r#"{"agent":"a","capabilities":{"fileAccess":[{"path":"/srv","mode":"read"}]}}"#,
+    )
+    .unwrap();
+    let mut tree = Image::new(attrs(0o755));
+    tree.mkdir_p(Path::new("logs"), &attrs(0o755));
+    let fs = match crashfs::mount(tree, &mnt, Disk::Honest) {
+        Ok(fs) => fs,
+        Err(e) => {
+            crashfs::skipped(
+                "token audit log on the crash filesystem",
+                &format!("cannot mount a FUSE filesystem: {e}"),
+            );
+            return;
+        }
+    };
+    let o = pqwrap()
+        .args(["token", "issue", "--key"])
+        .arg(&key)
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["--aud", "svc", "--ttl", "600s", "--audit-log"])
+        .arg(mnt.join("logs/audit.jsonl"))
+        .arg("-o")
+        .arg(outside.join("tok"))
+        .output()
+        .unwrap();
+    let trace = fs.finish().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut states = trace.states(END_SELECTIONS, 7);
+    states.retain(|s| s.cut == trace.ops.len());
+    let (mut checked, mut lost) = (0, 0);
+    for st in states {
+        checked += 1;
+        let img = trace.image(st);
+        let ok = img
+            .read(Path::new("logs/audit.jsonl"))
+            .map(|log| pqwrap_core::audit::verify_reader(Cursor::new(log)))
+            .is_some_and(|v| v.is_ok_and(|s| s.lines == 1));
+        lost += usize::from(!ok);
+    }
+    eprintln!("power-loss: token issue --audit-log: {checked} crash states, {lost} lost");
+    assert_eq!(
+        lost, 0,
+        "the issuance record can vanish after the command succeeded"
+    );
+}
