@@ -1,5 +1,7 @@
 //! The daemon on a real FUSE mount: what the kernel sends it for each durability call, and
 //! that the trace it records gives back the tree the application saw.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -22,6 +22,8 @@
 //! `... -- --ignored --nocapture` runs every cut with twelve random selections, every in-order
 //! prefix of the unsynced operations and every loss of just one of them, and a next run on
 //! every distinct image. `POWERLOSS_TRACE=1` prints each run's operations.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
