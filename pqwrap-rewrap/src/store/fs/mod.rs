@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pqwrap_core::envelope::{FileSlotIo, SlotIo};
+use pqwrap_core::envelope::FileSlotIo;
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -147,11 +147,7 @@ impl Store for FsStore {
         let rw = src
             .reopen_rw()
             .map_err(|e| FileError::io(Step::OpenForWrite, e))?;
-        let hash = apply(&mut KeepTimes {
-            io: FileSlotIo::new(&rw),
-            file: &rw,
-            snap: &src.snap,
-        })?;
+        let hash = apply(&mut FileSlotIo::new(&rw))?;
         if src.snap.nlink > 1 {
             // Its other names are this same file, now done: they are not met as unverified.
             self.rewritten
@@ -159,6 +155,13 @@ impl Store for FsStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(src.snap.inode());
         }
+        // Writing the slots moved mtime; the contents did not change, so give it back (ctime
+        // cannot be; without ownership neither can the times, which is not an error), and
+        // make that durable: a restore left unsynced can be lost in a power cut after the
+        // file was reported done. One fsync after the slots' own data syncs: on ext4 it
+        // costs 1.27x the two fdatasyncs alone, where an fsync per slot cost 2.1x.
+        let _ = stage::set_times(&src.snap, &rw);
+        rw.sync_all().map_err(|e| FileError::io(Step::Sync, e))?;
         Ok(hash)
     }
 
@@ -261,32 +264,6 @@ fn remove_leftover(entry: &FsEntry, is_own_output: &dyn Fn(&[u8]) -> bool) -> io
         Ok(()) => Ok(Leftover::Removed),
         Err(Errno::NOENT) => Ok(Leftover::Gone),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// [`SlotIo`] over a native file re-written in place that gives the file back its atime and
-/// mtime before every sync, and syncs them with the data: writing a slot moves mtime, and a
-/// restore made after the last sync could be lost in a power cut after the job had reported
-/// the file done.
-struct KeepTimes<'a> {
-    io: FileSlotIo<'a>,
-    file: &'a File,
-    snap: &'a Snapshot,
-}
-
-impl SlotIo for KeepTimes<'_> {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.io.read_at(offset, buf)
-    }
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.io.write_at(offset, buf)
-    }
-    fn sync(&mut self) -> io::Result<()> {
-        stage::set_times(self.snap, self.file)?;
-        self.file.sync_all()
-    }
-    fn len(&mut self) -> io::Result<u64> {
-        self.io.len()
     }
 }
 
