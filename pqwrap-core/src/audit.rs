@@ -16,7 +16,7 @@
 //! interleave appends; within a process, share it behind a `Mutex`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -48,6 +48,21 @@ pub enum AuditError {
     /// The record to append is not a JSON object.
     #[error("audit record must be a JSON object")]
     NotAnObject,
+    /// The log ends in a partial line after line `lines`: an append the power cut (or a
+    /// crash) interrupted before its sync, which was never reported as written.
+    /// [`AuditLog::open`] cuts it off; everything before it verified.
+    #[error(
+        "audit log ends in a torn append after line {lines} ({torn} bytes of a partial line \
+         at offset {valid_len}: an append interrupted before its sync)"
+    )]
+    TornTail {
+        /// Complete, verified lines before it.
+        lines: u64,
+        /// Length of those lines in bytes: where the torn part starts.
+        valid_len: u64,
+        /// Bytes of the torn part.
+        torn: u64,
+    },
 }
 
 /// The state of a verified log.
@@ -123,11 +138,18 @@ fn check_line(line_no: u64, line: &[u8], prev_hash: &str) -> Result<String, Audi
 }
 
 /// Verifies a whole log read from `reader`.
+///
+/// A log whose end is a torn append — bytes after the last valid line that hold a NUL (a
+/// sector the disk never wrote) or do not end in a newline — is reported as
+/// [`AuditError::TornTail`], not as tampering: that is what a power cut during an unsynced
+/// append leaves, and no reader was ever told those lines existed. A complete line that does
+/// not verify is [`AuditError::Broken`], wherever it is.
 pub fn verify_reader(reader: impl Read) -> Result<Summary, AuditError> {
     let mut r = BufReader::new(reader);
     let mut buf = Vec::new();
     let mut prev = GENESIS.to_owned();
     let mut n = 0u64;
+    let mut valid_len = 0u64;
     loop {
         buf.clear();
         let got = (&mut r)
@@ -136,23 +158,58 @@ pub fn verify_reader(reader: impl Read) -> Result<Summary, AuditError> {
         if got == 0 {
             break;
         }
-        n += 1;
-        if buf.last() != Some(&b'\n') {
-            if buf.len() > MAX_LINE {
-                return Err(broken(n, "line too long"));
-            }
-            return Err(broken(
-                n,
-                "incomplete last line (no newline): torn write or truncation",
-            ));
+        let complete = buf.last() == Some(&b'\n');
+        if !complete && buf.len() > MAX_LINE {
+            return Err(broken(n + 1, "line too long"));
         }
-        buf.pop();
-        prev = check_line(n, &buf, &prev)?;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let checked = if complete && !line.contains(&0) {
+            check_line(n + 1, line, &prev)
+        } else {
+            Err(broken(n + 1, "torn"))
+        };
+        match checked {
+            Ok(hash) => {
+                prev = hash;
+                n += 1;
+                valid_len += got as u64;
+            }
+            Err(e) => {
+                // Torn only if this line or what follows it shows the marks of an unfinished
+                // write; a well-formed line that does not verify is an edit.
+                let (rest, nul, last) = rest_of(&mut r)?;
+                let ends_in_newline = if rest == 0 { complete } else { last == b'\n' };
+                if line.contains(&0) || nul || !ends_in_newline {
+                    return Err(AuditError::TornTail {
+                        lines: n,
+                        valid_len,
+                        torn: got as u64 + rest,
+                    });
+                }
+                return Err(e);
+            }
+        }
     }
     Ok(Summary {
         lines: n,
         head: prev,
     })
+}
+
+/// Reads the rest of `r`: its length, whether it holds a NUL byte, and its last byte.
+fn rest_of(r: &mut impl BufRead) -> std::io::Result<(u64, bool, u8)> {
+    let (mut len, mut nul, mut last) = (0u64, false, 0u8);
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((len, nul, last));
+        }
+        nul |= chunk.contains(&0);
+        last = chunk[chunk.len() - 1];
+        len += chunk.len() as u64;
+        let k = chunk.len();
+        r.consume(k);
+    }
 }
 
 /// Verifies the log at `path`.
@@ -175,24 +232,67 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens (creating if needed, mode 0640) and locks the log, verifying the existing chain
-    /// first: a broken log is not appended to.
+    /// first: a broken log is not appended to. A torn final append (see [`verify_reader`]) is
+    /// cut off, durably, before anything is appended. A new log's name is made durable (its
+    /// directory synced) before it is returned, so that lines synced into it survive a power
+    /// cut.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)?;
+        let options = |create_new: bool| {
+            let mut o = OpenOptions::new();
+            o.read(true).append(true).mode(0o640);
+            if create_new {
+                o.create_new(true);
+            }
+            o
+        };
+        let file = match options(false).open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match options(true).open(path) {
+                    Ok(f) => {
+                        let dir = match path.parent() {
+                            Some(d) if !d.as_os_str().is_empty() => d,
+                            _ => Path::new("."),
+                        };
+                        File::open(dir)?.sync_all()?;
+                        f
+                    }
+                    // Created meanwhile by another process: open that one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        options(false).open(path)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            r => r?,
+        };
         AuditLog::from_file(file)
     }
 
     /// Takes a log file the caller opened itself (for reading, and appending), locks it, and
-    /// verifies the existing chain first, as [`AuditLog::open`] does. For callers that open
-    /// paths with rules of their own (no symlinks followed, say).
+    /// verifies the existing chain first, as [`AuditLog::open`] does, cutting off a torn final
+    /// append. For callers that open paths with rules of their own (no symlinks followed,
+    /// say); a caller that created the file syncs its directory itself.
     pub fn from_file(file: File) -> Result<AuditLog, AuditError> {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(std::io::Error::from)?;
-        let summary = verify_reader(&file)?;
+        let summary = match verify_reader(&file) {
+            Ok(s) => s,
+            Err(AuditError::TornTail {
+                lines, valid_len, ..
+            }) => {
+                file.set_len(valid_len)?;
+                file.sync_data()?;
+                (&file).seek(std::io::SeekFrom::Start(0))?;
+                verify_reader(&file).and_then(|s| {
+                    if s.lines == lines {
+                        Ok(s)
+                    } else {
+                        Err(broken(lines + 1, "changed while being repaired"))
+                    }
+                })?
+            }
+            Err(e) => return Err(e),
+        };
         let verified_len = file.metadata()?.len();
         Ok(AuditLog {
             file,

@@ -143,11 +143,45 @@ fn inserted_line_is_detected() {
 }
 
 #[test]
-fn torn_last_line_is_reported_and_not_appended_to() {
+fn torn_last_line_is_reported_and_cut_off_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = write_log(&dir, 2);
+    let valid: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    // What a power cut during an unsynced append leaves: part of a line, or a line whose
+    // middle sector never reached the disk (zeros) but whose end did.
+    let mut zeroed = lines[1].clone().into_bytes();
+    zeroed[10..20].fill(0);
+    zeroed.push(b'\n');
+    for tail in [b"{\"seq\":3,".to_vec(), zeroed, vec![0u8; 700]] {
+        let mut bytes = valid.clone().into_bytes();
+        bytes.extend_from_slice(&tail);
+        std::fs::write(&path, &bytes).unwrap();
+        match audit::verify(&path) {
+            Err(AuditError::TornTail {
+                lines: 2,
+                valid_len,
+                torn,
+            }) => {
+                assert_eq!(valid_len, valid.len() as u64);
+                assert_eq!(torn, tail.len() as u64);
+            }
+            other => panic!("torn tail not recognised: {other:?}"),
+        }
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.len(), 2);
+        log.append(&serde_json::json!({"event": "after"})).unwrap();
+        drop(log);
+        assert_eq!(audit::verify(&path).unwrap().lines, 3);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with(&valid));
+    }
+}
+
+#[test]
+fn a_complete_line_that_does_not_verify_is_an_edit_even_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let (path, lines) = write_log(&dir, 2);
     let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    text.push_str("{\"seq\":3,");
+    text.push_str("{\"seq\":3}\n");
     std::fs::write(&path, text).unwrap();
     assert!(matches!(
         audit::verify(&path),

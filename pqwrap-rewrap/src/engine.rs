@@ -23,7 +23,7 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 
 use crate::blob::read_head;
 use crate::error::{FileError, RewrapError, Skip};
-use crate::events::{Committed, Events, Outcome, Record, Summary};
+use crate::events::{Committed, Durable, Events, Outcome, Record, Summary};
 use crate::format::{self, Format, HEAD_LEN, Info, Input, Plan, Verify};
 use crate::job::Job;
 use crate::store::{
@@ -204,8 +204,10 @@ fn handle<'a, S: Store>(
                 events.record(&rec);
                 return;
             }
-            let own =
-                |head: &[u8]| head.is_empty() || ctx.formats.iter().any(|f| f.is_own_output(head));
+            let own = |head: &[u8]| {
+                crate::format::never_written(head)
+                    || ctx.formats.iter().any(|f| f.is_own_output(head))
+            };
             match ctx.store.remove_leftover(entry, &own) {
                 Ok(Leftover::Removed) => events.record(&Record::new(&name, Outcome::Cleaned)),
                 Ok(Leftover::InUse) => skipped(events, &name, &Skip::TemporaryInUse),
@@ -338,6 +340,7 @@ fn process<'a, S: Store>(
                 name: &name,
                 info: &info,
                 new_header_sha256: hash.as_deref(),
+                durable: Durable::Confirmed,
             };
             match events.events.committed(&[done]) {
                 Ok(()) => record(&info, Outcome::Rewrapped),
@@ -359,13 +362,22 @@ fn finish<S: Store>(ctx: &Ctx<'_, S>, outcomes: Vec<(Pending<'_>, CommitOutcome)
             out.result = Err(FileError::Verify(e));
         }
     }
+    // Also those in place whose directory sync failed: re-wrapped for anyone who looks, so
+    // the audit log must say so (as not confirmed durable), though they are reported failed.
     let done: Vec<Committed<'_>> = outcomes
         .iter()
-        .filter(|(_, o)| o.result.is_ok())
-        .map(|(p, _)| Committed {
-            name: &p.name,
-            info: &p.info,
-            new_header_sha256: None,
+        .filter_map(|(p, o)| {
+            let durable = match &o.result {
+                Ok(()) => Durable::Confirmed,
+                Err(e) if e.in_place_but_not_durable() => Durable::Unconfirmed,
+                Err(_) => return None,
+            };
+            Some(Committed {
+                name: &p.name,
+                info: &p.info,
+                new_header_sha256: None,
+                durable,
+            })
         })
         .collect();
     let logged = ctx.events.events.committed(&done);

@@ -309,6 +309,19 @@ pub enum FileError {
 
 impl FileError {
     /// An I/O error at `step`.
+    /// Whether the new file is in place although this error failed it (its directory sync
+    /// failed after the rename).
+    pub fn in_place_but_not_durable(&self) -> bool {
+        matches!(
+            self,
+            FileError::Io {
+                step: Step::DirSync,
+                ..
+            }
+        )
+    }
+
+    /// An I/O error at `step`.
     pub fn io(step: Step, source: impl Into<io::Error>) -> Self {
         FileError::Io {
             step,

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<Status> {
                 println!("ok: {} lines, head {}", s.lines, s.head);
                 Ok(Status::Success)
             }
-            Err(e @ AuditError::Broken { .. }) => {
+            Err(e @ (AuditError::Broken { .. } | AuditError::TornTail { .. })) => {
                 println!("{}: {e}", log.display());
                 Ok(Status::Failure)
             }

@@ -559,20 +559,26 @@ impl Write for Output {
 /// audit log): resolved as an output path is ([`resolve`]), so never through a link or to a
 /// FIFO another user planted, and it must be a regular file.
 pub fn open_append(path: &Path, mode: u32) -> Result<File> {
-    match resolve(path, Existing::Replace)? {
+    let (dir, name, new) = match resolve(path, Existing::Replace)? {
         Target::Special(_) => bail!("{} is not a regular file", path.display()),
-        Target::Absent { dir, name } | Target::Regular { dir, name } => {
-            let fd = rustix::fs::openat(
-                &dir,
-                &name,
-                OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(mode),
-            )
+        Target::Absent { dir, name } => (dir, name, true),
+        Target::Regular { dir, name } => (dir, name, false),
+    };
+    let fd = rustix::fs::openat(
+        &dir,
+        &name,
+        OFlags::RDWR | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(io::Error::from)
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    if new {
+        // A new name survives a power cut only once its directory is synced.
+        rustix::fs::fsync(&dir)
             .map_err(io::Error::from)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-            Ok(File::from(fd))
-        }
+            .with_context(|| format!("cannot sync the directory of {}", path.display()))?;
     }
+    Ok(File::from(fd))
 }
 
 /// Copies a buffered reader to a writer without an intermediate buffer.

@@ -4,12 +4,14 @@ use std::sync::Mutex;
 
 use pqwrap_core::audit::AuditLog;
 
-use super::{Committed, Events};
+use super::{Committed, Durable, Events};
 use crate::error::BoxError;
 
 /// An [`Events`] appending one line per committed file to a hash-chained audit log
-/// (`pqwrap audit verify` checks it), with one sync per batch. A line is appended only once
-/// the file's replacement is durable.
+/// (`pqwrap audit verify` checks it), with one sync per batch. A `file.rewrap` line is
+/// appended only once the file's replacement is durable; a file whose new contents are in
+/// place but whose directory sync failed gets a `file.rewrap.unsynced` line instead (it may
+/// or may not survive a power cut, and a later run, finding it done, would not log it).
 pub struct AuditTrail {
     log: Mutex<AuditLog>,
 }
@@ -26,8 +28,12 @@ impl AuditTrail {
 /// The audit record of a committed file.
 fn record(c: &Committed<'_>) -> serde_json::Value {
     let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let event = match c.durable {
+        Durable::Confirmed => "file.rewrap",
+        Durable::Unconfirmed => "file.rewrap.unsynced",
+    };
     serde_json::json!({
-        "event": "file.rewrap",
+        "event": event,
         "path": c.name.to_string_lossy(),
         "format": c.info.format,
         "old_header_sha256": c.info.old_header_sha256,

@@ -194,7 +194,7 @@ impl<'a> Record<'a> {
     }
 }
 
-/// A file whose replacement is durable, told to [`Events::committed`] before its record.
+/// A file whose replacement is in place, told to [`Events::committed`] before its record.
 #[derive(Debug)]
 pub struct Committed<'a> {
     /// Its name.
@@ -203,6 +203,20 @@ pub struct Committed<'a> {
     pub info: &'a Info,
     /// SHA-256 (hex) of the header now in place, when known only after writing.
     pub new_header_sha256: Option<&'a str>,
+    /// Whether the replacement is known to survive a power cut.
+    pub durable: Durable,
+}
+
+/// Whether a committed file's replacement is known to survive a power cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durable {
+    /// Its contents and its name were synced.
+    Confirmed,
+    /// Its name refers to the new file, but syncing its directory failed: a power cut may
+    /// bring the old file back. The file is reported failed; the audit log still says what
+    /// happened to it.
+    Unconfirmed,
 }
 
 /// Where a run reports. Every method has a no-op default; implement what you need.

@@ -103,7 +103,14 @@ pub fn detect_in(formats: &[&'static dyn Format], head: &[u8]) -> Option<Detecte
 /// format writes at the start of a file: nothing yet, or all or part of the start of one.
 /// Only such a file is removed as the leftover of a killed run.
 pub fn is_own_output(head: &[u8]) -> bool {
-    head.is_empty() || FORMATS.iter().any(|f| f.is_own_output(head))
+    never_written(head) || FORMATS.iter().any(|f| f.is_own_output(head))
+}
+
+/// Whether `head` shows that nothing was written at the start of the file: it is empty, or
+/// all zeros — what a power cut leaves when a later part of the file reached the disk and
+/// its first sector did not.
+pub fn never_written(head: &[u8]) -> bool {
+    head.iter().all(|&b| b == 0)
 }
 
 /// How a file is protected, from its header alone (no key).
