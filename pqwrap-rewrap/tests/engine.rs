@@ -721,18 +721,18 @@ fn a_failing_commit_event_fails_the_files_it_was_told_of() {
 /// leftovers and finish. (The same test over real age files drives the `pqwrap` binary.)
 #[test]
 fn sigkill_at_random_moments_never_loses_a_file() {
-    sigkill_test(400, 12, 60_000);
+    sigkill_test(400, 12);
 }
 
 /// The same, bigger: `cargo test -p pqwrap-rewrap sigkill_big -- --ignored --nocapture`.
 #[test]
 #[ignore = "long: 4,000 files x 60 kills"]
 fn sigkill_big() {
-    sigkill_test(4_000, 60, 400_000);
+    sigkill_test(4_000, 60);
 }
 
 #[allow(non_snake_case)]
-fn sigkill_test(FILES: usize, RUNS: usize, max_delay_us: u64) {
+fn sigkill_test(FILES: usize, RUNS: usize) {
     let d = tempfile::tempdir().unwrap();
     let mut payloads = Vec::new();
     for i in 0..FILES {
@@ -748,6 +748,33 @@ fn sigkill_test(FILES: usize, RUNS: usize, max_delay_us: u64) {
         ));
     }
     let exe = std::env::current_exe().unwrap();
+    let child = || {
+        let mut c = std::process::Command::new(&exe);
+        c.args([
+            "--exact",
+            "crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PQWRAP_CRASH_DIR", d.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        c
+    };
+    // One full run first: how long the job takes on this machine (and under its current
+    // load) sets the kill window, so that kills land mid-way on a fast machine as on a busy
+    // one. Three quarters of it: a run after a kill has less left to do.
+    let t = std::time::Instant::now();
+    assert!(child().status().unwrap().success());
+    let max_delay_us = u64::try_from(t.elapsed().as_micros() * 3 / 4)
+        .unwrap_or(u64::MAX)
+        .max(2_000);
+    for (f, p) in &payloads {
+        let mut old = OLD.to_vec();
+        old.extend_from_slice(p);
+        std::fs::write(f, old).unwrap();
+    }
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut killed_mid_way = 0;
     let mut checked = 0;
@@ -755,20 +782,8 @@ fn sigkill_test(FILES: usize, RUNS: usize, max_delay_us: u64) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(2_000 + seed % max_delay_us);
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PQWRAP_CRASH_DIR", d.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let delay = Duration::from_micros(1_000 + seed % max_delay_us);
+        let mut child = child().spawn().unwrap();
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
@@ -810,7 +825,7 @@ fn sigkill_test(FILES: usize, RUNS: usize, max_delay_us: u64) {
     no_temporaries(d.path());
     eprintln!(
         "sigkill test: {RUNS} runs x {FILES} files = {checked} checks, 0 lost; \
-         {killed_mid_way} runs killed mid-way"
+         {killed_mid_way} runs killed mid-way (kills within {max_delay_us} us)"
     );
     assert!(
         killed_mid_way > 0,

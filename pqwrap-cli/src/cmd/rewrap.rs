@@ -103,9 +103,10 @@ pub struct Args {
     #[arg(long)]
     verify_payload: bool,
 
-    /// How new files are made durable: `group` (one filesystem sync per batch, the
-    /// default) or `per-file` (an fsync per file and per directory: for FUSE mounts such as
-    /// sshfs, whose filesystem sync may not reach the backing store).
+    /// How new files are made durable: `group` (one filesystem sync per batch, the default;
+    /// on FUSE mounts, where a filesystem sync reaches nothing, it syncs each file and
+    /// directory instead) or `per-file` (an fsync per file and per directory: use it on NFS
+    /// and other network filesystems).
     #[arg(long, value_name = "MODE", default_value = "group")]
     sync: SyncMode,
 
