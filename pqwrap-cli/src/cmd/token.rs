@@ -132,6 +132,10 @@ struct VerifyArgs {
     /// Revocation list: one hex cti per line.
     #[arg(long, value_name = "FILE")]
     revoked: Option<PathBuf>,
+    /// Token Status List (a signed status list token, as `pqwrap broker serve --status-list`
+    /// publishes it), verified with the --trust keys: tokens it marks revoked are refused.
+    #[arg(long, value_name = "FILE")]
+    status_list: Option<PathBuf>,
     /// Verify as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
@@ -401,6 +405,22 @@ fn load_revocations(path: &Path) -> Result<RevocationList> {
         .with_context(|| format!("invalid revocation list {}", path.display()))
 }
 
+/// Reads and verifies a Status List Token file against the trusted keys.
+pub(crate) fn load_status_list(
+    path: &Path,
+    trust: &TrustSet,
+    now: u64,
+) -> Result<pqwrap_core::token::status::VerifiedStatusList> {
+    use std::io::Read;
+    let limit = pqwrap_core::token::status::MAX_STATUS_TOKEN_LEN as u64 * 2;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read status list {}", path.display()))?;
+    pqwrap_core::token::status::verify(trust, &bytes, now)
+        .with_context(|| format!("invalid status list {}", path.display()))
+}
+
 /// The audit log, opened as an output path is (never through a planted link), mode 0640.
 fn open_log(path: &Path) -> Result<AuditLog> {
     let file = open_append(path, 0o640)
@@ -429,10 +449,6 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
     for p in &v.trust {
         trust.add(load_public(p)?);
     }
-    let mut verifier = Verifier::new(trust, v.aud.clone()).with_leeway(v.leeway)?;
-    if let Some(r) = &v.revoked {
-        verifier = verifier.with_revocations(load_revocations(r)?);
-    }
     let now = match &v.at {
         Some(s) => humantime::parse_rfc3339(s)
             .with_context(|| format!("--at: {s:?} is not an RFC 3339 time"))?
@@ -441,6 +457,18 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
             .unwrap_or(0),
         None => unix_now(),
     };
+    let status = v
+        .status_list
+        .as_deref()
+        .map(|p| load_status_list(p, &trust, now))
+        .transpose()?;
+    let mut verifier = Verifier::new(trust, v.aud.clone()).with_leeway(v.leeway)?;
+    if let Some(r) = &v.revoked {
+        verifier = verifier.with_revocations(load_revocations(r)?);
+    }
+    if let Some(list) = status {
+        verifier = verifier.with_status_list(list);
+    }
     Ok((verifier, now))
 }
 
