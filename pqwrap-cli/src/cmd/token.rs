@@ -95,6 +95,28 @@ enum Sub {
         #[arg(long, value_name = "N", default_value_t = 0, value_parser = decimal::<u64>)]
         jobs_submitted: u64,
     },
+    /// Ask a running broker for a token (`pqwrap broker serve`): it attests this process,
+    /// applies its policy, and may ask for consent. Exit 3 when refused.
+    Request {
+        /// The broker's socket.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Manifest JSON.
+        #[arg(long, value_name = "MANIFEST.json")]
+        manifest: PathBuf,
+        /// Audience (the enforcement point).
+        #[arg(long)]
+        aud: String,
+        /// Lifetime, e.g. 30m (default: the manifest's ttl, else the broker's default).
+        #[arg(long, value_name = "DUR")]
+        ttl: Option<String>,
+        /// Narrow this token (issued by the same broker) instead of asking for a new one.
+        #[arg(long, value_name = "TOKEN_FILE")]
+        parent: Option<PathBuf>,
+        /// Write the token here (mode 0600) instead of standard output.
+        #[arg(short, long, value_name = "TOKEN")]
+        output: Option<PathBuf>,
+    },
     /// Mint a child token with fewer capabilities and no longer a lifetime than its parent.
     Narrow {
         /// Signing key file (its public key must have signed the parent).
@@ -264,6 +286,21 @@ pub fn run(args: Args) -> Result<Status> {
             req,
             jobs_submitted,
         } => check(&v, &token, &req, jobs_submitted),
+        Sub::Request {
+            socket,
+            manifest,
+            aud,
+            ttl,
+            parent,
+            output,
+        } => request(
+            &socket,
+            &manifest,
+            aud,
+            ttl,
+            parent.as_deref(),
+            output.as_deref(),
+        ),
         Sub::Narrow {
             key,
             parent,
@@ -366,6 +403,37 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
     }
 }
 
+fn request(
+    socket: &Path,
+    manifest: &Path,
+    aud: String,
+    ttl: Option<String>,
+    parent: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<Status> {
+    use pqwrap_broker::proto::{IssueRequest, Request as BrokerRequest, Response};
+    let req = BrokerRequest::Issue(IssueRequest {
+        manifest: read_small(manifest)?,
+        aud,
+        ttl,
+        parent: parent
+            .map(read_small)
+            .transpose()?
+            .map(|t| t.trim().to_owned()),
+    });
+    match crate::cmd::broker::call(socket, &req)? {
+        Response::Issued(i) => {
+            write_token(output, &i.token)?;
+            eprintln!("token {} expires {}", i.cti, fmt_time(i.exp));
+            for n in &i.narrowed {
+                eprintln!("narrowed: {n}");
+            }
+            Ok(Status::Success)
+        }
+        other => crate::cmd::broker::answer(socket, other),
+    }
+}
+
 fn keygen(alg: &str, output: &Path) -> Result<Status> {
     let alg: Algorithm = alg.parse()?;
     let k = SigningKey::generate(alg)?;
@@ -428,7 +496,7 @@ fn open_log(path: &Path) -> Result<AuditLog> {
     AuditLog::from_file(file).with_context(|| format!("cannot open audit log {}", path.display()))
 }
 
-fn read_small(path: &Path) -> Result<String> {
+pub(crate) fn read_small(path: &Path) -> Result<String> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(read_to_string_bounded(f)
         .with_context(|| format!("cannot read {}", path.display()))?
