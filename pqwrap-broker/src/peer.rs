@@ -47,7 +47,9 @@ pub enum AttestError {
         what: &'static str,
     },
     /// `/proc/PID/…` could not be read.
-    #[error("cannot read /proc/{pid}/{file}: {source}")]
+    #[error("cannot read /proc/{pid}/{file}: {source}{}", if source.kind() == std::io::ErrorKind::PermissionDenied {
+        " (attesting another user's process needs CAP_SYS_PTRACE)"
+    } else { "" })]
     Proc {
         /// The PID.
         pid: i32,

@@ -133,13 +133,23 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+fn mkdir(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
+}
+
 impl Broker {
-    /// Opens the state directory (creating it, mode 0700), replays the journal, opens the
+    /// Opens the state directory (creating it), replays the journal, opens the
     /// audit log and OCSF stream, and publishes the status list and trust set.
     pub fn open(cfg: Config) -> Result<Broker, BrokerError> {
         let ids = SelfIds::current();
         let policy = Policy::load(&cfg.policy, ids)?;
-        std::fs::create_dir_all(&cfg.state).map_err(io("state directory", &cfg.state))?;
+        // Traversable but not listable by others, so that the published trust set under it
+        // can be read; the journal, keys and lock inside are the owner's only.
+        mkdir(&cfg.state, 0o711).map_err(io("state directory", &cfg.state))?;
         let lock_path = cfg.state.join("lock");
         let lock = OpenOptions::new()
             .read(true)
@@ -152,9 +162,8 @@ impl Broker {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| BrokerError::Locked(cfg.state.clone()))?;
         let keys_dir = cfg.state.join("keys");
-        std::fs::create_dir_all(&keys_dir).map_err(io("keys directory", &keys_dir))?;
-        std::fs::create_dir_all(cfg.state.join("trust"))
-            .map_err(io("trust directory", &cfg.state))?;
+        mkdir(&keys_dir, 0o700).map_err(io("keys directory", &keys_dir))?;
+        mkdir(&cfg.state.join("trust"), 0o755).map_err(io("trust directory", &cfg.state))?;
         let key = load_key(&cfg.key).map_err(|what| BrokerError::Key {
             path: cfg.key.clone(),
             what,
