@@ -805,12 +805,10 @@ pub fn intersect(req: &Capabilities, ceiling: &Capabilities) -> (Capabilities, V
                 if rs.interactive && !interactive {
                     changes.push("shell.interactive: not allowed".into());
                 }
-                if !cmds.is_empty() || interactive {
-                    out.shell = Some(ShellGrant {
-                        allowed_commands: cmds,
-                        interactive,
-                    });
-                }
+                out.shell = Some(ShellGrant {
+                    allowed_commands: cmds,
+                    interactive,
+                });
             }
         }
     }
@@ -841,11 +839,7 @@ pub fn intersect(req: &Capabilities, ceiling: &Capabilities) -> (Capabilities, V
                     backends,
                     algorithms,
                 };
-                if q.backends.is_empty() || q.algorithms.is_empty() {
-                    changes.push("quantum: no allowed backend or algorithm, left out".into());
-                } else {
-                    out.quantum = Some(q);
-                }
+                out.quantum = Some(q);
             }
         }
     }
@@ -948,6 +942,106 @@ mod tests {
             "[[rule]]\nname = \"a\"\nuid = 1\naudiences = [\"x\"]\nmax_ttl = \"1h\"\nconsent = \"always\"\ngrant = {}\n",
         );
         assert!(e.message.contains("consent_command"), "{e}");
+    }
+
+    fn peer(uid: u32) -> Peer {
+        Peer {
+            pid: 42,
+            uid,
+            gid: uid,
+            exe: "/usr/bin/cowork".into(),
+            exe_sha256: [7; 32],
+        }
+    }
+
+    const RULES: &str = r#"
+[[rule]]
+name = "strict"
+uid = 1000
+exe = "/usr/bin/cowork"
+audiences = ["files.local"]
+max_ttl = "30m"
+[rule.grant]
+fileAccess = [{ path = "/home/u/Docs", mode = "read" }]
+
+[[rule]]
+name = "lenient"
+uid = 1001
+audiences = ["files.local"]
+max_ttl = "30m"
+excess = "narrow"
+[rule.grant]
+fileAccess = [{ path = "/home/u/Docs", mode = "read" }]
+"#;
+
+    #[test]
+    fn decisions_refuse_or_narrow_and_never_widen() {
+        let p = Policy::parse(RULES, IDS).unwrap();
+        let wide = Manifest::from_json(
+            r#"{"agent": "a", "capabilities": {"fileAccess": [{"path": "/home/u", "mode": "readwrite"}], "clipboard": true}}"#,
+        )
+        .unwrap();
+        let hour = Duration::from_secs(3600);
+        let e = p
+            .decide(&peer(1000), &wide, "files.local", hour)
+            .unwrap_err();
+        assert!(
+            e.contains("\"strict\"") && e.contains("fileAccess[0]"),
+            "{e}"
+        );
+        let g = p.decide(&peer(1001), &wide, "files.local", hour).unwrap();
+        assert_eq!(g.rule, "lenient");
+        assert_eq!(g.ttl, Duration::from_secs(1800));
+        assert_eq!(
+            g.capabilities.file_access,
+            vec![FileGrant {
+                path: "/home/u/Docs".into(),
+                mode: FileMode::Read
+            }]
+        );
+        assert!(!g.capabilities.clipboard);
+        assert!(
+            g.narrowed.iter().any(|n| n.starts_with("ttl")),
+            "{:?}",
+            g.narrowed
+        );
+        assert!(
+            g.narrowed.iter().any(|n| n.contains("clipboard")),
+            "{:?}",
+            g.narrowed
+        );
+        // No rule, wrong audience, another executable.
+        assert!(
+            p.decide(&peer(7), &wide, "files.local", hour)
+                .unwrap_err()
+                .contains("no policy rule")
+        );
+        assert!(
+            p.decide(&peer(1001), &wide, "x.local", hour)
+                .unwrap_err()
+                .contains("audience")
+        );
+        let mut other = peer(1000);
+        other.exe = "/tmp/cowork".into();
+        assert!(p.decide(&other, &wide, "files.local", hour).is_err());
+    }
+
+    #[test]
+    fn summaries_are_plain_language() {
+        let m = Manifest::from_json(pqwrap_core::token::manifest::DESIGN_EXAMPLE).unwrap();
+        let s = summary(
+            &peer(1000),
+            &m.agent,
+            &m.capabilities,
+            Duration::from_secs(1800),
+            "files.local",
+        );
+        assert_eq!(
+            s,
+            "cowork (pid 42, uid 1000, agent cowork-session-1234) wants read-only access to \
+             /home/user/Documents/Contracts, network access to internal-api.company.local:443, \
+             to run /usr/bin/less, up to 5 quantum job(s) on qpu-sim-1 for 30m (for files.local)"
+        );
     }
 
     #[test]
