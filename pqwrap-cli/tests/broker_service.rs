@@ -4,6 +4,7 @@
 
 mod broker_support;
 
+use std::process::Command;
 use std::time::Duration;
 
 use broker_support::*;
@@ -430,4 +431,116 @@ fn every_decision_is_an_ocsf_event() {
             .unwrap()
             .contains("does not allow audience")
     );
+}
+
+#[test]
+fn socket_activation_takes_the_socket_from_systemd() {
+    if Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return skipped(
+            "socket_activation_takes_the_socket_from_systemd",
+            "systemd-socket-activate (Debian package systemd) is not installed",
+        );
+    }
+    let b = Broker::start_activated(&policy("\"self\"", "\"self\"", "", ""));
+    let o = b.request(None, "manifest.json", "files.local", "t");
+    assert_eq!(code(&o), 0, "{}\n{}", out(&o), b.log());
+    assert!(b.log().contains("(socket activation)"), "{}", b.log());
+    assert_eq!(
+        code(&b.verify(&b.out_dir(None).join("t"), "files.local")),
+        0
+    );
+}
+
+#[test]
+fn requests_are_rate_limited_per_identity() {
+    let b = Broker::start(
+        &policy(
+            "\"self\"",
+            "\"self\"",
+            "rate_limit = { requests = 3, per = \"1h\" }",
+            "",
+        ),
+        None,
+    );
+    for i in 0..3 {
+        let o = b.request(None, "manifest.json", "files.local", &format!("t{i}"));
+        assert_eq!(code(&o), 0, "{}", out(&o));
+    }
+    let o = b.request(None, "manifest.json", "files.local", "t3");
+    assert_eq!(code(&o), 1, "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("too many requests"));
+    let rejected = b
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "broker.reject" && r["code"] == "rate_limited")
+        .count();
+    assert_eq!(rejected, 1);
+}
+
+#[test]
+fn executable_selectors_pin_path_and_content() {
+    use sha2::Digest;
+    let bin = std::fs::read(BIN).unwrap();
+    let sha = pqwrap_core::token::keys::hex_lower(&sha2::Sha256::digest(&bin));
+    // Rule 1 pins the path, rule 2 the content; a stranger binary matches neither.
+    let rules = format!(
+        r#"[broker]
+socket_mode = "0600"
+
+[[rule]]
+name = "by path"
+exe = "{BIN}"
+audiences = ["path.local"]
+max_ttl = "1h"
+[rule.grant]
+clipboard = true
+
+[[rule]]
+name = "by hash"
+exe_sha256 = "{sha}"
+audiences = ["hash.local"]
+max_ttl = "1h"
+[rule.grant]
+clipboard = true
+"#
+    );
+    let b = Broker::start(&rules, None);
+    std::fs::write(
+        b.path("clip.json"),
+        r#"{"agent": "a", "capabilities": {"clipboard": true}}"#,
+    )
+    .unwrap();
+    // The same binary at another path matches the hash rule only; with one byte more it
+    // matches nothing.
+    let copy = b.path("pqwrap-copy");
+    std::fs::write(&copy, &bin).unwrap();
+    let mut changed = bin.clone();
+    changed.push(0);
+    let other = b.path("pqwrap-changed");
+    std::fs::write(&other, &changed).unwrap();
+    for p in [&copy, &other] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let ask = |exe: &std::path::Path, aud: &str| {
+        Command::new(exe)
+            .args(["token", "request", "--socket"])
+            .arg(b.socket())
+            .arg("--manifest")
+            .arg(b.path("clip.json"))
+            .args(["--aud", aud])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&ask(std::path::Path::new(BIN), "path.local")), 0);
+    // The first matching rule decides: BIN matches "by path", which does not allow hash.local.
+    assert_eq!(code(&ask(std::path::Path::new(BIN), "hash.local")), 3);
+    assert_eq!(code(&ask(&copy, "hash.local")), 0);
+    assert_eq!(code(&ask(&copy, "path.local")), 3);
+    let o = ask(&other, "hash.local");
+    assert_eq!(code(&o), 3, "{}", out(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no policy rule matches"));
 }

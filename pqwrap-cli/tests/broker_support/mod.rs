@@ -70,6 +70,8 @@ pub struct Broker {
     pub child: Option<Child>,
     /// Run the broker as this uid (with CAP_SYS_PTRACE to read other users' /proc/PID/exe).
     pub user: Option<u32>,
+    /// Started through systemd-socket-activate.
+    pub activated: bool,
 }
 
 impl Broker {
@@ -100,6 +102,7 @@ impl Broker {
             dir,
             child: None,
             user,
+            activated: false,
         };
         b.spawn();
         b
@@ -122,22 +125,39 @@ impl Broker {
         v
     }
 
+    /// Starts the broker under `systemd-socket-activate`, which creates the socket and passes
+    /// it (LISTEN_FDS); the broker is started on the first connection.
+    pub fn start_activated(policy: &str) -> Broker {
+        let mut b = Broker::start(policy, None);
+        b.kill9();
+        let _ = std::fs::remove_file(b.socket());
+        b.activated = true;
+        b.spawn();
+        b
+    }
+
     /// Starts the broker process and waits until it answers.
     pub fn spawn(&mut self) {
-        let mut c = match self.user {
-            Some(u) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "--inh-caps=+sys_ptrace",
-                    "--ambient-caps=+sys_ptrace",
-                    BIN,
-                ]);
-                c
+        let mut c = if self.activated {
+            let mut c = Command::new("systemd-socket-activate");
+            c.arg("-l").arg(self.socket()).arg(BIN);
+            c
+        } else {
+            match self.user {
+                Some(u) => {
+                    let mut c = Command::new("setpriv");
+                    c.args([
+                        &format!("--reuid={u}"),
+                        &format!("--regid={u}"),
+                        "--clear-groups",
+                        "--inh-caps=+sys_ptrace",
+                        "--ambient-caps=+sys_ptrace",
+                        BIN,
+                    ]);
+                    c
+                }
+                None => Command::new(BIN),
             }
-            None => Command::new(BIN),
         };
         c.args(["broker", "serve", "--socket"])
             .arg(self.socket())
