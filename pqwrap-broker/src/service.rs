@@ -407,7 +407,7 @@ impl Broker {
         let now = unix_now();
         let manifest = match Manifest::from_json(&r.manifest) {
             Ok(m) => m,
-            Err(e) => return self.refuse_issue(peer, &r, None, None, format!("invalid {e}")),
+            Err(e) => return self.bad_request(peer, format!("invalid {e}")),
         };
         let refuse = |rule: Option<&str>, reason: String| {
             self.refuse_issue(peer, &r, Some(&manifest), rule, reason)
@@ -415,7 +415,7 @@ impl Broker {
         let ttl = match r.ttl.as_deref() {
             Some(t) => match parse_duration("ttl", t) {
                 Ok(d) => d,
-                Err(e) => return refuse(None, e.0),
+                Err(e) => return self.bad_request(peer, e.0),
             },
             None => manifest.ttl.unwrap_or(policy.default_ttl),
         };
@@ -665,6 +665,13 @@ impl Broker {
         })
     }
 
+    /// A request whose content is malformed (not its framing): audited, answered
+    /// `bad_request`.
+    fn bad_request(&self, peer: &Peer, reason: String) -> Response {
+        self.audit_rejected(Some(peer), ErrorCode::BadRequest, &reason);
+        Response::error(ErrorCode::BadRequest, reason)
+    }
+
     fn forbidden(&self, peer: &Peer, activity: Activity, what: &str) -> Response {
         let reason = format!(
             "{what} is not allowed to this process (uid {}, {})",
@@ -825,9 +832,7 @@ impl Broker {
         let cti_hex = hex_lower(&claims.cti);
         let job = match QuantumJob::from_json(&c.job) {
             Ok(j) => j,
-            Err(e) => {
-                return Response::error(ErrorCode::BadRequest, format!("invalid job: {e}"));
-            }
+            Err(e) => return self.bad_request(peer, format!("invalid job: {e}")),
         };
         let mut chain = claims.ancestors.clone();
         chain.push(claims.cti);
@@ -869,7 +874,9 @@ impl Broker {
             }
             // Totals are the parent's: children narrowed from a token share its maxJobs.
             for a in &claims.ancestors {
-                let t = &s.tokens[a];
+                let Some(t) = s.tokens.get(a) else {
+                    continue;
+                };
                 let max = t.jobs_max.unwrap_or(0);
                 if t.jobs_used >= max {
                     let reason = format!(

@@ -119,9 +119,12 @@ pub fn run(args: Args) -> Result<Status> {
             token,
             quantum_job,
         } => {
+            let job = read(&quantum_job)?;
+            pqwrap_core::token::QuantumJob::from_json(&job)
+                .with_context(|| format!("invalid quantum job {}", quantum_job.display()))?;
             let req = Request::Consume(ConsumeRequest {
                 token: read(&token)?.trim().to_owned(),
-                job: read(&quantum_job)?,
+                job,
             });
             answer(&socket, call(&socket, &req)?)
         }

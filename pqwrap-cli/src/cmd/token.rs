@@ -412,6 +412,9 @@ fn request(
     output: Option<&Path>,
 ) -> Result<Status> {
     use pqwrap_broker::proto::{IssueRequest, Request as BrokerRequest, Response};
+    // Checked here too, so that a mistake is reported against the file, before the broker
+    // (which parses it again, strictly) is asked.
+    load_manifest(manifest)?;
     let req = BrokerRequest::Issue(IssueRequest {
         manifest: read_small(manifest)?,
         aud,

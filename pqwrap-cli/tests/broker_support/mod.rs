@@ -91,7 +91,7 @@ impl Broker {
         if let Some(u) = user {
             for p in ["", "broker.key", "policy.toml"] {
                 rustix::fs::chown(
-                    &dir.path().join(p),
+                    dir.path().join(p),
                     Some(rustix::fs::Uid::from_raw(u)),
                     Some(rustix::fs::Gid::from_raw(u)),
                 )
