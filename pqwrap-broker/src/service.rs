@@ -452,11 +452,12 @@ impl Broker {
                 Some(p)
             }
         };
-        let grant = match policy.decide(peer, &manifest, &r.aud, ttl) {
+        let mut grant = match policy.decide(peer, &manifest, &r.aud, ttl) {
             Ok(g) => g,
             Err(reason) => return refuse(policy.rule_for(peer).map(|r| r.name.as_str()), reason),
         };
-        let rule = Some(grant.rule.as_str());
+        let rule_name = grant.rule.clone();
+        let rule = Some(rule_name.as_str());
         if let Some(p) = &parent
             && let Err(e) = pqwrap_core::token::narrow::check_subset(
                 &grant.capabilities,
@@ -534,6 +535,17 @@ impl Broker {
             },
             None => None,
         };
+        if let Some(p) = &parent {
+            // A child cannot outlive its parent: shorten rather than refuse.
+            let left = p.claims().exp.saturating_sub(now);
+            if grant.ttl.as_secs() > left {
+                grant.narrowed.push(format!(
+                    "ttl: {}s shortened to the parent's remaining {left}s",
+                    grant.ttl.as_secs()
+                ));
+                grant.ttl = Duration::from_secs(left);
+            }
+        }
         let signed = match &parent {
             Some(p) => {
                 let child = Manifest {

@@ -240,27 +240,44 @@ fn quotas_are_counted_against_the_parent_and_survive_a_restart() {
         r#"{"backend":"qpu-sim-1","algorithm":"vqe","qubits":8,"shots":100,"runtime":"60s"}"#,
     )
     .unwrap();
+    // A parent for 20 minutes.
+    std::fs::write(
+        b.path("parent.json"),
+        DESIGN_EXAMPLE.replace("3600s", "1200s"),
+    )
+    .unwrap();
     assert_eq!(
-        code(&b.request(None, "manifest.json", "files.local", "parent")),
+        code(&b.request(None, "parent.json", "files.local", "parent")),
         0
     );
     let parent = b.out_dir(None).join("parent");
     // Two children, each asking for the parent's whole maxJobs (5).
     let child_manifest = DESIGN_EXAMPLE.replace("cowork-session-1234", "cowork-child");
     std::fs::write(b.path("child.json"), &child_manifest).unwrap();
-    for name in ["c1", "c2"] {
+    // c2 asks for no ttl: the manifest's hour is longer than what is left of the parent's
+    // 20 minutes, so it is shortened (and says so) rather than refused.
+    for (name, ttl) in [("c1", &["--ttl", "10m"][..]), ("c2", &[][..])] {
         let o = pqwrap()
             .args(["token", "request", "--socket"])
             .arg(b.socket())
             .arg("--manifest")
             .arg(b.path("child.json"))
-            .args(["--aud", "files.local", "--ttl", "30m", "--parent"])
+            .args(["--aud", "files.local"])
+            .args(ttl)
+            .arg("--parent")
             .arg(&parent)
             .arg("-o")
             .arg(b.out_dir(None).join(name))
             .output()
             .unwrap();
         assert_eq!(code(&o), 0, "{}", out(&o));
+        if name == "c2" {
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("shortened to the parent's remaining"),
+                "{}",
+                out(&o)
+            );
+        }
     }
     let (c1, c2) = (b.out_dir(None).join("c1"), b.out_dir(None).join("c2"));
     // 3 jobs on one child, 2 on the other: the parent's 5 are used up for everyone.
