@@ -1,6 +1,8 @@
 //! Narrowing a request to a policy grant never widens it: whatever is asked and whatever the
 //! rule allows, the grant is within both (the same subset check token narrowing uses), and
 //! it validates as a manifest would.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use pqwrap_broker::policy::intersect;
 use pqwrap_core::token::manifest::{QuantumGrant, ShellGrant};

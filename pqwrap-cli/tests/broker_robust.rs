@@ -2,6 +2,8 @@
 //! stall the others or crash it; 50 concurrent clients; `kill -9` in the middle of a load
 //! loses nothing that was acknowledged. (Throughput and latency figures come from
 //! `benches/broker-load.sh`, not from these tests.)
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod broker_support;
 

@@ -1,6 +1,8 @@
 //! `pqwrap broker serve` as a real process: the documented policy, peers of different users
 //! (through setpriv), consent, SIGHUP reloads, quotas counted against parents, revocation
 //! through the status list, key rotation, the audit log and the OCSF stream.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod broker_support;
 

@@ -1,5 +1,7 @@
 //! `pqwrap token verify|check --status-list FILE`: a signed Token Status List refuses the
 //! tokens it marks revoked, and a list that is forged, expired or for another key is an error.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
