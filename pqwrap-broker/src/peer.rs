@@ -100,6 +100,10 @@ impl Peer {
 #[derive(Default)]
 pub struct HashCache {
     map: Mutex<HashMap<FileStamp, [u8; 32]>>,
+    /// Held while a file is hashed: many connections from a new executable arriving at once
+    /// wait for one hash instead of each reading the whole file (a 50 MB binary hashed by 60
+    /// threads at once kept well-behaved clients waiting for seconds).
+    hashing: Mutex<()>,
 }
 
 /// Device, inode, size, mtime (s, ns), ctime (s, ns).
@@ -125,7 +129,12 @@ impl HashCache {
             m.st_ctime(),
             m.st_ctime_nsec(),
         );
-        if let Some(h) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
+        let cached = |c: &HashCache| c.map.lock().ok().and_then(|m| m.get(&key).copied());
+        if let Some(h) = cached(self) {
+            return Ok(h);
+        }
+        let _one_at_a_time = self.hashing.lock();
+        if let Some(h) = cached(self) {
             return Ok(h);
         }
         let mut hasher = Sha256::new();
