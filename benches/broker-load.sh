@@ -15,7 +15,8 @@ clients="${2:-50}"
 requests="${3:-10000}"
 runs="${4:-3}"
 
-cargo build --release -p pqwrap-cli -p pqwrap-broker --example load >&2
+cargo build --release -p pqwrap-cli --bin pqwrap >&2
+cargo build --release -p pqwrap-broker --example load >&2
 bin=target/release/pqwrap
 load=target/release/examples/load
 mkdir -p "$dir"
