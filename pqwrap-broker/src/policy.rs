@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pqwrap_core::token::enforce::is_within;
-use pqwrap_core::token::manifest::{QuantumGrant, ShellGrant, parse_duration};
+use pqwrap_core::token::manifest::{JobCeiling, QuantumGrant, ShellGrant, parse_duration};
 use pqwrap_core::token::narrow::check_subset;
 use pqwrap_core::token::{Capabilities, FileGrant, FileMode, Manifest};
 use serde::Deserialize;
@@ -834,7 +834,7 @@ pub fn intersect(req: &Capabilities, ceiling: &Capabilities) -> (Capabilities, V
                 let q = QuantumGrant {
                     max_qubits: min("maxQubits", rq.max_qubits, cq.max_qubits),
                     max_shots: min("maxShots", rq.max_shots, cq.max_shots),
-                    max_jobs: min("maxJobs", rq.max_jobs, cq.max_jobs),
+                    max_jobs: JobCeiling::new(min("maxJobs", rq.max_jobs.get(), cq.max_jobs.get())),
                     max_runtime_secs: min("maxRuntime", rq.max_runtime_secs, cq.max_runtime_secs),
                     backends,
                     algorithms,
@@ -893,7 +893,7 @@ pub fn summary(peer: &Peer, agent: &str, caps: &Capabilities, ttl: Duration, aud
     if let Some(q) = &caps.quantum {
         parts.push(format!(
             "up to {} quantum job(s) on {}",
-            q.max_jobs,
+            q.max_jobs.get(),
             q.backends.join(", ")
         ));
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pqwrap_core::audit::AuditLog;
 use pqwrap_core::token::keys::hex_lower;
-use pqwrap_core::token::manifest::parse_duration;
+use pqwrap_core::token::manifest::{JobCeiling, parse_duration};
 use pqwrap_core::token::status::{StatusListClaims, StatusRef};
 use pqwrap_core::token::verify::MAX_LEEWAY_SECS;
 use pqwrap_core::token::{
@@ -593,7 +593,7 @@ impl Broker {
                 exp: c.exp,
                 ancestors: c.ancestors.clone(),
                 children: Vec::new(),
-                jobs_max: c.capabilities.quantum.as_ref().map(|q| q.max_jobs),
+                jobs_max: c.capabilities.quantum.as_ref().map(|q| q.max_jobs.get()),
                 jobs_used: 0,
                 shots_used: 0,
                 runtime_used: 0,
@@ -627,7 +627,7 @@ impl Broker {
                 exp: c.exp,
                 kid: kid_hex,
                 ancestors: c.ancestors.iter().map(|a| hex_lower(a)).collect(),
-                jobs_max: c.capabilities.quantum.as_ref().map(|q| q.max_jobs),
+                jobs_max: c.capabilities.quantum.as_ref().map(|q| q.max_jobs.get()),
             }],
             audit: vec![audit],
             ocsf: vec![{
@@ -846,8 +846,8 @@ impl Broker {
             Ok(j) => j,
             Err(e) => return self.bad_request(peer, format!("invalid job: {e}")),
         };
-        let mut chain = claims.ancestors.clone();
-        chain.push(claims.cti);
+        // The token's own account first, then each ancestor's up to the root.
+        let chain: Vec<Cti> = claims.quota_accounts().copied().collect();
         let runtime_secs = job.runtime.as_secs() + u64::from(job.runtime.subsec_nanos() > 0);
         let fields = |used: u64, max: u64| {
             json!({"token_id": cti_hex, "audience": claims.aud, "agent": claims.sub,
@@ -875,7 +875,7 @@ impl Broker {
                 .capabilities
                 .quantum
                 .as_ref()
-                .map(|q| q.max_jobs)
+                .map(|q| q.max_jobs.get())
                 .unwrap_or(0);
             if let Err(d) = claims.capabilities.check(&Check::Submit {
                 job: &job,
@@ -890,7 +890,7 @@ impl Broker {
                     continue;
                 };
                 let max = t.jobs_max.unwrap_or(0);
-                if t.jobs_used >= max {
+                if !JobCeiling::new(max).allows_another(t.jobs_used) {
                     let reason = format!(
                         "the job quota of ancestor token {} is used up ({} of maxJobs {max}, counted across the tokens narrowed from it)",
                         hex_lower(a),

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use pqwrap_broker::policy::intersect;
-use pqwrap_core::token::manifest::{QuantumGrant, ShellGrant};
+use pqwrap_core::token::manifest::{JobCeiling, QuantumGrant, ShellGrant};
 use pqwrap_core::token::narrow::check_subset;
 use pqwrap_core::token::{Capabilities, FileGrant, FileMode, NetGrant};
 use proptest::prelude::*;
@@ -86,7 +86,7 @@ fn caps() -> impl Strategy<Value = Capabilities> {
                 algorithms: a,
                 max_qubits: q,
                 max_shots: s,
-                max_jobs: j,
+                max_jobs: JobCeiling::new(j),
                 max_runtime_secs: r,
             }),
     );

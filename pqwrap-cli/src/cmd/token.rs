@@ -415,6 +415,8 @@ fn request(
     // Checked here too, so that a mistake is reported against the file, before the broker
     // (which parses it again, strictly) is asked.
     load_manifest(manifest)?;
+    // The output is opened before asking, so that a token is not minted for nowhere.
+    let out = open_token_output(output)?;
     let req = BrokerRequest::Issue(IssueRequest {
         manifest: read_small(manifest)?,
         aud,
@@ -426,7 +428,7 @@ fn request(
     });
     match crate::cmd::broker::call(socket, &req)? {
         Response::Issued(i) => {
-            write_token(output, &i.token)?;
+            write_token(out, &i.token)?;
             eprintln!("token {} expires {}", i.cti, fmt_time(i.exp));
             for n in &i.narrowed {
                 eprintln!("narrowed: {n}");
