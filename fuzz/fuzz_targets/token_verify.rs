@@ -36,6 +36,7 @@ fn fixture() -> &'static Fixture {
             cnf: None,
             capabilities: m.capabilities,
             ancestors: vec![[6u8; 16]],
+            status: None,
         };
         let token = Issuer::new(key).sign_claims(claims).expect("sign").bytes;
         Fixture {

@@ -34,6 +34,8 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Run a command under a token's capabilities, enforced by the kernel (Landlock).
     Exec(cmd::exec::Args),
+    /// The token broker service: serve, revoke, consume, rotate-key.
+    Broker(cmd::broker::Args),
     /// Re-wrap encrypted files to post-quantum recipients, in place (age and pqwrap files).
     Rewrap(cmd::rewrap::Args),
     /// Count files and bytes by format and protection, without any key.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Token(args) => cmd::token::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Exec(args) => return cmd::exec::run(args),
+        Command::Broker(args) => cmd::broker::run(args),
         Command::Rewrap(args) => cmd::rewrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Demo(args) => cmd::demo::run(args),

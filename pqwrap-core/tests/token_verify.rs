@@ -534,6 +534,7 @@ fn documented_token_vector_is_reproduced_and_verifies() {
         cnf: None,
         capabilities: m.capabilities,
         ancestors: vec![],
+        status: None,
     };
     let t = Issuer::new(key(Algorithm::MlDsa65, 0x2a))
         .sign_claims(claims.clone())

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes `Args` (clap) and `run(Args) -> anyhow::Result<Status>`.
 
 pub mod audit;
+pub mod broker;
 pub mod decrypt;
 pub mod demo;
 pub mod encrypt;

@@ -95,6 +95,28 @@ enum Sub {
         #[arg(long, value_name = "N", default_value_t = 0, value_parser = decimal::<u64>)]
         jobs_submitted: u64,
     },
+    /// Ask a running broker for a token (`pqwrap broker serve`): it attests this process,
+    /// applies its policy, and may ask for consent. Exit 3 when refused.
+    Request {
+        /// The broker's socket.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Manifest JSON.
+        #[arg(long, value_name = "MANIFEST.json")]
+        manifest: PathBuf,
+        /// Audience (the enforcement point).
+        #[arg(long)]
+        aud: String,
+        /// Lifetime, e.g. 30m (default: the manifest's ttl, else the broker's default).
+        #[arg(long, value_name = "DUR")]
+        ttl: Option<String>,
+        /// Narrow this token (issued by the same broker) instead of asking for a new one.
+        #[arg(long, value_name = "TOKEN_FILE")]
+        parent: Option<PathBuf>,
+        /// Write the token here (mode 0600) instead of standard output.
+        #[arg(short, long, value_name = "TOKEN")]
+        output: Option<PathBuf>,
+    },
     /// Mint a child token with fewer capabilities and no longer a lifetime than its parent.
     Narrow {
         /// Signing key file (its public key must have signed the parent).
@@ -132,6 +154,10 @@ struct VerifyArgs {
     /// Revocation list: one hex cti per line.
     #[arg(long, value_name = "FILE")]
     revoked: Option<PathBuf>,
+    /// Token Status List (a signed status list token, as `pqwrap broker serve --status-list`
+    /// publishes it), verified with the --trust keys: tokens it marks revoked are refused.
+    #[arg(long, value_name = "FILE")]
+    status_list: Option<PathBuf>,
     /// Verify as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
@@ -260,6 +286,21 @@ pub fn run(args: Args) -> Result<Status> {
             req,
             jobs_submitted,
         } => check(&v, &token, &req, jobs_submitted),
+        Sub::Request {
+            socket,
+            manifest,
+            aud,
+            ttl,
+            parent,
+            output,
+        } => request(
+            &socket,
+            &manifest,
+            aud,
+            ttl,
+            parent.as_deref(),
+            output.as_deref(),
+        ),
         Sub::Narrow {
             key,
             parent,
@@ -362,6 +403,42 @@ fn check(v: &VerifyArgs, token: &Path, req: &RequestArgs, jobs_submitted: u64) -
     }
 }
 
+fn request(
+    socket: &Path,
+    manifest: &Path,
+    aud: String,
+    ttl: Option<String>,
+    parent: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<Status> {
+    use pqwrap_broker::proto::{IssueRequest, Request as BrokerRequest, Response};
+    // Checked here too, so that a mistake is reported against the file, before the broker
+    // (which parses it again, strictly) is asked.
+    load_manifest(manifest)?;
+    // The output is opened before asking, so that a token is not minted for nowhere.
+    let out = open_token_output(output)?;
+    let req = BrokerRequest::Issue(IssueRequest {
+        manifest: read_small(manifest)?,
+        aud,
+        ttl,
+        parent: parent
+            .map(read_small)
+            .transpose()?
+            .map(|t| t.trim().to_owned()),
+    });
+    match crate::cmd::broker::call(socket, &req)? {
+        Response::Issued(i) => {
+            write_token(out, &i.token)?;
+            eprintln!("token {} expires {}", i.cti, fmt_time(i.exp));
+            for n in &i.narrowed {
+                eprintln!("narrowed: {n}");
+            }
+            Ok(Status::Success)
+        }
+        other => crate::cmd::broker::answer(socket, other),
+    }
+}
+
 fn keygen(alg: &str, output: &Path) -> Result<Status> {
     let alg: Algorithm = alg.parse()?;
     let k = SigningKey::generate(alg)?;
@@ -401,6 +478,22 @@ fn load_revocations(path: &Path) -> Result<RevocationList> {
         .with_context(|| format!("invalid revocation list {}", path.display()))
 }
 
+/// Reads and verifies a Status List Token file against the trusted keys.
+pub(crate) fn load_status_list(
+    path: &Path,
+    trust: &TrustSet,
+    now: u64,
+) -> Result<pqwrap_core::token::status::VerifiedStatusList> {
+    use std::io::Read;
+    let limit = pqwrap_core::token::status::MAX_STATUS_TOKEN_LEN as u64 * 2;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read status list {}", path.display()))?;
+    pqwrap_core::token::status::verify(trust, &bytes, now)
+        .with_context(|| format!("invalid status list {}", path.display()))
+}
+
 /// The audit log, opened as an output path is (never through a planted link), mode 0640.
 fn open_log(path: &Path) -> Result<AuditLog> {
     let file = open_append(path, 0o640)
@@ -408,7 +501,7 @@ fn open_log(path: &Path) -> Result<AuditLog> {
     AuditLog::from_file(file).with_context(|| format!("cannot open audit log {}", path.display()))
 }
 
-fn read_small(path: &Path) -> Result<String> {
+pub(crate) fn read_small(path: &Path) -> Result<String> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(read_to_string_bounded(f)
         .with_context(|| format!("cannot read {}", path.display()))?
@@ -429,10 +522,6 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
     for p in &v.trust {
         trust.add(load_public(p)?);
     }
-    let mut verifier = Verifier::new(trust, v.aud.clone()).with_leeway(v.leeway)?;
-    if let Some(r) = &v.revoked {
-        verifier = verifier.with_revocations(load_revocations(r)?);
-    }
     let now = match &v.at {
         Some(s) => humantime::parse_rfc3339(s)
             .with_context(|| format!("--at: {s:?} is not an RFC 3339 time"))?
@@ -441,6 +530,18 @@ fn build_verifier(v: &VerifyArgs) -> Result<(Verifier, u64)> {
             .unwrap_or(0),
         None => unix_now(),
     };
+    let status = v
+        .status_list
+        .as_deref()
+        .map(|p| load_status_list(p, &trust, now))
+        .transpose()?;
+    let mut verifier = Verifier::new(trust, v.aud.clone()).with_leeway(v.leeway)?;
+    if let Some(r) = &v.revoked {
+        verifier = verifier.with_revocations(load_revocations(r)?);
+    }
+    if let Some(list) = status {
+        verifier = verifier.with_status_list(list);
+    }
     Ok((verifier, now))
 }
 

@@ -12,10 +12,12 @@
 //! | cnf | 8 | `{1: COSE_Key}` (RFC 8747, optional) |
 //! | caps | -65537 | capability map (private-use label) |
 //! | anc | -65538 | `[+ bstr .size 16]` ancestor ctis, root first, parent last (optional) |
+//! | status | 65535 | `{"status_list": {"idx": uint, "uri": tstr}}` (Token Status List, optional) |
 
 use super::cbor::Value;
 use super::keys::{PublicKey, hex_lower};
 use super::manifest::{Capabilities, validate_agent};
+use super::status::{LABEL_STATUS, StatusRef};
 
 /// Claim label of the capability map (private use, RFC 8392 §9.1).
 pub const LABEL_CAPS: i64 = -65537;
@@ -52,6 +54,8 @@ pub struct Claims {
     pub capabilities: Capabilities,
     /// ctis of the tokens this one was narrowed from, root first, parent last.
     pub ancestors: Vec<Cti>,
+    /// Where the issuer publishes this token's revocation status (Token Status List).
+    pub status: Option<StatusRef>,
 }
 
 impl Claims {
@@ -74,6 +78,9 @@ impl Claims {
             ));
         }
         m.push((Value::int(LABEL_CAPS), self.capabilities.to_cbor()));
+        if let Some(r) = &self.status {
+            m.push((Value::int(LABEL_STATUS), r.to_cbor()));
+        }
         if !self.ancestors.is_empty() {
             m.push((
                 Value::int(LABEL_ANC),
@@ -97,6 +104,7 @@ impl Claims {
         let (mut sub, mut aud) = (None, None);
         let (mut exp, mut nbf, mut iat) = (None, None, None);
         let (mut cti, mut cnf, mut caps, mut anc) = (None, None, None, Vec::new());
+        let mut status = None;
         let text = |name: &str, v: &Value| match v {
             Value::Text(s) if !s.is_empty() && s.len() <= 256 => Ok(s.clone()),
             _ => Err(format!("claims.{name}: not a text string of 1..=256 bytes")),
@@ -144,6 +152,10 @@ impl Claims {
                         anc.push(cti_of("anc", x)?);
                     }
                 }
+                Some(LABEL_STATUS) => {
+                    status =
+                        Some(StatusRef::from_cbor(val).map_err(|e| format!("claims.status: {e}"))?);
+                }
                 _ => return Err(format!("claims: unknown claim label {k:?}")),
             }
         }
@@ -160,6 +172,7 @@ impl Claims {
             cnf,
             capabilities: caps.ok_or("claims.caps (-65537): missing")?,
             ancestors: anc,
+            status,
         };
         if c.exp <= c.nbf {
             return Err("claims: exp is not after nbf".into());
@@ -203,6 +216,9 @@ impl Claims {
         if let Some(m) = v.as_object_mut() {
             if let Some(iss) = &self.iss {
                 m.insert("iss".into(), iss.clone().into());
+            }
+            if let Some(r) = &self.status {
+                m.insert("status".into(), r.to_json());
             }
             if let Some(k) = &self.cnf {
                 m.insert(

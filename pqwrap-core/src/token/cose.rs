@@ -34,10 +34,15 @@ pub(crate) struct Sign1 {
 
 /// The protected header bytes for `alg` and `kid`.
 pub(crate) fn protected_header(alg: i64, kid: &Kid) -> Vec<u8> {
+    protected_header_typed(alg, kid, TOKEN_TYPE)
+}
+
+/// The protected header bytes for `alg`, `kid` and an explicit type `typ`.
+pub(crate) fn protected_header_typed(alg: i64, kid: &Kid, typ: &str) -> Vec<u8> {
     cbor::to_vec(&Value::Map(vec![
         (Value::int(HDR_ALG), Value::int(alg)),
         (Value::int(HDR_KID), Value::Bytes(kid.to_vec())),
-        (Value::int(HDR_TYP), Value::text(TOKEN_TYPE)),
+        (Value::int(HDR_TYP), Value::text(typ)),
     ]))
 }
 
@@ -71,6 +76,12 @@ pub(crate) fn assemble(protected: Vec<u8>, payload: Vec<u8>, signature: Vec<u8>)
 
 /// Parses the outer structure and the protected header; does not look at the payload.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Sign1, TokenError> {
+    parse_typed(bytes, TOKEN_TYPE)
+}
+
+/// [`parse`] for a COSE_Sign1 whose `typ` must be `typ` (a capability token or a status list
+/// token: the explicit type keeps one from being accepted as the other).
+pub(crate) fn parse_typed(bytes: &[u8], typ: &str) -> Result<Sign1, TokenError> {
     let v = cbor::decode(bytes)?;
     let Value::Tag(TAG_COSE_SIGN1, inner) = v else {
         return Err(TokenError::Structure("not a tagged COSE_Sign1 (tag 18)"));
@@ -101,7 +112,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sign1, TokenError> {
     let Value::Bytes(signature) = sig else {
         return Err(TokenError::Structure("signature is not a byte string"));
     };
-    let (alg, kid) = parse_protected(&protected)?;
+    let (alg, kid) = parse_protected(&protected, typ)?;
     Ok(Sign1 {
         protected,
         alg,
@@ -111,7 +122,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sign1, TokenError> {
     })
 }
 
-fn parse_protected(bytes: &[u8]) -> Result<(i64, Kid), TokenError> {
+fn parse_protected(bytes: &[u8], want_typ: &str) -> Result<(i64, Kid), TokenError> {
     let Value::Map(entries) = cbor::decode(bytes)? else {
         return Err(TokenError::Header("protected header is not a map".into()));
     };
@@ -138,8 +149,8 @@ fn parse_protected(bytes: &[u8]) -> Result<(i64, Kid), TokenError> {
                 }
             },
             Some(HDR_TYP) => match v {
-                Value::Text(t) if t == TOKEN_TYPE => typ = Some(()),
-                _ => return Err(TokenError::Header(format!("typ is not {TOKEN_TYPE:?}"))),
+                Value::Text(t) if t == want_typ => typ = Some(()),
+                _ => return Err(TokenError::Header(format!("typ is not {want_typ:?}"))),
             },
             Some(HDR_CRIT) => crit = Some(v),
             _ => unknown.push(k),

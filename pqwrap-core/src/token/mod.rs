@@ -36,6 +36,7 @@ pub mod enforce;
 pub mod keys;
 pub mod manifest;
 pub mod narrow;
+pub mod status;
 pub mod verify;
 
 use std::time::Duration;
@@ -154,6 +155,21 @@ pub enum TokenError {
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,
+    /// A Status List Token is malformed, expired or otherwise unusable.
+    #[error("status list: {0}")]
+    StatusList(String),
+    /// The status list says the token is not valid.
+    #[error("token is {} in its status list (index {idx})", status.name())]
+    StatusRevoked {
+        /// The token's index in the list.
+        idx: u64,
+        /// Its status there.
+        status: status::Status,
+    },
+    /// A status list was given but cannot answer for this token (another list, an index
+    /// beyond it, or a list past its expiry): refused rather than assumed valid.
+    #[error("revocation status unknown: {0}")]
+    StatusUnavailable(String),
 }
 
 /// Seconds since the Unix epoch now.
@@ -250,6 +266,33 @@ impl Issuer {
         now: u64,
         cnf: Option<PublicKey>,
     ) -> Result<IssuedToken, TokenError> {
+        self.issue_inner(manifest, aud, ttl, now, cnf, None)
+    }
+
+    /// [`Issuer::issue`], with a `status` claim: the token's entry in the status list the
+    /// issuer publishes (see [`status`]), so that verifiers holding that list refuse it once
+    /// it is revoked.
+    pub fn issue_with_status(
+        &self,
+        manifest: &Manifest,
+        aud: &str,
+        ttl: Duration,
+        now: u64,
+        cnf: Option<PublicKey>,
+        status: status::StatusRef,
+    ) -> Result<IssuedToken, TokenError> {
+        self.issue_inner(manifest, aud, ttl, now, cnf, Some(status))
+    }
+
+    fn issue_inner(
+        &self,
+        manifest: &Manifest,
+        aud: &str,
+        ttl: Duration,
+        now: u64,
+        cnf: Option<PublicKey>,
+        status: Option<status::StatusRef>,
+    ) -> Result<IssuedToken, TokenError> {
         if ttl.as_secs() == 0 {
             return Err(TokenError::Policy("ttl must be at least one second".into()));
         }
@@ -264,6 +307,7 @@ impl Issuer {
             cnf,
             capabilities: manifest.capabilities.clone(),
             ancestors: Vec::new(),
+            status,
         };
         self.sign_claims(claims)
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::claims::{Claims, MAX_ANCESTORS};
 use super::enforce::is_within;
 use super::manifest::{Capabilities, Manifest};
+use super::status::StatusRef;
 use super::verify::ParentToken;
 use super::{IssuedToken, Issuer, TokenError, new_cti};
 
@@ -102,6 +103,10 @@ impl Issuer {
     /// child's `sub`), starting at `now`. The lifetime is `ttl`, else the manifest's `ttl`,
     /// else whatever remains of the parent's; a child that would outlive its parent, or that
     /// asks for anything the parent lacks, is refused with the reason.
+    ///
+    /// The child shares its parent's `status` entry (if it has one), so that revoking the
+    /// parent in the status list revokes the child too; a broker that tracks children gives
+    /// each its own entry with [`Issuer::narrow_with_status`].
     pub fn narrow(
         &self,
         parent: &ParentToken,
@@ -109,41 +114,68 @@ impl Issuer {
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<IssuedToken, TokenError> {
-        let p = parent.claims();
-        check_subset(&child.capabilities, &p.capabilities).map_err(TokenError::Wider)?;
-        if p.ancestors.len() >= MAX_ANCESTORS {
-            return Err(TokenError::Wider(format!(
-                "the parent is already {MAX_ANCESTORS} narrowings deep"
-            )));
-        }
-        let nbf = now.max(p.nbf);
-        let exp = match ttl.or(child.ttl) {
-            Some(t) => now.saturating_add(t.as_secs()),
-            None => p.exp,
-        };
-        if exp > p.exp {
-            return Err(TokenError::Wider(format!(
-                "the child would expire at {exp}, after its parent ({})",
-                p.exp
-            )));
-        }
-        if exp <= nbf {
-            return Err(TokenError::Wider("the child's lifetime is empty".into()));
-        }
-        let mut ancestors = p.ancestors.clone();
-        ancestors.push(p.cti);
-        let claims = Claims {
-            iss: p.iss.clone(),
-            sub: child.agent.clone(),
-            aud: p.aud.clone(),
-            iat: now,
-            nbf,
-            exp,
-            cti: new_cti()?,
-            cnf: p.cnf.clone(),
-            capabilities: child.capabilities.clone(),
-            ancestors,
-        };
+        let claims = narrow_claims(parent, child, ttl, now)?;
         self.sign_claims(claims)
     }
+
+    /// [`Issuer::narrow`], with the child's own `status` entry. The issuer must then mark the
+    /// child revoked whenever it revokes the parent: verifiers holding only the status list
+    /// see the child's entry, not the parent's.
+    pub fn narrow_with_status(
+        &self,
+        parent: &ParentToken,
+        child: &Manifest,
+        ttl: Option<Duration>,
+        now: u64,
+        status: StatusRef,
+    ) -> Result<IssuedToken, TokenError> {
+        let mut claims = narrow_claims(parent, child, ttl, now)?;
+        claims.status = Some(status);
+        self.sign_claims(claims)
+    }
+}
+
+fn narrow_claims(
+    parent: &ParentToken,
+    child: &Manifest,
+    ttl: Option<Duration>,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    let p = parent.claims();
+    check_subset(&child.capabilities, &p.capabilities).map_err(TokenError::Wider)?;
+    if p.ancestors.len() >= MAX_ANCESTORS {
+        return Err(TokenError::Wider(format!(
+            "the parent is already {MAX_ANCESTORS} narrowings deep"
+        )));
+    }
+    let nbf = now.max(p.nbf);
+    let exp = match ttl.or(child.ttl) {
+        Some(t) => now.saturating_add(t.as_secs()),
+        None => p.exp,
+    };
+    if exp > p.exp {
+        return Err(TokenError::Wider(format!(
+            "the child would expire at {exp}, after its parent ({})",
+            p.exp
+        )));
+    }
+    if exp <= nbf {
+        return Err(TokenError::Wider("the child's lifetime is empty".into()));
+    }
+    let mut ancestors = p.ancestors.clone();
+    ancestors.push(p.cti);
+    let claims = Claims {
+        iss: p.iss.clone(),
+        sub: child.agent.clone(),
+        aud: p.aud.clone(),
+        iat: now,
+        nbf,
+        exp,
+        cti: new_cti()?,
+        cnf: p.cnf.clone(),
+        capabilities: child.capabilities.clone(),
+        ancestors,
+        status: p.status.clone(),
+    };
+    Ok(claims)
 }

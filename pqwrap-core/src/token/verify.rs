@@ -12,6 +12,7 @@ use super::TokenError;
 use super::claims::{CTI_LEN, Claims, Cti};
 use super::cose;
 use super::keys::{Algorithm, Kid, PublicKey, hex_lower};
+use super::status::{Status, VerifiedStatusList};
 
 /// Largest token accepted, checked before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -147,6 +148,7 @@ pub struct Verifier {
     audience: Audience,
     leeway: u64,
     revoked: RevocationList,
+    status: Option<VerifiedStatusList>,
 }
 
 impl Verifier {
@@ -158,6 +160,7 @@ impl Verifier {
             audience: Audience::Exactly(audience.into()),
             leeway: DEFAULT_LEEWAY_SECS,
             revoked: RevocationList::new(),
+            status: None,
         }
     }
 
@@ -172,6 +175,7 @@ impl Verifier {
             audience: Audience::AnyForNarrowing,
             leeway: DEFAULT_LEEWAY_SECS,
             revoked: RevocationList::new(),
+            status: None,
         })
     }
 
@@ -187,6 +191,16 @@ impl Verifier {
     /// Sets the revocation list.
     pub fn with_revocations(mut self, revoked: RevocationList) -> Verifier {
         self.revoked = revoked;
+        self
+    }
+
+    /// Consults a verified Token Status List: a token whose `status` claim names this list is
+    /// refused unless its entry is VALID; one naming another list, or an entry beyond it, is
+    /// refused as unknown; and once the list itself expires every token with a `status`
+    /// claim is refused until a fresh list is given. Tokens without a `status` claim are not
+    /// affected (use a revocation list for those).
+    pub fn with_status_list(mut self, list: VerifiedStatusList) -> Verifier {
+        self.status = Some(list);
         self
     }
 
@@ -261,6 +275,23 @@ impl Verifier {
         if let Some(a) = claims.ancestors.iter().find(|a| self.revoked.contains(a)) {
             return Err(TokenError::AncestorRevoked(hex_lower(a)));
         }
+        if let (Some(list), Some(r)) = (&self.status, &claims.status) {
+            if !list.is_live_at(now) {
+                return Err(TokenError::StatusUnavailable(format!(
+                    "the status list {:?} has expired",
+                    list.uri()
+                )));
+            }
+            match list.status_of(r)? {
+                Status::Valid => {}
+                status => {
+                    return Err(TokenError::StatusRevoked {
+                        idx: r.idx(),
+                        status,
+                    });
+                }
+            }
+        }
         Ok(VerifiedToken {
             claims,
             kid: s.kid,
@@ -285,6 +316,11 @@ impl NarrowingVerifier {
     /// Sets the revocation list.
     pub fn with_revocations(self, revoked: RevocationList) -> NarrowingVerifier {
         NarrowingVerifier(self.0.with_revocations(revoked))
+    }
+
+    /// Consults a status list; see [`Verifier::with_status_list`].
+    pub fn with_status_list(self, list: VerifiedStatusList) -> NarrowingVerifier {
+        NarrowingVerifier(self.0.with_status_list(list))
     }
 
     /// Verifies the text form; see [`Verifier::verify_text`].
