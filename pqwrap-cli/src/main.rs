@@ -9,10 +9,30 @@ mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::LazyLock;
+
+/// `pqwrap --version`: the version, then which implementation computes each cryptographic
+/// primitive, so a reviewer can tell what a binary runs (`-V` prints the version alone).
+static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let backends = pqwrap_core::backends();
+    let width = backends
+        .iter()
+        .map(|b| b.primitive.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = format!("{}\n\ncryptographic backends:", env!("CARGO_PKG_VERSION"));
+    for b in backends {
+        s.push_str(&format!(
+            "\n  {:width$}  {} {}",
+            b.primitive, b.implementation, b.version
+        ));
+    }
+    s
+});
 
 /// Post-quantum hybrid encryption (X25519 + ML-KEM-768) and archive re-wrapping.
 #[derive(Parser)]
-#[command(name = "pqwrap", version, about, long_about = None)]
+#[command(name = "pqwrap", version, long_version = LONG_VERSION.as_str(), long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
