@@ -60,6 +60,10 @@ enum Command {
     Scan(cmd::scan::Args),
     /// Build a sample archive, scan it, re-wrap it to a new post-quantum key, scan again.
     Demo(cmd::demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the manual page of a command, or write every page into a directory.
+    Man(cmd::man::Args),
 }
 
 /// `pqwrap inspect f | head` must end quietly, as Unix tools do, not with a panic: Rust
@@ -94,6 +98,8 @@ fn main() -> ExitCode {
         Command::Rewrap(args) => cmd::rewrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Man(args) => cmd::man::run(args),
     };
     match result {
         Ok(code) => code.into(),
