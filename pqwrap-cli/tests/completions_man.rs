@@ -13,19 +13,7 @@ use std::process::Command;
 use common::{code, pqwrap, run, text};
 
 fn skipped(test: &str, because: &str) {
-    let lines = [
-        format!("SKIPPED {test}"),
-        format!("because {because}"),
-        "nothing was checked by this test (.ci/run installs what it needs)".to_string(),
-    ];
-    let w = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    let bar = "*".repeat(w + 8);
-    let mut banner = format!("\n{bar}\n");
-    for l in &lines {
-        banner.push_str(&format!("*** {l:<w$} ***\n"));
-    }
-    banner.push_str(&format!("{bar}\n"));
-    eprint!("{banner}");
+    common::skipped_banner(test, because, ".ci/run installs what it needs");
 }
 
 /// Whether `program` can be started at all.

@@ -13,6 +13,8 @@ use pqwrap_core::backends;
 const NOT_CRYPTOGRAPHIC: &[&str] = &[
     "bech32",
     "base64ct",
+    // Compression (zlib), for data that is signed or encrypted elsewhere.
+    "flate2",
     // Constant-time comparison and selection: security-relevant, but it implements no
     // primitive a reviewer would pick an implementation of.
     "subtle",
