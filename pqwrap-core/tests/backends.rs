@@ -112,7 +112,7 @@ fn core_dependencies() -> BTreeSet<String> {
         if line.starts_with('[') {
             in_deps = line == "[dependencies]";
         } else if in_deps && !line.is_empty() && !line.starts_with('#') {
-            let name = line.split(['=', '.', ' ']).next().unwrap();
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
             out.insert(name.to_owned());
         }
     }
