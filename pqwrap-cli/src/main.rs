@@ -9,10 +9,30 @@ mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::LazyLock;
+
+/// `pqwrap --version`: the version, then which implementation computes each cryptographic
+/// primitive, so a reviewer can tell what a binary runs (`-V` prints the version alone).
+static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let backends = pqwrap_core::backends();
+    let width = backends
+        .iter()
+        .map(|b| b.primitive.len())
+        .max()
+        .unwrap_or(0);
+    let mut s = format!("{}\n\ncryptographic backends:", env!("CARGO_PKG_VERSION"));
+    for b in backends {
+        s.push_str(&format!(
+            "\n  {:width$}  {} {}",
+            b.primitive, b.implementation, b.version
+        ));
+    }
+    s
+});
 
 /// Post-quantum hybrid encryption (X25519 + ML-KEM-768) and archive re-wrapping.
 #[derive(Parser)]
-#[command(name = "pqwrap", version, about, long_about = None)]
+#[command(name = "pqwrap", version, long_version = LONG_VERSION.as_str(), long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,6 +62,10 @@ enum Command {
     Scan(cmd::scan::Args),
     /// Build a sample archive, scan it, re-wrap it to a new post-quantum key, scan again.
     Demo(cmd::demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the manual page of a command, or write every page into a directory.
+    Man(cmd::man::Args),
 }
 
 /// `pqwrap inspect f | head` must end quietly, as Unix tools do, not with a panic: Rust
@@ -77,6 +101,8 @@ fn main() -> ExitCode {
         Command::Rewrap(args) => cmd::rewrap::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Man(args) => cmd::man::run(args),
     };
     match result {
         Ok(code) => code.into(),

@@ -4,9 +4,12 @@
 
 pub mod age;
 pub mod audit;
+mod backend;
 pub mod envelope;
 pub mod kem;
 pub mod keys;
 pub mod token;
 #[cfg(unix)]
 pub mod xattr;
+
+pub use backend::{Backend, backends};

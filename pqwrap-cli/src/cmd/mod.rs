@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod broker;
+pub mod completions;
 pub mod decrypt;
 pub mod demo;
 pub mod encrypt;
@@ -10,6 +11,7 @@ pub mod format;
 pub mod inspect;
 pub mod io_util;
 pub mod keygen;
+pub mod man;
 pub mod rewrap;
 pub mod scan;
 pub mod token;

@@ -126,11 +126,16 @@ pub fn mkfifo(path: &Path) {
 /// The loud banner of a test that could not run here, written at once (tests run in
 /// parallel; one write keeps banners from interleaving).
 pub fn skipped(test: &str, because: &str) {
+    skipped_banner(test, because, "run it as root to check it");
+}
+
+/// [`skipped`], naming what would let the test run (`remedy`).
+pub fn skipped_banner(test: &str, because: &str, remedy: &str) {
     let because = because.lines().next().unwrap_or_default();
     let lines = [
         format!("SKIPPED {test}"),
         format!("because {because}"),
-        "nothing was checked by this test (run it as root to check it)".to_string(),
+        format!("nothing was checked by this test ({remedy})"),
     ];
     let w = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let bar = "*".repeat(w + 8);
