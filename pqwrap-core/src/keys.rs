@@ -168,16 +168,16 @@ fn exact<const N: usize>(data: &[u8]) -> Result<[u8; N], KeyError> {
 
 /// A classical age X25519 recipient (`age1…`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct X25519Recipient(x25519_dalek::PublicKey);
+pub struct X25519Recipient([u8; 32]);
 
 impl X25519Recipient {
     /// The X25519 public key.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
     /// From raw public key bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(x25519_dalek::PublicKey::from(bytes))
+        Self(bytes)
     }
 }
 
@@ -188,17 +188,19 @@ impl fmt::Debug for X25519Recipient {
 }
 
 /// A classical age X25519 identity (`AGE-SECRET-KEY-1…`). Zeroized on drop.
+///
+/// Its public key is computed once, when the identity is made, and kept with it.
 #[derive(Clone)]
 pub struct X25519Identity {
-    secret: x25519_dalek::StaticSecret,
+    secret: Zeroizing<[u8; 32]>,
     public: X25519Recipient,
 }
 
 impl X25519Identity {
     /// From the 32-byte secret scalar.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let secret = x25519_dalek::StaticSecret::from(bytes);
-        let public = X25519Recipient(x25519_dalek::PublicKey::from(&secret));
+        let secret = Zeroizing::new(bytes);
+        let public = X25519Recipient(kem::x25519::public_key(&secret));
         Self { secret, public }
     }
     /// A fresh identity from the OS CSPRNG.
@@ -212,7 +214,7 @@ impl X25519Identity {
         self.public
     }
     /// The secret scalar, for the X25519 stanza code.
-    pub fn secret(&self) -> &x25519_dalek::StaticSecret {
+    pub(crate) fn secret(&self) -> &[u8; 32] {
         &self.secret
     }
 }
@@ -316,10 +318,7 @@ impl Identity {
     pub fn to_encoded(&self) -> Zeroizing<String> {
         match self {
             Identity::Hybrid(sk) => encode(HYBRID_IDENTITY_HRP, sk.seed(), true),
-            Identity::X25519(id) => {
-                let bytes = Zeroizing::new(id.secret.to_bytes());
-                encode(X25519_IDENTITY_HRP, &bytes[..], true)
-            }
+            Identity::X25519(id) => encode(X25519_IDENTITY_HRP, &id.secret[..], true),
         }
     }
     /// An identity file in age's layout: creation time, public key, then the key line.
