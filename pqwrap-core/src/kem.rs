@@ -232,8 +232,9 @@ impl PublicKey {
 
         let mut ek_x = Zeroizing::new([0u8; 32]);
         ek_x.copy_from_slice(&eseed[32..]);
-        let ct_x = x25519::public_key(&ek_x);
-        let ss_x = x25519::shared_secret(&ek_x, &self.pk_x)?;
+        let ek_x = x25519::StaticSecret::from_bytes(&ek_x);
+        let ct_x = ek_x.public_key();
+        let ss_x = ek_x.diffie_hellman(&self.pk_x)?;
 
         let mut ct = [0u8; CIPHERTEXT_LEN];
         ct[..MLKEM_CT_LEN].copy_from_slice(&ct_m);
@@ -251,7 +252,7 @@ impl PublicKey {
 pub struct SecretKey {
     seed: Zeroizing<[u8; SEED_LEN]>,
     dk_m: mlkem768::DecapsulationKey,
-    sk_x: Zeroizing<[u8; 32]>,
+    sk_x: x25519::StaticSecret,
     public: PublicKey,
 }
 
@@ -265,10 +266,16 @@ impl fmt::Debug for SecretKey {
 
 impl Clone for SecretKey {
     fn clone(&self) -> Self {
+        let mut expanded = Zeroizing::new([0u8; 96]);
+        let mut xof = Shake256::default();
+        Update::update(&mut xof, &self.seed[..]);
+        xof.finalize_xof().read(&mut expanded[..]);
+        let mut sk_x = Zeroizing::new([0u8; 32]);
+        sk_x.copy_from_slice(&expanded[64..]);
         Self {
             seed: self.seed.clone(),
             dk_m: self.dk_m.clone(),
-            sk_x: self.sk_x.clone(),
+            sk_x: x25519::StaticSecret::from_bytes(&sk_x),
             public: self.public.clone(),
         }
     }
@@ -293,9 +300,10 @@ impl SecretKey {
         mlkem_seed.copy_from_slice(&expanded[..64]);
         let dk_m = mlkem768::DecapsulationKey::from_seed_with(&mlkem_seed, backend)?;
 
-        let mut sk_x = Zeroizing::new([0u8; 32]);
-        sk_x.copy_from_slice(&expanded[64..]);
-        let pk_x = x25519::public_key(&sk_x);
+        let mut sk_x_bytes = Zeroizing::new([0u8; 32]);
+        sk_x_bytes.copy_from_slice(&expanded[64..]);
+        let sk_x = x25519::StaticSecret::from_bytes(&sk_x_bytes);
+        let pk_x = sk_x.public_key();
 
         let ek_m = dk_m.encapsulation_key().clone();
         let mut bytes = [0u8; PUBLIC_KEY_LEN];
@@ -336,7 +344,7 @@ impl SecretKey {
         ct_m.copy_from_slice(&ct.0[..MLKEM_CT_LEN]);
         let ss_m = self.dk_m.decapsulate(&ct_m);
         let ct_x = ct.ct_x();
-        let ss_x = x25519::shared_secret(&self.sk_x, &ct_x)?;
+        let ss_x = self.sk_x.diffie_hellman(&ct_x)?;
         Ok(combine(&ss_m[..], &ss_x, &ct_x, &self.public.pk_x))
     }
 }

@@ -189,19 +189,31 @@ impl fmt::Debug for X25519Recipient {
 
 /// A classical age X25519 identity (`AGE-SECRET-KEY-1…`). Zeroized on drop.
 ///
-/// Its public key is computed once, when the identity is made, and kept with it.
-#[derive(Clone)]
+/// Its public key is computed once, when the identity is made, and the scalar is kept as
+/// the backend's key object, so each unwrap costs one X25519 multiplication.
 pub struct X25519Identity {
     secret: Zeroizing<[u8; 32]>,
+    key: kem::x25519::StaticSecret,
     public: X25519Recipient,
+}
+
+impl Clone for X25519Identity {
+    fn clone(&self) -> Self {
+        Self::from_bytes(*self.secret)
+    }
 }
 
 impl X25519Identity {
     /// From the 32-byte secret scalar.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let secret = Zeroizing::new(bytes);
-        let public = X25519Recipient(kem::x25519::public_key(&secret));
-        Self { secret, public }
+        let key = kem::x25519::StaticSecret::from_bytes(&secret);
+        let public = X25519Recipient(key.public_key());
+        Self {
+            secret,
+            key,
+            public,
+        }
     }
     /// A fresh identity from the OS CSPRNG.
     pub fn generate() -> Result<Self, KemError> {
@@ -213,9 +225,9 @@ impl X25519Identity {
     pub fn public(&self) -> X25519Recipient {
         self.public
     }
-    /// The secret scalar, for the X25519 stanza code.
-    pub(crate) fn secret(&self) -> &[u8; 32] {
-        &self.secret
+    /// The secret scalar as the backend's key object, for the X25519 stanza code.
+    pub(crate) fn secret(&self) -> &kem::x25519::StaticSecret {
+        &self.key
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn unwrap(
         .body()
         .try_into()
         .map_err(|_| AgeError::Header("X25519 stanza body is not 32 bytes".into()))?;
-    let shared = match x25519::shared_secret(identity.secret(), &share) {
+    let shared = match identity.secret().diffie_hellman(&share) {
         Ok(s) => s,
         Err(KemError::NonContributory) => {
             return Err(AgeError::Header("X25519 share is a low-order point".into()));
