@@ -8,6 +8,7 @@
 //! libcrux). The figures and the choice made from them are in BENCHMARKS.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pqwrap_benches::ThreadCpuTime;
 use std::hint::black_box;
 
 const SEED64: [u8; 64] = [0x42; 64];
@@ -15,7 +16,7 @@ const M: [u8; 32] = [0x17; 32];
 const SK_X: [u8; 32] = [0x33; 32];
 const EPH_X: [u8; 32] = [0x55; 32];
 
-fn mlkem(c: &mut Criterion) {
+fn mlkem(c: &mut Criterion<ThreadCpuTime>) {
     use libcrux_ml_kem::mlkem768 as lc;
     use ml_kem::{KeyExport, ml_kem_768 as rc};
 
@@ -99,7 +100,7 @@ fn mlkem(c: &mut Criterion) {
     g.finish();
 }
 
-fn x25519(c: &mut Criterion) {
+fn x25519(c: &mut Criterion<ThreadCpuTime>) {
     use aws_lc_rs::agreement;
 
     let peer_secret = x25519_dalek::StaticSecret::from([0x77; 32]);
@@ -167,7 +168,7 @@ fn x25519(c: &mut Criterion) {
     g.finish();
 }
 
-fn mldsa(c: &mut Criterion) {
+fn mldsa(c: &mut Criterion<ThreadCpuTime>) {
     use libcrux_ml_dsa::ml_dsa_65 as lc;
     use ml_dsa::{Keypair, MlDsa65, Signer};
 
@@ -234,6 +235,7 @@ fn mldsa(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default()
+        .with_measurement(ThreadCpuTime)
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
     targets = mlkem, x25519, mldsa

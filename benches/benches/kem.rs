@@ -5,13 +5,14 @@
 //! `cargo bench -p pqwrap-benches --bench kem`
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pqwrap_benches::ThreadCpuTime;
 use std::hint::black_box;
 use x_wing::{Decapsulate, Decapsulator};
 
 const SEED: [u8; 32] = [0x42; 32];
 const ESEED: [u8; 64] = [0x17; 64];
 
-fn keygen(c: &mut Criterion) {
+fn keygen(c: &mut Criterion<ThreadCpuTime>) {
     let mut g = c.benchmark_group("xwing/keygen");
     g.bench_function("pqwrap", |b| {
         b.iter(|| pqwrap_core::kem::SecretKey::from_seed(black_box(&SEED)))
@@ -22,7 +23,7 @@ fn keygen(c: &mut Criterion) {
     g.finish();
 }
 
-fn encapsulate(c: &mut Criterion) {
+fn encapsulate(c: &mut Criterion<ThreadCpuTime>) {
     use pqwrap_core::kem::{Backend, PublicKey};
     let ours = pqwrap_core::kem::SecretKey::from_seed(&SEED);
     let portable = PublicKey::from_bytes_with(ours.public_key().as_bytes(), Backend::Portable)
@@ -60,7 +61,7 @@ fn encapsulate(c: &mut Criterion) {
     g.finish();
 }
 
-fn decapsulate(c: &mut Criterion) {
+fn decapsulate(c: &mut Criterion<ThreadCpuTime>) {
     let ours = pqwrap_core::kem::SecretKey::from_seed(&SEED);
     let theirs = x_wing::DecapsulationKey::from(SEED);
     let (ct, _) = ours.public_key().encapsulate_derand(&ESEED).unwrap();
@@ -77,5 +78,9 @@ fn decapsulate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, keygen, encapsulate, decapsulate);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = keygen, encapsulate, decapsulate
+}
 criterion_main!(benches);

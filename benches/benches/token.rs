@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ml_dsa::{KeyInit, Keypair, MlDsa65, Signer};
+use pqwrap_benches::ThreadCpuTime;
 use pqwrap_core::token::{Algorithm, Issuer, Manifest, SigningKey, TrustSet, Verifier};
 
 use pqwrap_core::token::manifest::DESIGN_EXAMPLE as DESIGN;
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let seed = [7u8; 32];
     let manifest = Manifest::from_json(DESIGN).expect("design manifest");
     let key = SigningKey::from_seed(Algorithm::MlDsa65, &seed);
@@ -97,5 +98,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);
