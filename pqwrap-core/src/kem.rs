@@ -284,13 +284,28 @@ impl Clone for SecretKey {
 impl SecretKey {
     /// Expands a 32-byte seed into a key pair (SHAKE256 → ML-KEM-768 `d ‖ z`, X25519 scalar).
     pub fn from_seed(seed: &[u8; SEED_LEN]) -> Self {
-        Self::from_seed_with(seed, Backend::detect())
-            .expect("the detected backend is always available")
+        let key = Self::expand(seed, |s| {
+            Ok::<_, core::convert::Infallible>(mlkem768::DecapsulationKey::from_seed(s))
+        });
+        match key {
+            Ok(k) => k,
+            Err(never) => match never {},
+        }
     }
 
     /// As [`SecretKey::from_seed`], with ML-KEM running on `backend` (an error if this CPU
     /// cannot run it). For tests that compare the backends.
     pub fn from_seed_with(seed: &[u8; SEED_LEN], backend: Backend) -> Result<Self, KemError> {
+        Self::expand(seed, |s| {
+            mlkem768::DecapsulationKey::from_seed_with(s, backend)
+        })
+    }
+
+    /// The X-Wing key expansion, with `ml_kem_keygen` making the ML-KEM half from `d ‖ z`.
+    fn expand<E>(
+        seed: &[u8; SEED_LEN],
+        ml_kem_keygen: impl FnOnce(&[u8; mlkem768::SEED_LEN]) -> Result<mlkem768::DecapsulationKey, E>,
+    ) -> Result<Self, E> {
         let mut expanded = Zeroizing::new([0u8; 96]);
         let mut xof = Shake256::default();
         Update::update(&mut xof, seed);
@@ -298,7 +313,7 @@ impl SecretKey {
 
         let mut mlkem_seed = Zeroizing::new([0u8; mlkem768::SEED_LEN]);
         mlkem_seed.copy_from_slice(&expanded[..64]);
-        let dk_m = mlkem768::DecapsulationKey::from_seed_with(&mlkem_seed, backend)?;
+        let dk_m = ml_kem_keygen(&mlkem_seed)?;
 
         let mut sk_x_bytes = Zeroizing::new([0u8; 32]);
         sk_x_bytes.copy_from_slice(&expanded[64..]);

@@ -7,6 +7,8 @@
 //!
 //! The inputs come from SHAKE128 over a seed printed at the start of each test; set
 //! `PQWRAP_DIFF_SEED` (64 hex digits) to replay a failure.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use pqwrap_core::kem::{Backend, mlkem768, x25519};
 use pqwrap_core::token::keys::{Algorithm, PublicKey, SigningKey};
