@@ -2,9 +2,9 @@
 //! s2n-bignum's formally verified (HOL Light) scalar multiplication, and the fastest of the
 //! vetted candidates measured on our hardware (BENCHMARKS.md).
 //!
-//! Secrets stay in our own zeroized buffers; AWS-LC gets a copy for the length of one call
-//! and wipes it when the key object is freed (`OPENSSL_free` cleanses), and `aws-lc-rs`
-//! returns the shared secret in a zeroizing buffer.
+//! A scalar lives in an AWS-LC key object for as long as its owner ([`StaticSecret`]: an
+//! identity, or one encapsulation's ephemeral key); AWS-LC wipes it when the object is freed
+//! (`OPENSSL_free` cleanses), and `aws-lc-rs` returns the shared secret in a zeroizing buffer.
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, X25519};
 use zeroize::Zeroizing;
