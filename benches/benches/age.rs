@@ -6,12 +6,13 @@ use std::hint::black_box;
 use std::io::{Read, Write};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pqwrap_benches::ThreadCpuTime;
 use pqwrap_core::age::{self, FileKey, Header};
 use pqwrap_core::keys::Identity;
 
 const SIZE: usize = 16 << 20;
 
-fn payload(c: &mut Criterion) {
+fn payload(c: &mut Criterion<ThreadCpuTime>) {
     let id = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");
     let header = Header::wrap(&fk, &[id.to_recipient()], false).expect("wrap");
@@ -51,7 +52,7 @@ fn payload(c: &mut Criterion) {
     g.finish();
 }
 
-fn headers(c: &mut Criterion) {
+fn headers(c: &mut Criterion<ThreadCpuTime>) {
     let pq = Identity::generate_hybrid().expect("rng");
     let cl = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");
@@ -75,5 +76,9 @@ fn headers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, payload, headers);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = payload, headers
+}
 criterion_main!(benches);

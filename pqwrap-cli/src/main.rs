@@ -27,6 +27,11 @@ static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
             b.primitive, b.implementation, b.version
         ));
     }
+    // Chosen at run time, so it belongs to this machine rather than to the build.
+    s.push_str(&format!(
+        "\n\nML-KEM-768 code path on this CPU: {}",
+        pqwrap_core::kem::Backend::detect().name()
+    ));
     s
 });
 

@@ -24,9 +24,9 @@ const CORE: &str = env!("CARGO_PKG_VERSION");
 const BACKENDS: &[Backend] = &[
     backend("X-Wing combiner", "pqwrap-core", CORE),
     backend("HPKE base mode (RFC 9180)", "pqwrap-core", CORE),
-    backend("ML-KEM-768 (FIPS 203)", "ml-kem", "0.3.4"),
-    backend("X25519 (RFC 7748)", "x25519-dalek", "3.0.0"),
-    backend("ML-DSA-44/65/87 (FIPS 204)", "ml-dsa", "0.1.2"),
+    backend("ML-KEM-768 (FIPS 203)", "libcrux-ml-kem", "0.0.11"),
+    backend("X25519 (RFC 7748)", "aws-lc-rs", "1.19.0"),
+    backend("ML-DSA-44/65/87 (FIPS 204)", "libcrux-ml-dsa", "0.0.11"),
     backend("AES-256-GCM", "aes-gcm", "0.11.1"),
     backend("ChaCha20-Poly1305 (RFC 8439)", "chacha20poly1305", "0.11.0"),
     backend("SHA3-256", "sha3", "0.12.0"),

@@ -1,8 +1,8 @@
 //! X-Wing: the hybrid X25519 + ML-KEM-768 KEM (draft-connolly-cfrg-xwing-kem).
 //!
 //! This is the same KEM as HPKE's `MLKEM768-X25519` (KEM id 0x647a) and the one age's
-//! `mlkem768x25519` recipients use. It is assembled here from `ml-kem` (FIPS 203),
-//! `x25519-dalek` and `sha3`, exactly as the draft specifies:
+//! `mlkem768x25519` recipients use. It is assembled here from `libcrux-ml-kem` (FIPS 203),
+//! AWS-LC's X25519 (`aws-lc-rs`) and `sha3`, exactly as the draft specifies:
 //!
 //! * a 32-byte seed is expanded with SHAKE256 into 96 bytes: the first 64 are the
 //!   ML-KEM-768 seed `d ‖ z`, the last 32 the X25519 secret scalar;
@@ -10,7 +10,9 @@
 //! * `ss = SHA3-256(ss_M ‖ ss_X ‖ ct_X ‖ pk_X ‖ "\.//^\")`.
 //!
 //! Unlike the reference code, a [`SecretKey`] keeps its expanded form, so decapsulation
-//! does not re-run SHAKE256 and ML-KEM key generation on every call. An X25519 share that
+//! does not re-run SHAKE256 and ML-KEM key generation on every call, and a [`PublicKey`]
+//! keeps its ML-KEM half unpacked (the matrix Â expanded, the key's hash computed), so that
+//! every encapsulation to the same recipient during a job skips that work. An X25519 share that
 //! yields the all-zero shared secret (a low-order point) is refused with
 //! [`KemError::NonContributory`] in both directions.
 //!
@@ -25,15 +27,15 @@
 
 use core::fmt;
 
-use ml_kem::{
-    B32, Decapsulate, KeyExport, MlKem768, Seed,
-    array::Array,
-    ml_kem_768::{DecapsulationKey, EncapsulationKey},
-};
 use sha3::{Digest, Sha3_256};
 use shake::{ExtendableOutput, Shake256, Update, XofReader};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
+
+pub mod mlkem768;
+pub mod x25519;
+
+pub use mlkem768::Backend;
 
 /// Length of an encoded X-Wing public key (`pk_M ‖ pk_X`).
 pub const PUBLIC_KEY_LEN: usize = 1216;
@@ -53,6 +55,7 @@ const LABEL: &[u8; 6] = b"\\.//^\\";
 
 /// Errors from the hybrid KEM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KemError {
     /// A public key, ciphertext or seed had the wrong length.
     #[error("wrong length for {what}: expected {expected} bytes, got {got}")]
@@ -75,6 +78,9 @@ pub enum KemError {
     /// The operating system's random number generator failed.
     #[error("operating system random number generator failed")]
     Rng,
+    /// A caller asked for an ML-KEM backend this CPU cannot run.
+    #[error("the {0:?} ML-KEM backend is not available on this CPU")]
+    BackendUnavailable(Backend),
 }
 
 /// Fills `buf` from the operating system's CSPRNG.
@@ -144,8 +150,8 @@ impl fmt::Debug for Ciphertext {
 #[derive(Clone)]
 pub struct PublicKey {
     bytes: [u8; PUBLIC_KEY_LEN],
-    ek_m: EncapsulationKey,
-    pk_x: x25519_dalek::PublicKey,
+    ek_m: mlkem768::EncapsulationKey,
+    pk_x: [u8; 32],
 }
 
 impl PartialEq for PublicKey {
@@ -170,16 +176,36 @@ impl PublicKey {
             expected: PUBLIC_KEY_LEN,
             got: bytes.len(),
         })?;
-        let ek_bytes =
-            Array::try_from(&arr[..MLKEM_PK_LEN]).map_err(|_| KemError::InvalidMlKemKey)?;
-        let ek_m = EncapsulationKey::new(&ek_bytes).map_err(|_| KemError::InvalidMlKemKey)?;
-        let mut x = [0u8; 32];
-        x.copy_from_slice(&arr[MLKEM_PK_LEN..]);
+        Self::from_array(arr, Backend::detect())
+    }
+
+    /// As [`PublicKey::from_bytes`], with the ML-KEM half unpacked for `backend` (an error
+    /// if this CPU cannot run it). For tests that compare the backends.
+    pub fn from_bytes_with(bytes: &[u8], backend: Backend) -> Result<Self, KemError> {
+        let arr: [u8; PUBLIC_KEY_LEN] = bytes.try_into().map_err(|_| KemError::Length {
+            what: "X-Wing public key",
+            expected: PUBLIC_KEY_LEN,
+            got: bytes.len(),
+        })?;
+        Self::from_array(arr, backend)
+    }
+
+    fn from_array(arr: [u8; PUBLIC_KEY_LEN], backend: Backend) -> Result<Self, KemError> {
+        let mut ek = [0u8; mlkem768::ENCAPSULATION_KEY_LEN];
+        ek.copy_from_slice(&arr[..MLKEM_PK_LEN]);
+        let ek_m = mlkem768::EncapsulationKey::from_bytes_with(&ek, backend)?;
+        let mut pk_x = [0u8; 32];
+        pk_x.copy_from_slice(&arr[MLKEM_PK_LEN..]);
         Ok(Self {
             bytes: arr,
             ek_m,
-            pk_x: x25519_dalek::PublicKey::from(x),
+            pk_x,
         })
+    }
+
+    /// The ML-KEM backend this key encapsulates with.
+    pub fn backend(&self) -> Backend {
+        self.ek_m.backend()
     }
 
     /// The encoded public key.
@@ -200,30 +226,20 @@ impl PublicKey {
         &self,
         eseed: &[u8; ESEED_LEN],
     ) -> Result<(Ciphertext, SharedSecret), KemError> {
-        let mut m = B32::default();
+        let mut m = Zeroizing::new([0u8; 32]);
         m.copy_from_slice(&eseed[..32]);
-        let (ct_m, ss_m) = self.ek_m.encapsulate_deterministic(&m);
-        let ss_m = Zeroizing::new(ss_m);
-        m.zeroize();
+        let (ct_m, ss_m) = self.ek_m.encapsulate_derand(&m);
 
-        let mut ek_x_bytes = Zeroizing::new([0u8; 32]);
-        ek_x_bytes.copy_from_slice(&eseed[32..]);
-        let ek_x = x25519_dalek::StaticSecret::from(*ek_x_bytes);
-        let ct_x = x25519_dalek::PublicKey::from(&ek_x);
-        let ss_x = ek_x.diffie_hellman(&self.pk_x);
-        if !ss_x.was_contributory() {
-            return Err(KemError::NonContributory);
-        }
+        let mut ek_x = Zeroizing::new([0u8; 32]);
+        ek_x.copy_from_slice(&eseed[32..]);
+        let ek_x = x25519::StaticSecret::from_bytes(&ek_x);
+        let ct_x = ek_x.public_key();
+        let ss_x = ek_x.diffie_hellman(&self.pk_x)?;
 
         let mut ct = [0u8; CIPHERTEXT_LEN];
         ct[..MLKEM_CT_LEN].copy_from_slice(&ct_m);
-        ct[MLKEM_CT_LEN..].copy_from_slice(ct_x.as_bytes());
-        let ss = combine(
-            &ss_m,
-            ss_x.as_bytes(),
-            ct_x.as_bytes(),
-            self.pk_x.as_bytes(),
-        );
+        ct[MLKEM_CT_LEN..].copy_from_slice(&ct_x);
+        let ss = combine(&ss_m[..], &ss_x, &ct_x, &self.pk_x);
         Ok((Ciphertext(ct), ss))
     }
 }
@@ -235,8 +251,8 @@ impl PublicKey {
 /// zeroized on drop, and Debug shows only a prefix of the public key.
 pub struct SecretKey {
     seed: Zeroizing<[u8; SEED_LEN]>,
-    dk_m: DecapsulationKey,
-    sk_x: x25519_dalek::StaticSecret,
+    dk_m: mlkem768::DecapsulationKey,
+    sk_x: x25519::StaticSecret,
     public: PublicKey,
 }
 
@@ -250,38 +266,71 @@ impl fmt::Debug for SecretKey {
 
 impl Clone for SecretKey {
     fn clone(&self) -> Self {
-        Self::from_seed(&self.seed)
+        let mut expanded = Zeroizing::new([0u8; 96]);
+        let mut xof = Shake256::default();
+        Update::update(&mut xof, &self.seed[..]);
+        xof.finalize_xof().read(&mut expanded[..]);
+        let mut sk_x = Zeroizing::new([0u8; 32]);
+        sk_x.copy_from_slice(&expanded[64..]);
+        Self {
+            seed: self.seed.clone(),
+            dk_m: self.dk_m.clone(),
+            sk_x: x25519::StaticSecret::from_bytes(&sk_x),
+            public: self.public.clone(),
+        }
     }
 }
 
 impl SecretKey {
     /// Expands a 32-byte seed into a key pair (SHAKE256 → ML-KEM-768 `d ‖ z`, X25519 scalar).
     pub fn from_seed(seed: &[u8; SEED_LEN]) -> Self {
+        let key = Self::expand(seed, |s| {
+            Ok::<_, core::convert::Infallible>(mlkem768::DecapsulationKey::from_seed(s))
+        });
+        match key {
+            Ok(k) => k,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`SecretKey::from_seed`], with ML-KEM running on `backend` (an error if this CPU
+    /// cannot run it). For tests that compare the backends.
+    pub fn from_seed_with(seed: &[u8; SEED_LEN], backend: Backend) -> Result<Self, KemError> {
+        Self::expand(seed, |s| {
+            mlkem768::DecapsulationKey::from_seed_with(s, backend)
+        })
+    }
+
+    /// The X-Wing key expansion, with `ml_kem_keygen` making the ML-KEM half from `d ‖ z`.
+    fn expand<E>(
+        seed: &[u8; SEED_LEN],
+        ml_kem_keygen: impl FnOnce(&[u8; mlkem768::SEED_LEN]) -> Result<mlkem768::DecapsulationKey, E>,
+    ) -> Result<Self, E> {
         let mut expanded = Zeroizing::new([0u8; 96]);
         let mut xof = Shake256::default();
         Update::update(&mut xof, seed);
         xof.finalize_xof().read(&mut expanded[..]);
 
-        let mut mlkem_seed = Zeroizing::new(Seed::default());
+        let mut mlkem_seed = Zeroizing::new([0u8; mlkem768::SEED_LEN]);
         mlkem_seed.copy_from_slice(&expanded[..64]);
-        let dk_m = DecapsulationKey::from_seed(*mlkem_seed);
+        let dk_m = ml_kem_keygen(&mlkem_seed)?;
 
         let mut sk_x_bytes = Zeroizing::new([0u8; 32]);
         sk_x_bytes.copy_from_slice(&expanded[64..]);
-        let sk_x = x25519_dalek::StaticSecret::from(*sk_x_bytes);
-        let pk_x = x25519_dalek::PublicKey::from(&sk_x);
+        let sk_x = x25519::StaticSecret::from_bytes(&sk_x_bytes);
+        let pk_x = sk_x.public_key();
 
         let ek_m = dk_m.encapsulation_key().clone();
         let mut bytes = [0u8; PUBLIC_KEY_LEN];
-        bytes[..MLKEM_PK_LEN].copy_from_slice(&ek_m.to_bytes());
-        bytes[MLKEM_PK_LEN..].copy_from_slice(pk_x.as_bytes());
+        bytes[..MLKEM_PK_LEN].copy_from_slice(ek_m.as_bytes());
+        bytes[MLKEM_PK_LEN..].copy_from_slice(&pk_x);
 
-        Self {
+        Ok(Self {
             seed: Zeroizing::new(*seed),
             dk_m,
             sk_x,
             public: PublicKey { bytes, ek_m, pk_x },
-        }
+        })
     }
 
     /// Generates a new key pair from a seed drawn from the operating system's CSPRNG.
@@ -306,22 +355,12 @@ impl SecretKey {
     /// ML-KEM decapsulation never fails (implicit rejection yields a pseudorandom key);
     /// the only error is a low-order X25519 share.
     pub fn decapsulate(&self, ct: &Ciphertext) -> Result<SharedSecret, KemError> {
-        let ct_m = ml_kem::Ciphertext::<MlKem768>::try_from(&ct.0[..MLKEM_CT_LEN])
-            .expect("slice is exactly the ML-KEM-768 ciphertext length");
-        let ss_m = Zeroizing::new(self.dk_m.decapsulate(&ct_m));
+        let mut ct_m = [0u8; mlkem768::CIPHERTEXT_LEN];
+        ct_m.copy_from_slice(&ct.0[..MLKEM_CT_LEN]);
+        let ss_m = self.dk_m.decapsulate(&ct_m);
         let ct_x = ct.ct_x();
-        let ss_x = self
-            .sk_x
-            .diffie_hellman(&x25519_dalek::PublicKey::from(ct_x));
-        if !ss_x.was_contributory() {
-            return Err(KemError::NonContributory);
-        }
-        Ok(combine(
-            &ss_m,
-            ss_x.as_bytes(),
-            &ct_x,
-            self.public.pk_x.as_bytes(),
-        ))
+        let ss_x = self.sk_x.diffie_hellman(&ct_x)?;
+        Ok(combine(&ss_m[..], &ss_x, &ct_x, &self.public.pk_x))
     }
 }
 

@@ -168,16 +168,16 @@ fn exact<const N: usize>(data: &[u8]) -> Result<[u8; N], KeyError> {
 
 /// A classical age X25519 recipient (`age1…`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct X25519Recipient(x25519_dalek::PublicKey);
+pub struct X25519Recipient([u8; 32]);
 
 impl X25519Recipient {
     /// The X25519 public key.
     pub fn as_bytes(&self) -> &[u8; 32] {
-        self.0.as_bytes()
+        &self.0
     }
     /// From raw public key bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(x25519_dalek::PublicKey::from(bytes))
+        Self(bytes)
     }
 }
 
@@ -188,18 +188,32 @@ impl fmt::Debug for X25519Recipient {
 }
 
 /// A classical age X25519 identity (`AGE-SECRET-KEY-1…`). Zeroized on drop.
-#[derive(Clone)]
+///
+/// Its public key is computed once, when the identity is made, and the scalar is kept as
+/// the backend's key object, so each unwrap costs one X25519 multiplication.
 pub struct X25519Identity {
-    secret: x25519_dalek::StaticSecret,
+    secret: Zeroizing<[u8; 32]>,
+    key: kem::x25519::StaticSecret,
     public: X25519Recipient,
+}
+
+impl Clone for X25519Identity {
+    fn clone(&self) -> Self {
+        Self::from_bytes(*self.secret)
+    }
 }
 
 impl X25519Identity {
     /// From the 32-byte secret scalar.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let secret = x25519_dalek::StaticSecret::from(bytes);
-        let public = X25519Recipient(x25519_dalek::PublicKey::from(&secret));
-        Self { secret, public }
+        let secret = Zeroizing::new(bytes);
+        let key = kem::x25519::StaticSecret::from_bytes(&secret);
+        let public = X25519Recipient(key.public_key());
+        Self {
+            secret,
+            key,
+            public,
+        }
     }
     /// A fresh identity from the OS CSPRNG.
     pub fn generate() -> Result<Self, KemError> {
@@ -211,9 +225,9 @@ impl X25519Identity {
     pub fn public(&self) -> X25519Recipient {
         self.public
     }
-    /// The secret scalar, for the X25519 stanza code.
-    pub fn secret(&self) -> &x25519_dalek::StaticSecret {
-        &self.secret
+    /// The secret scalar as the backend's key object, for the X25519 stanza code.
+    pub(crate) fn secret(&self) -> &kem::x25519::StaticSecret {
+        &self.key
     }
 }
 
@@ -316,10 +330,7 @@ impl Identity {
     pub fn to_encoded(&self) -> Zeroizing<String> {
         match self {
             Identity::Hybrid(sk) => encode(HYBRID_IDENTITY_HRP, sk.seed(), true),
-            Identity::X25519(id) => {
-                let bytes = Zeroizing::new(id.secret.to_bytes());
-                encode(X25519_IDENTITY_HRP, &bytes[..], true)
-            }
+            Identity::X25519(id) => encode(X25519_IDENTITY_HRP, &id.secret[..], true),
         }
     }
     /// An identity file in age's layout: creation time, public key, then the key line.

@@ -145,7 +145,7 @@ fn every_listed_version_is_the_one_the_lockfile_links() {
     };
     let direct = core_direct_dependencies(&parse_lock(&lock));
     assert!(
-        direct.contains_key("ml-kem"),
+        direct.contains_key("libcrux-ml-kem"),
         "the lockfile parser found {direct:?}"
     );
     for b in backends() {
@@ -171,7 +171,7 @@ fn every_dependency_of_the_core_is_listed_or_known_to_be_no_cryptography() {
     let listed: BTreeSet<&str> = backends().iter().map(|b| b.implementation).collect();
     let deps = core_dependencies();
     assert!(
-        deps.contains("ml-kem"),
+        deps.contains("libcrux-ml-kem"),
         "the manifest parser found {deps:?}"
     );
     let unaccounted: Vec<&String> = deps

@@ -95,22 +95,42 @@ impl core::fmt::Debug for Context {
     }
 }
 
-impl Context {
-    /// The base-mode key schedule (RFC 9180 §5.1, mode 0, empty PSK) from a KEM shared
-    /// secret and `info`.
-    pub fn base(shared_secret: &[u8], info: &[u8]) -> Self {
+/// The base-mode `key_schedule_context` for one `info` (RFC 9180 §5.1: `mode ‖ psk_id_hash ‖
+/// info_hash`, mode 0, empty PSK id). It holds nothing secret and depends only on `info`, so
+/// a sender or receiver that uses one `info` for every message (age's stanzas do) computes it
+/// once instead of two HKDF-Extracts per message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleContext([u8; 1 + NH + NH]);
+
+impl ScheduleContext {
+    /// The context of base mode with `info`.
+    pub fn base(info: &[u8]) -> Self {
         let (psk_id_hash, _) = labeled_extract(&[], b"psk_id_hash", &[]);
         let (info_hash, _) = labeled_extract(&[], b"info_hash", info);
         let mut ctx = [0u8; 1 + NH + NH];
         ctx[1..1 + NH].copy_from_slice(&psk_id_hash[..]);
         ctx[1 + NH..].copy_from_slice(&info_hash[..]);
+        Self(ctx)
+    }
+}
+
+impl Context {
+    /// The base-mode key schedule (RFC 9180 §5.1, mode 0, empty PSK) from a KEM shared
+    /// secret and `info`.
+    pub fn base(shared_secret: &[u8], info: &[u8]) -> Self {
+        Self::with_schedule(shared_secret, &ScheduleContext::base(info))
+    }
+
+    /// As [`Context::base`], with the `info`-dependent part computed beforehand.
+    pub fn with_schedule(shared_secret: &[u8], schedule: &ScheduleContext) -> Self {
+        let ctx = &schedule.0;
         let (_, secret) = labeled_extract(shared_secret, b"secret", &[]);
         let mut key = Zeroizing::new([0u8; NK]);
-        labeled_expand(&secret, b"key", &ctx, &mut key[..]);
+        labeled_expand(&secret, b"key", ctx, &mut key[..]);
         let mut base_nonce = [0u8; NN];
-        labeled_expand(&secret, b"base_nonce", &ctx, &mut base_nonce);
+        labeled_expand(&secret, b"base_nonce", ctx, &mut base_nonce);
         let mut exporter_secret = Zeroizing::new([0u8; NH]);
-        labeled_expand(&secret, b"exp", &ctx, &mut exporter_secret[..]);
+        labeled_expand(&secret, b"exp", ctx, &mut exporter_secret[..]);
         Self {
             key,
             base_nonce,
@@ -191,8 +211,16 @@ pub fn setup_base_s(
     pk: &kem::PublicKey,
     info: &[u8],
 ) -> Result<(kem::Ciphertext, Context), HpkeError> {
+    setup_base_s_with(pk, &ScheduleContext::base(info))
+}
+
+/// `SetupBaseS` with a precomputed [`ScheduleContext`].
+pub fn setup_base_s_with(
+    pk: &kem::PublicKey,
+    schedule: &ScheduleContext,
+) -> Result<(kem::Ciphertext, Context), HpkeError> {
     let (enc, ss) = pk.encapsulate()?;
-    Ok((enc, Context::base(ss.as_bytes(), info)))
+    Ok((enc, Context::with_schedule(ss.as_bytes(), schedule)))
 }
 
 /// `SetupBaseR`: decapsulates `enc` with `sk` and derives the recipient context.
@@ -201,8 +229,17 @@ pub fn setup_base_r(
     sk: &kem::SecretKey,
     info: &[u8],
 ) -> Result<Context, HpkeError> {
+    setup_base_r_with(enc, sk, &ScheduleContext::base(info))
+}
+
+/// `SetupBaseR` with a precomputed [`ScheduleContext`].
+pub fn setup_base_r_with(
+    enc: &kem::Ciphertext,
+    sk: &kem::SecretKey,
+    schedule: &ScheduleContext,
+) -> Result<Context, HpkeError> {
     let ss = sk.decapsulate(enc)?;
-    Ok(Context::base(ss.as_bytes(), info))
+    Ok(Context::with_schedule(ss.as_bytes(), schedule))
 }
 
 #[cfg(test)]
@@ -236,6 +273,17 @@ mod tests {
             &receiver.open(b"aad", &second).expect("open")[..],
             b"second"
         );
+    }
+
+    #[test]
+    fn a_precomputed_schedule_gives_the_same_context() {
+        let ss = [9u8; 32];
+        let a = Context::base(&ss, b"age-encryption.org/mlkem768x25519");
+        let sched = ScheduleContext::base(b"age-encryption.org/mlkem768x25519");
+        let b = Context::with_schedule(&ss, &sched);
+        assert_eq!((a.key(), a.base_nonce()), (b.key(), b.base_nonce()));
+        assert_eq!(a.exporter_secret(), b.exporter_secret());
+        assert_ne!(sched, ScheduleContext::base(b"other"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! 16-byte file key sealed by HPKE base mode (X-Wing, HKDF-SHA256, ChaCha20-Poly1305),
 //! info `age-encryption.org/mlkem768x25519`, empty aad — 32 bytes.
 
+use std::sync::LazyLock;
+
 use zeroize::Zeroizing;
 
 use super::header::{MLKEM768X25519_TAG, Stanza};
@@ -12,6 +14,11 @@ use super::{AgeError, FILE_KEY_LEN, FileKey};
 use crate::kem::{self, KemError};
 
 const INFO: &[u8] = b"age-encryption.org/mlkem768x25519";
+
+/// HPKE's `info`-dependent key schedule input for age's fixed `info`, computed once per
+/// process (it is public).
+static SCHEDULE: LazyLock<hpke::ScheduleContext> =
+    LazyLock::new(|| hpke::ScheduleContext::base(INFO));
 const BODY_LEN: usize = FILE_KEY_LEN + 16;
 
 fn kem_err(e: KemError) -> AgeError {
@@ -23,7 +30,7 @@ fn kem_err(e: KemError) -> AgeError {
 
 /// Wraps `file_key` to the X-Wing public key `pk`.
 pub(crate) fn wrap(file_key: &FileKey, pk: &kem::PublicKey) -> Result<Stanza, AgeError> {
-    let (enc, mut ctx) = hpke::setup_base_s(pk, INFO).map_err(|e| match e {
+    let (enc, mut ctx) = hpke::setup_base_s_with(pk, &SCHEDULE).map_err(|e| match e {
         HpkeError::Kem(k) => kem_err(k),
         other => AgeError::Encrypt(other.to_string()),
     })?;
@@ -52,7 +59,7 @@ pub(crate) fn unwrap(sk: &kem::SecretKey, stanza: &Stanza) -> Result<Option<File
             "mlkem768x25519 stanza body is not 32 bytes".into(),
         ));
     }
-    let mut ctx = match hpke::setup_base_r(&enc, sk, INFO) {
+    let mut ctx = match hpke::setup_base_r_with(&enc, sk, &SCHEDULE) {
         Ok(c) => c,
         Err(HpkeError::Kem(KemError::NonContributory)) => {
             return Err(AgeError::Header(

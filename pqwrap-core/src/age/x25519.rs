@@ -2,12 +2,12 @@
 //! file key sealed with ChaCha20-Poly1305 under HKDF(ss, salt = share ‖ recipient,
 //! "age-encryption.org/v1/X25519").
 
-use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::header::{Stanza, X25519_TAG};
 use super::primitives::{b64_decode, b64_encode, hkdf32, open_file_key, seal_file_key};
 use super::{AgeError, FileKey};
+use crate::kem::{KemError, x25519};
 use crate::keys::{X25519Identity, X25519Recipient};
 
 const INFO: &[u8] = b"age-encryption.org/v1/X25519";
@@ -23,21 +23,12 @@ fn wrap_key(shared: &[u8; 32], share: &[u8; 32], recipient: &[u8; 32]) -> Zeroiz
 pub(crate) fn wrap(file_key: &FileKey, recipient: &X25519Recipient) -> Result<Stanza, AgeError> {
     let mut e = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut e[..]).map_err(|_| AgeError::Random)?;
-    let e = StaticSecret::from(*e);
-    let share = PublicKey::from(&e);
-    let shared = e.diffie_hellman(&PublicKey::from(*recipient.as_bytes()));
-    if !shared.was_contributory() {
-        return Err(AgeError::Encrypt(
-            "X25519 recipient is a low-order point".into(),
-        ));
-    }
-    let key = wrap_key(shared.as_bytes(), share.as_bytes(), recipient.as_bytes());
+    let share = x25519::public_key(&e);
+    let shared = x25519::shared_secret(&e, recipient.as_bytes())
+        .map_err(|_| AgeError::Encrypt("X25519 recipient is a low-order point".into()))?;
+    let key = wrap_key(&shared, &share, recipient.as_bytes());
     let body = seal_file_key(&key, &[0u8; 12], file_key.expose());
-    Stanza::new(
-        X25519_TAG,
-        vec![b64_encode(share.as_bytes())],
-        body.to_vec(),
-    )
+    Stanza::new(X25519_TAG, vec![b64_encode(&share)], body.to_vec())
 }
 
 /// Tries to unwrap an `X25519` stanza: `Ok(None)` if it is not for `identity`, an error
@@ -59,10 +50,13 @@ pub(crate) fn unwrap(
         .body()
         .try_into()
         .map_err(|_| AgeError::Header("X25519 stanza body is not 32 bytes".into()))?;
-    let shared = identity.secret().diffie_hellman(&PublicKey::from(share));
-    if !shared.was_contributory() {
-        return Err(AgeError::Header("X25519 share is a low-order point".into()));
-    }
-    let key = wrap_key(shared.as_bytes(), &share, identity.public().as_bytes());
+    let shared = match identity.secret().diffie_hellman(&share) {
+        Ok(s) => s,
+        Err(KemError::NonContributory) => {
+            return Err(AgeError::Header("X25519 share is a low-order point".into()));
+        }
+        Err(e) => return Err(AgeError::Header(format!("X25519: {e}"))),
+    };
+    let key = wrap_key(&shared, &share, identity.public().as_bytes());
     Ok(open_file_key(&key, &[0u8; 12], body).map(FileKey))
 }

@@ -7,15 +7,20 @@
 //! names kty, alg and pub as the AKP thumbprint members). In JWKs the `kid` member is, as in
 //! the RFC 9964 examples, the RFC 7638 JWK Thumbprint (SHA-256 of
 //! `{"alg":…,"kty":"AKP","pub":…}`); both are checked against the key when present.
+//!
+//! ML-DSA itself is libcrux's (`libcrux-ml-dsa`, AVX2 where the CPU has it, chosen on the
+//! measurements in BENCHMARKS.md), checked against RustCrypto's `ml-dsa` by the differential
+//! tests and against RFC 9964 Appendix A.
 
 use std::fmt;
 use std::str::FromStr;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use ml_dsa::{Keypair, MlDsa44, MlDsa65, MlDsa87, Signer};
+use libcrux_ml_dsa::{MLDSASignature, MLDSASigningKey, MLDSAVerificationKey};
+use libcrux_ml_dsa::{ml_dsa_44, ml_dsa_65, ml_dsa_87};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::cbor::{self, Value};
 
@@ -133,15 +138,35 @@ pub enum KeyError {
     Rng,
 }
 
-enum SkInner {
-    A44(Box<ml_dsa::SigningKey<MlDsa44>>),
-    A65(Box<ml_dsa::SigningKey<MlDsa65>>),
-    A87(Box<ml_dsa::SigningKey<MlDsa87>>),
+/// An expanded ML-DSA signing key (FIPS 204 skEncode), wiped on drop.
+struct ExpandedSk<const N: usize>(Box<MLDSASigningKey<N>>);
+
+impl<const N: usize> Drop for ExpandedSk<N> {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
 }
 
-/// An ML-DSA signing key. The seed is zeroized on drop (by `ml-dsa`); Debug shows only the
-/// algorithm and kid.
+const SK44: usize = 2560;
+const SK65: usize = 4032;
+const SK87: usize = 4896;
+const PK44: usize = 1312;
+const PK65: usize = 1952;
+const PK87: usize = 2592;
+const SIG44: usize = 2420;
+const SIG65: usize = 3309;
+const SIG87: usize = 4627;
+
+enum SkInner {
+    A44(ExpandedSk<SK44>),
+    A65(ExpandedSk<SK65>),
+    A87(ExpandedSk<SK87>),
+}
+
+/// An ML-DSA signing key. The seed and the expanded key are zeroized on drop; Debug shows
+/// only the algorithm and kid.
 pub struct SigningKey {
+    seed: Zeroizing<[u8; SEED_LEN]>,
     inner: SkInner,
     public: PublicKey,
 }
@@ -149,34 +174,35 @@ pub struct SigningKey {
 impl SigningKey {
     /// Derives the key pair from a 32-byte seed ξ (FIPS 204 ML-DSA.KeyGen_internal).
     pub fn from_seed(alg: Algorithm, seed: &[u8; SEED_LEN]) -> SigningKey {
-        let s = ml_dsa::Seed::from(*seed);
-        let (inner, vk, bytes) = match alg {
+        let (inner, vk) = match alg {
             Algorithm::MlDsa44 => {
-                let k = ml_dsa::SigningKey::<MlDsa44>::from_seed(&s);
-                let vk = k.verifying_key();
-                let b = vk.encode().to_vec();
-                (SkInner::A44(Box::new(k)), VkInner::A44(Box::new(vk)), b)
+                let kp = ml_dsa_44::generate_key_pair(*seed);
+                let vk = VkInner::A44(Box::new(kp.verification_key));
+                (SkInner::A44(ExpandedSk(Box::new(kp.signing_key))), vk)
             }
             Algorithm::MlDsa65 => {
-                let k = ml_dsa::SigningKey::<MlDsa65>::from_seed(&s);
-                let vk = k.verifying_key();
-                let b = vk.encode().to_vec();
-                (SkInner::A65(Box::new(k)), VkInner::A65(Box::new(vk)), b)
+                let kp = ml_dsa_65::generate_key_pair(*seed);
+                let vk = VkInner::A65(Box::new(kp.verification_key));
+                (SkInner::A65(ExpandedSk(Box::new(kp.signing_key))), vk)
             }
             Algorithm::MlDsa87 => {
-                let k = ml_dsa::SigningKey::<MlDsa87>::from_seed(&s);
-                let vk = k.verifying_key();
-                let b = vk.encode().to_vec();
-                (SkInner::A87(Box::new(k)), VkInner::A87(Box::new(vk)), b)
+                let kp = ml_dsa_87::generate_key_pair(*seed);
+                let vk = VkInner::A87(Box::new(kp.verification_key));
+                (SkInner::A87(ExpandedSk(Box::new(kp.signing_key))), vk)
             }
         };
+        let bytes = vk.as_slice().to_vec();
         let public = PublicKey {
             alg,
             kid: thumbprint(alg, &bytes),
             bytes,
             inner: vk,
         };
-        SigningKey { inner, public }
+        SigningKey {
+            seed: Zeroizing::new(*seed),
+            inner,
+            public,
+        }
     }
 
     /// A new key from the operating system's random number generator.
@@ -193,14 +219,7 @@ impl SigningKey {
 
     /// The 32-byte seed (secret).
     pub fn seed(&self) -> Zeroizing<[u8; SEED_LEN]> {
-        let s = match &self.inner {
-            SkInner::A44(k) => k.to_seed(),
-            SkInner::A65(k) => k.to_seed(),
-            SkInner::A87(k) => k.to_seed(),
-        };
-        let mut out = Zeroizing::new([0u8; SEED_LEN]);
-        out.copy_from_slice(s.as_slice());
-        out
+        self.seed.clone()
     }
 
     /// The public key.
@@ -212,10 +231,29 @@ impl SigningKey {
     /// variant of ML-DSA.Sign; token payloads always contain a fresh random `cti`, so no two
     /// signed messages repeat.
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        match &self.inner {
-            SkInner::A44(k) => k.sign(msg).encode().to_vec(),
-            SkInner::A65(k) => k.sign(msg).encode().to_vec(),
-            SkInner::A87(k) => k.sign(msg).encode().to_vec(),
+        // FIPS 204's signing loop is unbounded; libcrux stops after the 814 attempts of its
+        // Appendix C (failure probability at most 2^-256 per signature). On that event the
+        // signature is made again with other per-signature randomness `rnd`, as the hedged
+        // variant does: still a valid signature, still deterministic for the message.
+        let mut counter: u64 = 0;
+        loop {
+            let mut rnd = [0u8; 32];
+            rnd[..8].copy_from_slice(&counter.to_le_bytes());
+            let sig = match &self.inner {
+                SkInner::A44(k) => {
+                    ml_dsa_44::sign(&k.0, msg, &[], rnd).map(|s| s.as_slice().to_vec())
+                }
+                SkInner::A65(k) => {
+                    ml_dsa_65::sign(&k.0, msg, &[], rnd).map(|s| s.as_slice().to_vec())
+                }
+                SkInner::A87(k) => {
+                    ml_dsa_87::sign(&k.0, msg, &[], rnd).map(|s| s.as_slice().to_vec())
+                }
+            };
+            match sig {
+                Ok(sig) => return sig,
+                Err(_) => counter = counter.wrapping_add(1),
+            }
         }
     }
 
@@ -278,14 +316,23 @@ impl fmt::Debug for SigningKey {
 
 #[derive(Clone)]
 enum VkInner {
-    A44(Box<ml_dsa::VerifyingKey<MlDsa44>>),
-    A65(Box<ml_dsa::VerifyingKey<MlDsa65>>),
-    A87(Box<ml_dsa::VerifyingKey<MlDsa87>>),
+    A44(Box<MLDSAVerificationKey<PK44>>),
+    A65(Box<MLDSAVerificationKey<PK65>>),
+    A87(Box<MLDSAVerificationKey<PK87>>),
+}
+
+impl VkInner {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            VkInner::A44(k) => k.as_slice(),
+            VkInner::A65(k) => k.as_slice(),
+            VkInner::A87(k) => k.as_slice(),
+        }
+    }
 }
 
 #[derive(Clone)]
-/// An ML-DSA public key, parsed once (its matrix expanded) so that verification is as fast as
-/// the raw primitive.
+/// An ML-DSA public key, checked for length and kept with its thumbprint.
 pub struct PublicKey {
     alg: Algorithm,
     bytes: Vec<u8>,
@@ -317,22 +364,18 @@ impl PublicKey {
             expected: alg.public_key_len(),
             got: bytes.len(),
         };
+        // Every byte string of the right length is a public key (pkEncode packs t1 into
+        // exactly 10 bits per coefficient, so there is nothing to reduce or refuse).
         let inner = match alg {
-            Algorithm::MlDsa44 => {
-                let enc = ml_dsa::EncodedVerifyingKey::<MlDsa44>::try_from(bytes)
-                    .map_err(|_| len_err())?;
-                VkInner::A44(Box::new(ml_dsa::VerifyingKey::decode(&enc)))
-            }
-            Algorithm::MlDsa65 => {
-                let enc = ml_dsa::EncodedVerifyingKey::<MlDsa65>::try_from(bytes)
-                    .map_err(|_| len_err())?;
-                VkInner::A65(Box::new(ml_dsa::VerifyingKey::decode(&enc)))
-            }
-            Algorithm::MlDsa87 => {
-                let enc = ml_dsa::EncodedVerifyingKey::<MlDsa87>::try_from(bytes)
-                    .map_err(|_| len_err())?;
-                VkInner::A87(Box::new(ml_dsa::VerifyingKey::decode(&enc)))
-            }
+            Algorithm::MlDsa44 => VkInner::A44(Box::new(MLDSAVerificationKey::new(
+                bytes.try_into().map_err(|_| len_err())?,
+            ))),
+            Algorithm::MlDsa65 => VkInner::A65(Box::new(MLDSAVerificationKey::new(
+                bytes.try_into().map_err(|_| len_err())?,
+            ))),
+            Algorithm::MlDsa87 => VkInner::A87(Box::new(MLDSAVerificationKey::new(
+                bytes.try_into().map_err(|_| len_err())?,
+            ))),
         };
         let kid = thumbprint(alg, bytes);
         Ok(PublicKey {
@@ -359,14 +402,16 @@ impl PublicKey {
     }
 
     /// Verifies a pure ML-DSA signature with the empty context over `msg`.
+    /// A signature of the wrong length, or one that does not decode (a hint vector that is
+    /// not canonical, a response out of range), is refused like a wrong one.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match &self.inner {
-            VkInner::A44(k) => ml_dsa::Signature::<MlDsa44>::try_from(sig)
-                .is_ok_and(|s| k.verify_with_context(msg, &[], &s)),
-            VkInner::A65(k) => ml_dsa::Signature::<MlDsa65>::try_from(sig)
-                .is_ok_and(|s| k.verify_with_context(msg, &[], &s)),
-            VkInner::A87(k) => ml_dsa::Signature::<MlDsa87>::try_from(sig)
-                .is_ok_and(|s| k.verify_with_context(msg, &[], &s)),
+            VkInner::A44(k) => <[u8; SIG44]>::try_from(sig)
+                .is_ok_and(|s| ml_dsa_44::verify(k, msg, &[], &MLDSASignature::new(s)).is_ok()),
+            VkInner::A65(k) => <[u8; SIG65]>::try_from(sig)
+                .is_ok_and(|s| ml_dsa_65::verify(k, msg, &[], &MLDSASignature::new(s)).is_ok()),
+            VkInner::A87(k) => <[u8; SIG87]>::try_from(sig)
+                .is_ok_and(|s| ml_dsa_87::verify(k, msg, &[], &MLDSASignature::new(s)).is_ok()),
         }
     }
 
