@@ -15,10 +15,15 @@ const SIZE: usize = 16 << 20;
 fn payload(c: &mut Criterion<ThreadCpuTime>) {
     let id = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");
-    let header = Header::wrap(&fk, &[id.to_recipient()], false).expect("wrap");
+    let header = Header::wrap(&fk, &[id.to_recipient()], age::Mixing::Refuse).expect("wrap");
     let pt = vec![0x5au8; SIZE];
-    let mut w =
-        age::encrypt_writer(Vec::with_capacity(SIZE + 4096), &fk, &header, false).expect("writer");
+    let mut w = age::encrypt_writer(
+        Vec::with_capacity(SIZE + 4096),
+        &fk,
+        &header,
+        age::Armor::Binary,
+    )
+    .expect("writer");
     w.write_all(&pt).expect("write");
     let file = w.finish().expect("finish");
 
@@ -29,7 +34,8 @@ fn payload(c: &mut Criterion<ThreadCpuTime>) {
         let mut out = Vec::with_capacity(SIZE + 4096);
         b.iter(|| {
             out.clear();
-            let mut w = age::encrypt_writer(&mut out, &fk, &header, false).expect("writer");
+            let mut w =
+                age::encrypt_writer(&mut out, &fk, &header, age::Armor::Binary).expect("writer");
             w.write_all(black_box(&pt)).expect("write");
             w.finish().expect("finish");
         })
@@ -59,9 +65,11 @@ fn headers(c: &mut Criterion<ThreadCpuTime>) {
     let mut g = c.benchmark_group("age_header");
     for (name, id) in [("mlkem768x25519", &pq), ("x25519", &cl)] {
         let r = id.to_recipient();
-        let h = Header::wrap(&fk, std::slice::from_ref(&r), false).expect("wrap");
+        let h = Header::wrap(&fk, std::slice::from_ref(&r), age::Mixing::Refuse).expect("wrap");
         g.bench_function(format!("wrap_{name}"), |b| {
-            b.iter(|| Header::wrap(&fk, std::slice::from_ref(&r), false).expect("wrap"))
+            b.iter(|| {
+                Header::wrap(&fk, std::slice::from_ref(&r), age::Mixing::Refuse).expect("wrap")
+            })
         });
         g.bench_function(format!("unwrap_{name}"), |b| {
             b.iter(|| {

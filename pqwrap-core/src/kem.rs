@@ -217,18 +217,26 @@ impl PublicKey {
     pub fn encapsulate(&self) -> Result<(Ciphertext, SharedSecret), KemError> {
         let mut eseed = Zeroizing::new([0u8; ESEED_LEN]);
         os_random(&mut eseed[..])?;
-        self.encapsulate_derand(&eseed)
+        self.encapsulate_with(&eseed)
     }
 
     /// Derandomized encapsulation: `eseed[..32]` is ML-KEM's `m`, `eseed[32..]` the
     /// ephemeral X25519 scalar. Only for known-answer tests: reusing an `eseed` is fatal.
+    #[cfg(feature = "hazmat")]
     pub fn encapsulate_derand(
+        &self,
+        eseed: &[u8; ESEED_LEN],
+    ) -> Result<(Ciphertext, SharedSecret), KemError> {
+        self.encapsulate_with(eseed)
+    }
+
+    pub(crate) fn encapsulate_with(
         &self,
         eseed: &[u8; ESEED_LEN],
     ) -> Result<(Ciphertext, SharedSecret), KemError> {
         let mut m = Zeroizing::new([0u8; 32]);
         m.copy_from_slice(&eseed[..32]);
-        let (ct_m, ss_m) = self.ek_m.encapsulate_derand(&m);
+        let (ct_m, ss_m) = self.ek_m.encapsulate_with(&m);
 
         let mut ek_x = Zeroizing::new([0u8; 32]);
         ek_x.copy_from_slice(&eseed[32..]);

@@ -80,7 +80,7 @@ fn interop_with_debian_age() {
             }
             let file = run_age(&args, &pt);
             let dec = age::Decryptor::new(&file[..]).expect("header from age");
-            assert_eq!(dec.is_armored(), armor);
+            assert_eq!(dec.armor() == age::Armor::Armored, armor);
             let mut out = Vec::new();
             dec.decrypt(std::slice::from_ref(&id), &[])
                 .expect("unwrap age's stanza")
@@ -89,8 +89,19 @@ fn interop_with_debian_age() {
             assert_eq!(out, pt, "age → pqwrap, {n} bytes, armor {armor}");
 
             // pqwrap → age
-            let (fk, header) = age::new_header(&[id.to_recipient()], false).expect("header");
-            let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armor).expect("writer");
+            let (fk, header) =
+                age::new_header(&[id.to_recipient()], age::Mixing::Refuse).expect("header");
+            let mut w = age::encrypt_writer(
+                Vec::new(),
+                &fk,
+                &header,
+                if armor {
+                    age::Armor::Armored
+                } else {
+                    age::Armor::Binary
+                },
+            )
+            .expect("writer");
             w.write_all(&pt).expect("write");
             let file = w.finish().expect("finish");
             let out = run_age(&["-d", "-i", key], &file);
@@ -180,7 +191,7 @@ fn interop_scrypt_with_debian_age() {
     let fk = age::FileKey::generate().expect("rng");
     let header =
         age::Header::wrap_passphrase(&fk, &age::Passphrase::new(pw.into()), 12).expect("wrap");
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, false).expect("writer");
+    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, age::Armor::Binary).expect("writer");
     w.write_all(&pt).expect("write");
     std::fs::write(dir.path().join("a.age"), w.finish().expect("finish")).expect("write");
     age_with_tty(&format!("age -d -o {d}/a.out {d}/a.age"), pw, 1);

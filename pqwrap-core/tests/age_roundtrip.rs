@@ -16,8 +16,18 @@ fn data(n: usize) -> Vec<u8> {
 }
 
 fn encrypt(recipients: &[Recipient], pt: &[u8], armor: bool, piece: usize) -> Vec<u8> {
-    let (fk, header) = age::new_header(recipients, false).expect("header");
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armor).expect("writer");
+    let (fk, header) = age::new_header(recipients, age::Mixing::Refuse).expect("header");
+    let mut w = age::encrypt_writer(
+        Vec::new(),
+        &fk,
+        &header,
+        if armor {
+            age::Armor::Armored
+        } else {
+            age::Armor::Binary
+        },
+    )
+    .expect("writer");
     for c in pt.chunks(piece.max(1)) {
         w.write_all(c).expect("write");
     }
@@ -55,7 +65,14 @@ fn round_trip_sizes_recipients_and_armor() {
             for armor in [false, true] {
                 for piece in [n.max(1), 7777] {
                     let file = encrypt(&[id.to_recipient()], &pt, armor, piece);
-                    assert_eq!(age::is_age(&file), Some(age::Armored(armor)));
+                    assert_eq!(
+                        age::is_age(&file),
+                        Some(if armor {
+                            age::Armor::Armored
+                        } else {
+                            age::Armor::Binary
+                        })
+                    );
                     let out = decrypt(&file, std::slice::from_ref(id)).expect("decrypts");
                     assert_eq!(out, pt, "size {n} armor {armor}");
                     if !armor {
@@ -152,12 +169,14 @@ fn mixed_and_empty_recipients_refused() {
     let pq = Identity::generate_hybrid().expect("rng").to_recipient();
     let cl = Identity::generate_x25519().expect("rng").to_recipient();
     let fk = FileKey::generate().expect("rng");
-    let e = Header::wrap(&fk, &[pq.clone(), cl.clone()], false).unwrap_err();
+    let e = Header::wrap(&fk, &[pq.clone(), cl.clone()], age::Mixing::Refuse).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Encrypt);
-    let h = Header::wrap(&fk, &[pq, cl], true).expect("allowed explicitly");
+    let h = Header::wrap(&fk, &[pq, cl], age::Mixing::Allow).expect("allowed explicitly");
     assert_eq!(h.protection(), age::Protection::Mixed);
     assert_eq!(
-        Header::wrap(&fk, &[], false).unwrap_err().kind(),
+        Header::wrap(&fk, &[], age::Mixing::Refuse)
+            .unwrap_err()
+            .kind(),
         ErrorKind::Encrypt
     );
 }
@@ -237,7 +256,7 @@ fn header_damage_is_mac_or_no_match() {
 fn unknown_stanzas_are_kept_and_ignored() {
     let id = Identity::generate_hybrid().expect("rng");
     let fk = FileKey::generate().expect("rng");
-    let base = Header::wrap(&fk, &[id.to_recipient()], false).expect("wrap");
+    let base = Header::wrap(&fk, &[id.to_recipient()], age::Mixing::Refuse).expect("wrap");
     for body_len in [0, 1, 48, 96, 100] {
         let mut stanzas = vec![Stanza::new("grease", vec![], data(body_len)).expect("stanza")];
         stanzas.extend(base.stanzas().iter().cloned());
@@ -294,11 +313,11 @@ fn header_reading_is_bounded() {
     assert_eq!(age::is_age(b"hello"), None);
     assert_eq!(
         age::is_age(b"  \n-----BEGIN AGE ENCRYPTED FILE-----\n"),
-        Some(age::Armored(true))
+        Some(age::Armor::Armored)
     );
     assert_eq!(
         age::is_age(b"age-encryption.org/v1\n"),
-        Some(age::Armored(false))
+        Some(age::Armor::Binary)
     );
 }
 
@@ -329,10 +348,10 @@ fn a_header_without_stanzas_is_refused_both_ways() {
 #[test]
 fn a_header_for_another_file_key_is_refused_before_writing() {
     let id = Identity::generate_x25519().expect("rng");
-    let (_, header) = age::new_header(&[id.to_recipient()], false).expect("header");
+    let (_, header) = age::new_header(&[id.to_recipient()], age::Mixing::Refuse).expect("header");
     let other = FileKey::generate().expect("rng");
     let mut out = Vec::new();
-    let e = age::encrypt_writer(&mut out, &other, &header, false)
+    let e = age::encrypt_writer(&mut out, &other, &header, age::Armor::Binary)
         .err()
         .expect("refused");
     assert_eq!(e.kind(), ErrorKind::Encrypt);
@@ -349,7 +368,7 @@ fn leading_whitespace_before_armor_is_detected_and_bounded_the_same_way() {
         file.extend_from_slice(&armored);
         assert_eq!(
             age::is_age(&file[..age::DETECT_LEN.min(file.len())]),
-            Some(age::Armored(true)),
+            Some(age::Armor::Armored),
             "{ws} bytes of whitespace: detection"
         );
         let r = decrypt(&file, std::slice::from_ref(&id));
@@ -377,9 +396,9 @@ fn leading_whitespace_before_armor_is_detected_and_bounded_the_same_way() {
 fn verify_payload_first_chunk_and_whole() {
     let id = Identity::generate_x25519().expect("rng");
     let fk = FileKey::generate().expect("rng");
-    let header = Header::wrap(&fk, &[id.to_recipient()], false).expect("wrap");
+    let header = Header::wrap(&fk, &[id.to_recipient()], age::Mixing::Refuse).expect("wrap");
     let pt = data(2 * CHUNK + 3);
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, false).expect("w");
+    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, age::Armor::Binary).expect("w");
     w.write_all(&pt).expect("write");
     let file = w.finish().expect("finish");
     let payload = &file[header.len()..];
@@ -490,7 +509,7 @@ fn damage_across_read_batches_releases_the_authentic_prefix() {
 fn protection_classification_is_conservative() {
     let fk = FileKey::generate().expect("rng");
     let pq = Identity::generate_hybrid().expect("rng").to_recipient();
-    let base = Header::wrap(&fk, &[pq], false).expect("wrap");
+    let base = Header::wrap(&fk, &[pq], age::Mixing::Refuse).expect("wrap");
     let with = |tags: &[&str]| {
         let mut st = base.stanzas().to_vec();
         for t in tags {
@@ -520,7 +539,7 @@ fn protection_classification_is_conservative() {
 #[test]
 fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
     let id = Identity::generate_x25519().expect("rng");
-    let (fk, header) = age::new_header(&[id.to_recipient()], false).expect("header");
+    let (fk, header) = age::new_header(&[id.to_recipient()], age::Mixing::Refuse).expect("header");
     // One full write batch (16 chunks) and a little more: the batch is sealed, and its
     // write fails, when the extra bytes arrive.
     let secret = vec![b'S'; 16 * CHUNK + 10];
@@ -528,7 +547,17 @@ fn after_a_failed_write_the_writers_refuse_and_never_emit_plaintext() {
         for retry in [true, false] {
             // The header goes through; the first batch of chunks fails.
             let (sink, out) = io_support::FailsOnce::new(1000);
-            let mut w = age::encrypt_writer(sink, &fk, &header, armor).expect("writer");
+            let mut w = age::encrypt_writer(
+                sink,
+                &fk,
+                &header,
+                if armor {
+                    age::Armor::Armored
+                } else {
+                    age::Armor::Binary
+                },
+            )
+            .expect("writer");
             let failed_at = secret
                 .chunks(4096)
                 .position(|piece| w.write_all(piece).is_err());

@@ -48,9 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let old = Identity::generate_x25519()?;
             for i in 0..10 {
                 let key = FileKey::generate()?;
-                let header = Header::wrap(&key, &[old.to_recipient()], false)?;
+                let header = Header::wrap(&key, &[old.to_recipient()], age::Mixing::Refuse)?;
                 let file = std::fs::File::create(tmp.path().join(format!("{i}.age")))?;
-                let mut w = age::encrypt_writer(file, &key, &header, false)?;
+                let mut w = age::encrypt_writer(file, &key, &header, age::Armor::Binary)?;
                 w.write_all(format!("secret number {i}").as_bytes())?;
                 w.finish()?;
             }

@@ -152,10 +152,10 @@ pub fn check(v: &Vector, ids: &[Identity]) -> Result<(), String> {
     let mut released = Vec::new();
     let res = (|| {
         let dec = age::Decryptor::new(&v.body[..])?;
-        if dec.is_armored() != v.armored {
+        let armored = dec.armor() == age::Armor::Armored;
+        if armored != v.armored {
             problems.push(format!(
-                "armor detection: decoder says armored={}, vector says {}",
-                dec.is_armored(),
+                "armor detection: decoder says armored={armored}, vector says {}",
                 v.armored
             ));
         }

@@ -108,10 +108,19 @@ fn write_keys(path: &Path, ids: &[&Identity]) -> Result<()> {
 
 fn encrypt_to(path: &Path, id: &Identity, data: &[u8], armored: bool) -> Result<()> {
     let fk = FileKey::generate()?;
-    let header = Header::wrap(&fk, &[id.to_recipient()], false)?;
+    let header = Header::wrap(&fk, &[id.to_recipient()], age::Mixing::Refuse)?;
     let f =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = age::encrypt_writer(std::io::BufWriter::new(f), &fk, &header, armored)?;
+    let mut w = age::encrypt_writer(
+        std::io::BufWriter::new(f),
+        &fk,
+        &header,
+        if armored {
+            age::Armor::Armored
+        } else {
+            age::Armor::Binary
+        },
+    )?;
     w.write_all(data)?;
     w.finish()?.flush()?;
     Ok(())
@@ -175,9 +184,14 @@ pub fn run(args: Args) -> Result<Status> {
     for j in 0..3 {
         let fk = FileKey::generate()?;
         let other = Identity::generate_hybrid()?;
-        let header = Header::wrap(&fk, &[old.to_recipient(), other.to_recipient()], true)?;
+        let header = Header::wrap(
+            &fk,
+            &[old.to_recipient(), other.to_recipient()],
+            age::Mixing::Allow,
+        )?;
         let f = std::fs::File::create(mixed_dir.join(format!("mixed-{j}.age")))?;
-        let mut w = age::encrypt_writer(std::io::BufWriter::new(f), &fk, &header, false)?;
+        let mut w =
+            age::encrypt_writer(std::io::BufWriter::new(f), &fk, &header, age::Armor::Binary)?;
         w.write_all(&plaintext(10_000 + j, 5_000))?;
         w.finish()?.flush()?;
     }
@@ -187,7 +201,8 @@ pub fn run(args: Args) -> Result<Status> {
         // A low work factor: this is a demo, not a real passphrase file.
         let header = Header::wrap_passphrase(&fk, &pass, 10)?;
         let f = std::fs::File::create(archive.join("hr").join("passphrase.age"))?;
-        let mut w = age::encrypt_writer(std::io::BufWriter::new(f), &fk, &header, false)?;
+        let mut w =
+            age::encrypt_writer(std::io::BufWriter::new(f), &fk, &header, age::Armor::Binary)?;
         w.write_all(b"a passphrase-encrypted note")?;
         w.finish()?.flush()?;
     }

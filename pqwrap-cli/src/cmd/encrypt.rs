@@ -134,8 +134,13 @@ fn encrypt_age(args: &Args) -> Result<Status> {
             eprintln!("pqwrap: give at least one -r/-R recipient, or -p");
             return Ok(Status::Usage);
         }
-        age::Header::wrap(&file_key, &recipients, args.allow_mixed).map_err(|e| {
-            if matches!(e, age::AgeError::Encrypt(_)) && !args.allow_mixed {
+        let mixing = if args.allow_mixed {
+            age::Mixing::Allow
+        } else {
+            age::Mixing::Refuse
+        };
+        age::Header::wrap(&file_key, &recipients, mixing).map_err(|e| {
+            if matches!(e, age::AgeError::Encrypt(age::EncryptError::Mixed)) {
                 anyhow::anyhow!("{e} (pass --allow-mixed to do it anyway)")
             } else {
                 e.into()
@@ -143,13 +148,13 @@ fn encrypt_age(args: &Args) -> Result<Status> {
         })?
     };
     let (input, name) = open_input(args.input.as_deref())?;
-    let content = if args.armor {
-        Content::Text
+    let (content, armor) = if args.armor {
+        (Content::Text, age::Armor::Armored)
     } else {
-        Content::Binary
+        (Content::Binary, age::Armor::Binary)
     };
     let out = Output::open(args.output.as_deref(), content, Existing::Replace)?;
-    let mut w = age::encrypt_writer(out, &file_key, &header, args.armor)?;
+    let mut w = age::encrypt_writer(out, &file_key, &header, armor)?;
     let mut input = BufReader::with_capacity(age::stream::CHUNK_LEN, input);
     copy_buffered(&mut input, &mut w).with_context(|| format!("encrypting {name}"))?;
     w.flush()?;
@@ -180,8 +185,8 @@ mod tests {
             .expect("rng")
             .to_recipient();
         let fk = age::FileKey::generate().expect("rng");
-        let e = age::Header::wrap(&fk, &[pq.clone(), cl.clone()], false).unwrap_err();
+        let e = age::Header::wrap(&fk, &[pq.clone(), cl.clone()], age::Mixing::Refuse).unwrap_err();
         assert_eq!(e.kind(), age::ErrorKind::Encrypt);
-        assert!(age::Header::wrap(&fk, &[pq, cl], true).is_ok());
+        assert!(age::Header::wrap(&fk, &[pq, cl], age::Mixing::Allow).is_ok());
     }
 }

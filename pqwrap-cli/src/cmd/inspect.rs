@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<Status> {
 
 fn inspect_age(args: &Args, input: impl io::Read, name: &str) -> Result<Status> {
     let dec = age::Decryptor::new(input).map_err(|e| anyhow!("{name}: {e}"))?;
-    let armored = dec.is_armored();
+    let armored = dec.armor() == age::Armor::Armored;
     let (header, mut rest) = dec.into_payload();
     // The payload size (nonce included) in binary bytes: from the file size when it is a
     // binary regular file, otherwise by reading through (the armor decoder, if armored).

@@ -61,8 +61,18 @@ pub fn write_identities(path: &Path, ids: &[&Identity]) {
 pub fn age_bytes(to: &[&Identity], data: &[u8], armored: bool) -> Vec<u8> {
     let fk = FileKey::generate().unwrap();
     let rs: Vec<_> = to.iter().map(|i| i.to_recipient()).collect();
-    let header = Header::wrap(&fk, &rs, true).unwrap();
-    let mut w = age::encrypt_writer(Vec::new(), &fk, &header, armored).unwrap();
+    let header = Header::wrap(&fk, &rs, age::Mixing::Allow).unwrap();
+    let mut w = age::encrypt_writer(
+        Vec::new(),
+        &fk,
+        &header,
+        if armored {
+            age::Armor::Armored
+        } else {
+            age::Armor::Binary
+        },
+    )
+    .unwrap();
     w.write_all(data).unwrap();
     w.finish().unwrap()
 }

@@ -11,7 +11,7 @@ use std::io::{self, BufRead, Read, Write};
 
 use base64ct::{Base64, Encoding};
 
-use super::AgeError;
+use super::ArmorError;
 
 /// The armor's first line.
 pub const BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -32,10 +32,6 @@ pub const MAX_WHITESPACE: usize = 1024;
 /// Whitespace allowed around the armor.
 pub(crate) fn is_armor_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-fn armor_err(msg: &str) -> io::Error {
-    AgeError::Armor(msg.to_owned()).into_io()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,7 +78,7 @@ impl<R: BufRead> ArmoredReader<R> {
             .read_until(b'\n', &mut self.line)?;
         let eol = self.line.last() == Some(&b'\n');
         if !eol && n == MAX_LINE {
-            return Err(armor_err("line too long"));
+            return Err(io::Error::from(ArmorError::LineTooLong));
         }
         if eol {
             self.line.pop();
@@ -107,9 +103,7 @@ impl<R: BufRead> ArmoredReader<R> {
             self.inner.consume(ws);
             skipped += ws;
             if skipped > MAX_WHITESPACE {
-                return Err(armor_err(
-                    "more than 1024 bytes of whitespace before or after the armor",
-                ));
+                return Err(io::Error::from(ArmorError::Whitespace));
             }
             if !all {
                 return Ok(true);
@@ -121,11 +115,11 @@ impl<R: BufRead> ArmoredReader<R> {
     fn next_line(&mut self) -> io::Result<bool> {
         if self.state == State::Begin {
             if !self.skip_whitespace()? {
-                return Err(armor_err("no armor begin line"));
+                return Err(io::Error::from(ArmorError::NoBegin));
             }
             let eol = self.read_line()?;
             if self.line != BEGIN.as_bytes() || !eol {
-                return Err(armor_err("invalid armor begin line"));
+                return Err(io::Error::from(ArmorError::InvalidBegin));
             }
             self.state = State::Body;
         }
@@ -135,22 +129,22 @@ impl<R: BufRead> ArmoredReader<R> {
         let eol = self.read_line()?;
         if self.line == END.as_bytes() {
             if self.skip_whitespace()? {
-                return Err(armor_err("data after the armor end line"));
+                return Err(io::Error::from(ArmorError::DataAfterEnd));
             }
             self.state = State::Done;
             return Ok(false);
         }
         if !eol {
-            return Err(armor_err("armor is truncated (no end line)"));
+            return Err(io::Error::from(ArmorError::Truncated));
         }
         if self.expect_end {
-            return Err(armor_err("short line before the end of the armor"));
+            return Err(io::Error::from(ArmorError::ShortLine));
         }
         if self.line.is_empty() || self.line.len() > COLUMNS {
-            return Err(armor_err("armor line is empty or longer than 64 columns"));
+            return Err(io::Error::from(ArmorError::LineLength));
         }
         let n = Base64::decode(&self.line, &mut self.decoded)
-            .map_err(|_| armor_err("invalid base64 in armor"))?
+            .map_err(|_| io::Error::from(ArmorError::Base64))?
             .len();
         // base64ct refuses non-canonical encodings itself (non-zero trailing bits, bad
         // padding); CCTV's armor_not_canonical pins that.
@@ -282,6 +276,7 @@ impl<W: Write> Write for ArmoredWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::age::AgeError;
 
     fn decode(s: &str) -> Result<Vec<u8>, AgeError> {
         let mut out = Vec::new();
@@ -299,10 +294,10 @@ mod tests {
         );
         // Same bits but non-zero padding bits: refused.
         let e = decode(&format!("{BEGIN}\nYR==\n{END}\n")).unwrap_err();
-        assert!(matches!(e, AgeError::Armor(_)), "{e:?}");
+        assert!(matches!(e, AgeError::Armor(ArmorError::Base64)), "{e:?}");
         let e = decode(&format!("{BEGIN}\nYQ\n{END}\n")).unwrap_err();
-        assert!(matches!(e, AgeError::Armor(_)), "{e:?}");
+        assert!(matches!(e, AgeError::Armor(ArmorError::Base64)), "{e:?}");
         let e = decode(&format!("{BEGIN}\nYQ==\nYQ==\n{END}\n")).unwrap_err();
-        assert!(matches!(e, AgeError::Armor(_)), "{e:?}");
+        assert!(matches!(e, AgeError::Armor(ArmorError::ShortLine)), "{e:?}");
     }
 }

@@ -14,8 +14,8 @@ use sha2::Sha256;
 
 use super::primitives::{b64_decode, b64_encode, hkdf32};
 use super::{
-    AgeError, FileKey, Passphrase, ScryptLimit, VERSION_LINE, VERSION_PREFIX, mlkem768x25519,
-    scrypt, x25519,
+    AgeError, EncryptError, FileKey, HeaderError, Mixing, Passphrase, ScryptLimit, VERSION_LINE,
+    VERSION_PREFIX, mlkem768x25519, scrypt, x25519,
 };
 use crate::keys::{Identity, Recipient};
 
@@ -54,7 +54,7 @@ impl Stanza {
     /// without spaces.
     pub fn new(tag: &str, args: Vec<String>, body: Vec<u8>) -> Result<Self, AgeError> {
         if !valid_arg(tag.as_bytes()) || !args.iter().all(|a| valid_arg(a.as_bytes())) {
-            return Err(AgeError::Header("invalid stanza type or argument".into()));
+            return Err(AgeError::from(HeaderError::StanzaArgument));
         }
         Ok(Self {
             tag: tag.to_owned(),
@@ -151,17 +151,13 @@ pub struct Header {
     mac: [u8; 32],
 }
 
-fn header_err(msg: &str) -> AgeError {
-    AgeError::Header(msg.to_owned())
-}
-
 /// Splits the next `\n`-terminated line off `input[*pos..]`, without its newline.
 fn next_line<'a>(input: &'a [u8], pos: &mut usize) -> Result<&'a [u8], AgeError> {
     let rest = input.get(*pos..).unwrap_or_default();
     let n = rest
         .iter()
         .position(|&b| b == b'\n')
-        .ok_or_else(|| header_err("header is truncated (missing line end)"))?;
+        .ok_or_else(|| AgeError::from(HeaderError::MissingLineEnd))?;
     *pos += n + 1;
     Ok(rest.get(..n).unwrap_or_default())
 }
@@ -186,9 +182,9 @@ impl Header {
         let version = next_line(input, &mut pos)?;
         if version != VERSION_LINE.as_bytes() {
             return Err(if version.starts_with(VERSION_PREFIX) {
-                header_err("unsupported age version")
+                AgeError::from(HeaderError::UnsupportedVersion)
             } else {
-                header_err("not an age file")
+                AgeError::from(HeaderError::NotAge)
             });
         }
         let mut stanzas = Vec::new();
@@ -197,17 +193,17 @@ impl Header {
             if let Some(rest) = line.strip_prefix(b"---") {
                 // The spec's grammar: `header = v1-line 1*stanza end`.
                 if stanzas.is_empty() {
-                    return Err(header_err("no stanza before the MAC line"));
+                    return Err(AgeError::from(HeaderError::NoStanza));
                 }
                 let b64 = rest
                     .strip_prefix(b" ")
-                    .ok_or_else(|| header_err("MAC line must be \"--- \" and the MAC"))?;
+                    .ok_or_else(|| AgeError::from(HeaderError::MacLine))?;
                 if b64.len() != MAC_B64_LEN {
-                    return Err(header_err("MAC has the wrong length"));
+                    return Err(AgeError::from(HeaderError::MacLength));
                 }
                 let mac: [u8; 32] = b64_decode(b64)
                     .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| header_err("MAC is not canonical base64"))?;
+                    .ok_or_else(|| AgeError::from(HeaderError::MacEncoding))?;
                 let bytes = input.get(..pos).unwrap_or_default().to_vec();
                 return Ok((
                     Header {
@@ -220,14 +216,14 @@ impl Header {
             }
             let args = line
                 .strip_prefix(b"-> ")
-                .ok_or_else(|| header_err("expected a stanza (\"-> \") or the MAC line"))?;
+                .ok_or_else(|| AgeError::from(HeaderError::ExpectedStanza))?;
             if stanzas.len() >= MAX_STANZAS {
-                return Err(header_err("too many stanzas"));
+                return Err(AgeError::from(HeaderError::TooManyStanzas));
             }
             let mut parts = Vec::new();
             for a in args.split(|&b| b == b' ') {
                 if !valid_arg(a) {
-                    return Err(header_err("invalid stanza argument"));
+                    return Err(AgeError::from(HeaderError::StanzaArgument));
                 }
                 // valid_arg guarantees ASCII.
                 parts.push(String::from_utf8_lossy(a).into_owned());
@@ -235,21 +231,20 @@ impl Header {
             let mut parts = parts.into_iter();
             let tag = parts
                 .next()
-                .ok_or_else(|| header_err("stanza without a type"))?;
+                .ok_or_else(|| AgeError::from(HeaderError::StanzaType))?;
             let args: Vec<String> = parts.collect();
             let mut b64 = Vec::new();
             loop {
                 let l = next_line(input, &mut pos)?;
                 if l.len() > BODY_COLUMNS {
-                    return Err(header_err("stanza body line longer than 64 columns"));
+                    return Err(AgeError::from(HeaderError::BodyLineTooLong));
                 }
                 b64.extend_from_slice(l);
                 if l.len() < BODY_COLUMNS {
                     break;
                 }
             }
-            let body = b64_decode(&b64)
-                .ok_or_else(|| header_err("stanza body is not canonical unpadded base64"))?;
+            let body = b64_decode(&b64).ok_or_else(|| AgeError::from(HeaderError::BodyEncoding))?;
             stanzas.push(Stanza { tag, args, body });
         }
     }
@@ -261,7 +256,7 @@ impl Header {
         loop {
             let remaining = max_len.saturating_sub(buf.len());
             if remaining == 0 {
-                return Err(header_err("header too long"));
+                return Err(AgeError::from(HeaderError::TooLong));
             }
             let line_start = buf.len();
             let n = <&mut R as std::io::Read>::take(&mut *r, remaining as u64)
@@ -270,9 +265,9 @@ impl Header {
             let line = buf.get(line_start..).unwrap_or_default();
             if n == 0 || line.last() != Some(&b'\n') {
                 return Err(if buf.len() >= max_len {
-                    header_err("header too long")
+                    AgeError::from(HeaderError::TooLong)
                 } else {
-                    header_err("header is truncated")
+                    AgeError::from(HeaderError::Truncated)
                 });
             }
             if line_start > 0 && line.starts_with(b"---") {
@@ -280,12 +275,12 @@ impl Header {
             }
             // The version line is checked early so a non-age file is not read to the limit.
             if line_start == 0 && !line.starts_with(VERSION_PREFIX) {
-                return Err(header_err("not an age file"));
+                return Err(AgeError::from(HeaderError::NotAge));
             }
         }
         let (header, len) = Header::parse(&buf)?;
         if len != buf.len() {
-            return Err(header_err("header is truncated"));
+            return Err(AgeError::from(HeaderError::Truncated));
         }
         Ok(header)
     }
@@ -368,12 +363,10 @@ impl Header {
     /// Builds a header from stanzas, with the MAC under `file_key`.
     pub fn from_stanzas(file_key: &FileKey, stanzas: Vec<Stanza>) -> Result<Header, AgeError> {
         if stanzas.is_empty() {
-            return Err(AgeError::Encrypt(
-                "a header needs at least one stanza".into(),
-            ));
+            return Err(AgeError::from(EncryptError::NoStanzas));
         }
         if stanzas.len() > MAX_STANZAS {
-            return Err(AgeError::Encrypt("too many recipients".into()));
+            return Err(AgeError::from(EncryptError::TooManyRecipients));
         }
         let mut bytes = Self::encode_without_mac(&stanzas);
         let mac: [u8; 32] = compute_mac(file_key, &bytes).finalize().into_bytes().into();
@@ -381,7 +374,7 @@ impl Header {
         bytes.extend_from_slice(b64_encode(&mac).as_bytes());
         bytes.push(b'\n');
         if bytes.len() > MAX_HEADER_LEN {
-            return Err(AgeError::Encrypt("header would be too long".into()));
+            return Err(AgeError::from(EncryptError::HeaderTooLong));
         }
         Ok(Header {
             bytes,
@@ -392,24 +385,20 @@ impl Header {
 
     /// Wraps `file_key` to every recipient and builds a fresh header with its MAC.
     ///
-    /// Refuses an empty recipient list, and — unless `allow_mixed` — post-quantum and
+    /// Refuses an empty recipient list, and — with [`Mixing::Refuse`] — post-quantum and
     /// classical recipients together: such a file is only as strong as its classical
     /// stanza, and the age specification says it should not exist.
     pub fn wrap(
         file_key: &FileKey,
         recipients: &[Recipient],
-        allow_mixed: bool,
+        mixing: Mixing,
     ) -> Result<Header, AgeError> {
         if recipients.is_empty() {
-            return Err(AgeError::Encrypt("no recipients".into()));
+            return Err(AgeError::from(EncryptError::NoRecipients));
         }
         let pq = recipients.iter().filter(|r| r.is_post_quantum()).count();
-        if pq > 0 && pq < recipients.len() && !allow_mixed {
-            return Err(AgeError::Encrypt(
-                "refusing to mix post-quantum and classical recipients: the classical \
-                 stanza would make the file only classically secure"
-                    .into(),
-            ));
+        if pq > 0 && pq < recipients.len() && mixing == Mixing::Refuse {
+            return Err(AgeError::from(EncryptError::Mixed));
         }
         let stanzas = recipients
             .iter()
@@ -437,7 +426,7 @@ impl Header {
             .bytes
             .len()
             .checked_sub(1 + MAC_B64_LEN + 1)
-            .ok_or_else(|| header_err("header too short"))?;
+            .ok_or_else(|| AgeError::from(HeaderError::Truncated))?;
         let input = self.bytes.get(..mac_input_len).unwrap_or_default();
         compute_mac(file_key, input)
             .verify_slice(&self.mac)
@@ -462,7 +451,7 @@ impl Header {
     ) -> Result<FileKey, AgeError> {
         let scrypt_limit = scrypt_limit.into();
         if self.stanzas.iter().any(|s| s.tag == SCRYPT_TAG) && self.stanzas.len() != 1 {
-            return Err(header_err("an scrypt stanza must be the only stanza"));
+            return Err(AgeError::from(HeaderError::ScryptNotAlone));
         }
         let mut found = None;
         'outer: for id in identities {

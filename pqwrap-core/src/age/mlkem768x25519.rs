@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use super::header::{MLKEM768X25519_TAG, Stanza};
 use super::hpke::{self, HpkeError};
 use super::primitives::{b64_decode, b64_encode};
-use super::{AgeError, FILE_KEY_LEN, FileKey};
+use super::{AgeError, EncryptError, FILE_KEY_LEN, FileKey, HeaderError, StanzaKind};
 use crate::kem::{self, KemError};
 
 const INFO: &[u8] = b"age-encryption.org/mlkem768x25519";
@@ -24,7 +24,7 @@ const BODY_LEN: usize = FILE_KEY_LEN + 16;
 fn kem_err(e: KemError) -> AgeError {
     match e {
         KemError::Rng => AgeError::Random,
-        other => AgeError::Encrypt(other.to_string()),
+        other => AgeError::from(EncryptError::Kem(other)),
     }
 }
 
@@ -32,11 +32,11 @@ fn kem_err(e: KemError) -> AgeError {
 pub(crate) fn wrap(file_key: &FileKey, pk: &kem::PublicKey) -> Result<Stanza, AgeError> {
     let (enc, mut ctx) = hpke::setup_base_s_with(pk, &SCHEDULE).map_err(|e| match e {
         HpkeError::Kem(k) => kem_err(k),
-        other => AgeError::Encrypt(other.to_string()),
+        other => AgeError::from(EncryptError::Hpke(other)),
     })?;
     let body = ctx
         .seal(&[], file_key.expose())
-        .map_err(|e| AgeError::Encrypt(e.to_string()))?;
+        .map_err(|e| AgeError::from(EncryptError::Hpke(e)))?;
     Stanza::new(MLKEM768X25519_TAG, vec![b64_encode(enc.as_bytes())], body)
 }
 
@@ -45,35 +45,54 @@ pub(crate) fn wrap(file_key: &FileKey, pk: &kem::PublicKey) -> Result<Stanza, Ag
 /// low-order X25519 share).
 pub(crate) fn unwrap(sk: &kem::SecretKey, stanza: &Stanza) -> Result<Option<FileKey>, AgeError> {
     let [arg] = stanza.args() else {
-        return Err(AgeError::Header(
-            "mlkem768x25519 stanza must have exactly one argument".into(),
-        ));
+        return Err(AgeError::from(HeaderError::ArgumentCount {
+            kind: StanzaKind::MlKem768X25519,
+            expected: 1,
+        }));
     };
     let enc = b64_decode(arg.as_bytes())
         .filter(|v| v.len() == kem::CIPHERTEXT_LEN)
-        .ok_or_else(|| AgeError::Header("mlkem768x25519 enc is not 1120 canonical bytes".into()))?;
-    let enc = kem::Ciphertext::from_bytes(&enc)
-        .map_err(|e| AgeError::Header(format!("mlkem768x25519 enc: {e}")))?;
+        .ok_or_else(|| {
+            AgeError::from(HeaderError::Share {
+                kind: StanzaKind::MlKem768X25519,
+            })
+        })?;
+    let enc = kem::Ciphertext::from_bytes(&enc).map_err(|source| HeaderError::Kem {
+        kind: StanzaKind::MlKem768X25519,
+        source,
+    })?;
     if stanza.body().len() != BODY_LEN {
-        return Err(AgeError::Header(
-            "mlkem768x25519 stanza body is not 32 bytes".into(),
-        ));
+        return Err(AgeError::from(HeaderError::BodyLength {
+            kind: StanzaKind::MlKem768X25519,
+        }));
     }
     let mut ctx = match hpke::setup_base_r_with(&enc, sk, &SCHEDULE) {
         Ok(c) => c,
         Err(HpkeError::Kem(KemError::NonContributory)) => {
-            return Err(AgeError::Header(
-                "mlkem768x25519 X25519 share is a low-order point".into(),
-            ));
+            return Err(AgeError::from(HeaderError::LowOrderShare {
+                kind: StanzaKind::MlKem768X25519,
+            }));
         }
-        Err(e) => return Err(AgeError::Header(format!("mlkem768x25519: {e}"))),
+        Err(HpkeError::Kem(source)) => {
+            return Err(AgeError::from(HeaderError::Kem {
+                kind: StanzaKind::MlKem768X25519,
+                source,
+            }));
+        }
+        Err(_) => {
+            return Err(AgeError::from(HeaderError::BodyLength {
+                kind: StanzaKind::MlKem768X25519,
+            }));
+        }
     };
     match ctx.open(&[], stanza.body()) {
         Ok(pt) => {
             let key: Zeroizing<[u8; FILE_KEY_LEN]> = Zeroizing::new(
                 pt.as_slice()
                     .try_into()
-                    .map_err(|_| AgeError::Header("wrapped file key length".into()))?,
+                    .map_err(|_| HeaderError::BodyLength {
+                        kind: StanzaKind::MlKem768X25519,
+                    })?,
             );
             Ok(Some(FileKey(key)))
         }

@@ -22,13 +22,13 @@
 //!
 //! let id = Identity::generate_hybrid()?;
 //! let file_key = age::FileKey::generate()?;
-//! let header = age::Header::wrap(&file_key, &[id.to_recipient()], false)?;
-//! let mut w = age::encrypt_writer(Vec::new(), &file_key, &header, true)?;
+//! let header = age::Header::wrap(&file_key, &[id.to_recipient()], age::Mixing::Refuse)?;
+//! let mut w = age::encrypt_writer(Vec::new(), &file_key, &header, age::Armor::Armored)?;
 //! w.write_all(b"hello")?;
 //! let file = w.finish()?;
 //!
 //! let dec = age::Decryptor::new(&file[..])?;
-//! assert!(dec.is_armored());
+//! assert_eq!(dec.armor(), age::Armor::Armored);
 //! let mut r = dec.decrypt(&[id], &[])?;
 //! let mut out = Vec::new();
 //! r.read_to_end(&mut out)?;
@@ -42,6 +42,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use zeroize::Zeroizing;
 
 pub mod armor;
+mod error;
 mod header;
 pub mod hpke;
 mod mlkem768x25519;
@@ -50,6 +51,9 @@ mod scrypt;
 pub mod stream;
 mod x25519;
 
+pub use error::{
+    AgeError, ArmorError, EncryptError, ErrorKind, HeaderError, PayloadError, StanzaKind,
+};
 pub use header::{Header, MAX_HEADER_LEN, Protection, Stanza};
 pub use scrypt::{
     DEFAULT_MAX_WORK_FACTOR, DEFAULT_WORK_FACTOR, Passphrase, ScryptLimit, scrypt_memory,
@@ -103,143 +107,34 @@ impl PartialEq for FileKey {
 }
 impl Eq for FileKey {}
 
-/// Why an age operation failed. The variants are the failure kinds of the age
-/// specification (and of the C2SP CCTV test vectors), so callers can tell them apart.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AgeError {
-    /// No identity (or passphrase) could unwrap any stanza of the header.
-    #[error("no identity matched any of the file's recipients")]
-    NoMatch,
-    /// The header MAC does not verify under the recovered file key: the header was
-    /// altered, or built by someone who knows the file key but not for these stanzas.
-    #[error("header MAC verification failed (header tampered with)")]
-    HeaderMac,
-    /// The header is malformed or not canonical, or a stanza is invalid (bad share, bad
-    /// lengths, excessive scrypt work factor, scrypt not alone, unsupported version).
-    #[error("malformed header: {0}")]
-    Header(String),
-    /// An scrypt stanza's work factor needs more memory than the caller's
-    /// [`ScryptLimit`] allows; refused before anything was allocated. (A header failure in
-    /// the age specification's terms, like any excessive work factor.)
-    #[error(
-        "scrypt work factor {work_factor} needs {} of memory, more than the {} this process \
-         can be given",
-        binary_size(*needed),
-        binary_size(*limit)
-    )]
-    ScryptMemory {
-        /// The stanza's work factor (log2 N).
-        work_factor: u8,
-        /// Bytes scrypt would allocate ([`scrypt_memory`]).
-        needed: u64,
-        /// The caller's bound.
-        limit: u64,
-    },
-    /// The payload is truncated, altered, reordered or has trailing data.
-    #[error("payload authentication failed: {0}")]
-    Payload(String),
-    /// The ASCII armor is malformed.
-    #[error("malformed ASCII armor: {0}")]
-    Armor(String),
-    /// Encryption was refused (e.g. post-quantum and classical recipients mixed).
-    #[error("cannot encrypt: {0}")]
-    Encrypt(String),
-    /// The operating system's random number generator failed.
-    #[error("operating system random number generator failed")]
-    Random,
-    /// Reading or writing failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
+/// How an age file is encoded: the binary format, or the binary format inside the age
+/// specification's strict ASCII armor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Armor {
+    /// The binary format.
+    Binary,
+    /// ASCII armor (`-----BEGIN AGE ENCRYPTED FILE-----`) around the binary format.
+    Armored,
 }
 
-/// The failure kind of an [`AgeError`], without its details.
+/// Whether one header may wrap a file key to post-quantum and classical recipients together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// See [`AgeError::NoMatch`].
-    NoMatch,
-    /// See [`AgeError::HeaderMac`].
-    HeaderMac,
-    /// See [`AgeError::Header`].
-    Header,
-    /// See [`AgeError::Payload`].
-    Payload,
-    /// See [`AgeError::Armor`].
-    Armor,
-    /// See [`AgeError::Encrypt`].
-    Encrypt,
-    /// See [`AgeError::Random`].
-    Random,
-    /// See [`AgeError::Io`].
-    Io,
+pub enum Mixing {
+    /// Refuse: such a file is only as strong as its classical stanza, and the age
+    /// specification says it should not exist.
+    Refuse,
+    /// Allow it (a deliberate transition choice of the caller).
+    Allow,
 }
-
-impl AgeError {
-    /// The failure kind.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            AgeError::NoMatch => ErrorKind::NoMatch,
-            AgeError::HeaderMac => ErrorKind::HeaderMac,
-            AgeError::Header(_) | AgeError::ScryptMemory { .. } => ErrorKind::Header,
-            AgeError::Payload(_) => ErrorKind::Payload,
-            AgeError::Armor(_) => ErrorKind::Armor,
-            AgeError::Encrypt(_) => ErrorKind::Encrypt,
-            AgeError::Random => ErrorKind::Random,
-            AgeError::Io(_) => ErrorKind::Io,
-        }
-    }
-
-    /// Recovers an `AgeError` carried inside an `io::Error` (as the streaming readers and
-    /// writers must return `io::Error`), or wraps a genuine I/O error.
-    pub fn from_io(e: io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<AgeError>()) {
-            match e.into_inner().map(|b| b.downcast::<AgeError>()) {
-                Some(Ok(age)) => *age,
-                Some(Err(other)) => AgeError::Io(io::Error::other(other)),
-                None => AgeError::Io(io::Error::other("unknown I/O error")),
-            }
-        } else {
-            AgeError::Io(e)
-        }
-    }
-
-    /// Wraps this error in an `io::Error` so it can cross a `Read`/`Write` boundary;
-    /// [`AgeError::from_io`] recovers it.
-    pub fn into_io(self) -> io::Error {
-        match self {
-            AgeError::Io(e) => e,
-            other => io::Error::new(io::ErrorKind::InvalidData, other),
-        }
-    }
-}
-
-/// `bytes` in the largest binary unit that keeps one decimal (`4.0 GiB`), for messages.
-fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut unit = 0;
-    let mut v = bytes as f64;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ => format!("{v:.1} {}", UNITS[unit]),
-    }
-}
-
-/// Whether a detected age file is ASCII-armored (`Armored(true)`) or binary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Armored(pub bool);
 
 /// Cheap format detection from the first bytes of a file (at least [`DETECT_LEN`] bytes, or
-/// the whole file if shorter, for a reliable answer): `Some(Armored(false))` for a binary age
-/// file (any version — the header parser refuses unsupported ones), `Some(Armored(true))`
+/// the whole file if shorter, for a reliable answer): `Some(Armor::Binary)` for a binary age
+/// file (any version — the header parser refuses unsupported ones), `Some(Armor::Armored)`
 /// for an armored one (up to [`armor::MAX_WHITESPACE`] bytes of leading whitespace allowed),
 /// `None` otherwise.
-pub fn is_age(prefix: &[u8]) -> Option<Armored> {
+pub fn is_age(prefix: &[u8]) -> Option<Armor> {
     if prefix.starts_with(VERSION_PREFIX) {
-        return Some(Armored(false));
+        return Some(Armor::Binary);
     }
     let start = prefix
         .iter()
@@ -247,7 +142,7 @@ pub fn is_age(prefix: &[u8]) -> Option<Armored> {
         .unwrap_or(prefix.len());
     let rest = prefix.get(start..).unwrap_or_default();
     if rest.starts_with(armor::BEGIN.as_bytes()) {
-        Some(Armored(true))
+        Some(Armor::Armored)
     } else {
         None
     }
@@ -304,7 +199,7 @@ fn read_prefix<R: Read>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
 /// then unwraps the file key and hands back a streaming plaintext reader.
 pub struct Decryptor<R: Read> {
     header: Header,
-    armored: bool,
+    armor: Armor,
     input: AgeInput<Prefixed<R>>,
 }
 
@@ -323,25 +218,30 @@ impl<R: Read> Decryptor<R> {
             prefix
                 .get(start..)?
                 .starts_with(b"-----")
-                .then_some(Armored(true))
+                .then_some(Armor::Armored)
         });
         let chained = io::Cursor::new(prefix).chain(input);
         let mut input = match detected {
             // A capacity of one plaintext chunk lets the payload reader's full-chunk
             // reads (64 KiB + tag) bypass the buffer once the header is consumed.
-            Some(Armored(false)) => {
+            Some(Armor::Binary) => {
                 AgeInput::Binary(BufReader::with_capacity(stream::CHUNK_LEN, chained))
             }
-            Some(Armored(true)) => AgeInput::Armored(BufReader::with_capacity(
+            Some(Armor::Armored) => AgeInput::Armored(BufReader::with_capacity(
                 stream::ENCRYPTED_CHUNK_LEN + 1,
                 armor::ArmoredReader::new(BufReader::new(chained)),
             )),
-            None => return Err(AgeError::Header("not an age file".into())),
+            None => return Err(HeaderError::NotAge.into()),
+        };
+        let armor = if matches!(input, AgeInput::Armored(_)) {
+            Armor::Armored
+        } else {
+            Armor::Binary
         };
         let header = Header::read_from(&mut input, MAX_HEADER_LEN)?;
         Ok(Self {
             header,
-            armored: detected == Some(Armored(true)),
+            armor,
             input,
         })
     }
@@ -352,8 +252,8 @@ impl<R: Read> Decryptor<R> {
     }
 
     /// Whether the file was ASCII-armored.
-    pub fn is_armored(&self) -> bool {
-        self.armored
+    pub fn armor(&self) -> Armor {
+        self.armor
     }
 
     /// Unwraps the file key with `identities` (and `passphrases`, for an scrypt stanza),
@@ -441,33 +341,29 @@ impl<W: Write> Write for AgeWriter<W> {
 }
 
 /// Starts writing an age file: writes `header` (already wrapping `file_key`, e.g. from
-/// [`Header::wrap`]) and the payload nonce, armored if asked, and returns the plaintext
+/// [`Header::wrap`]) and the payload nonce, in the `armor` asked for, and returns the plaintext
 /// writer. Call [`AgeWriter::finish`] at the end. A header whose MAC does not verify under
 /// `file_key` is refused before anything is written: the file could never be opened.
 pub fn encrypt_writer<W: Write>(
     output: W,
     file_key: &FileKey,
     header: &Header,
-    armor: bool,
+    armor: Armor,
 ) -> Result<AgeWriter<W>, AgeError> {
     header
         .verify_mac(file_key)
-        .map_err(|_| AgeError::Encrypt("the header was not made for this file key".into()))?;
-    let mut out = if armor {
-        AgeOutput::Armored(armor::ArmoredWriter::new(output)?)
-    } else {
-        AgeOutput::Binary(output)
+        .map_err(|_| EncryptError::HeaderKeyMismatch)?;
+    let mut out = match armor {
+        Armor::Armored => AgeOutput::Armored(armor::ArmoredWriter::new(output)?),
+        Armor::Binary => AgeOutput::Binary(output),
     };
     out.write_all(header.as_bytes())?;
     Ok(AgeWriter(stream::StreamWriter::new(file_key, out)?))
 }
 
 /// Builds a header for `recipients` under a fresh file key. See [`Header::wrap`].
-pub fn new_header(
-    recipients: &[Recipient],
-    allow_mixed: bool,
-) -> Result<(FileKey, Header), AgeError> {
+pub fn new_header(recipients: &[Recipient], mixing: Mixing) -> Result<(FileKey, Header), AgeError> {
     let file_key = FileKey::generate()?;
-    let header = Header::wrap(&file_key, recipients, allow_mixed)?;
+    let header = Header::wrap(&file_key, recipients, mixing)?;
     Ok((file_key, header))
 }

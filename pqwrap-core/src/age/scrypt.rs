@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::header::{SCRYPT_TAG, Stanza};
 use super::primitives::{b64_decode, b64_encode, open_file_key, seal_file_key};
-use super::{AgeError, FileKey};
+use super::{AgeError, EncryptError, FileKey, HeaderError, StanzaKind};
 
 const SALT_LABEL: &[u8] = b"age-encryption.org/v1/scrypt";
 const SALT_LEN: usize = 16;
@@ -134,10 +134,10 @@ fn derive(
     full_salt[..SALT_LABEL.len()].copy_from_slice(SALT_LABEL);
     full_salt[SALT_LABEL.len()..].copy_from_slice(salt);
     let params = ::scrypt::Params::new(log_n, 8, 1)
-        .map_err(|_| AgeError::Header("invalid scrypt parameters".into()))?;
+        .map_err(|_| AgeError::from(HeaderError::ScryptParameters))?;
     let mut key = Zeroizing::new([0u8; 32]);
     ::scrypt::scrypt(passphrase.bytes(), &full_salt, &params, &mut key[..])
-        .map_err(|_| AgeError::Header("invalid scrypt output length".into()))?;
+        .map_err(|_| AgeError::from(HeaderError::ScryptParameters))?;
     Ok(key)
 }
 
@@ -148,7 +148,7 @@ pub(crate) fn wrap(
     work_factor: u8,
 ) -> Result<Stanza, AgeError> {
     if work_factor == 0 || work_factor > ABSOLUTE_MAX_WORK_FACTOR {
-        return Err(AgeError::Encrypt("scrypt work factor out of range".into()));
+        return Err(AgeError::from(EncryptError::WorkFactor));
     }
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt).map_err(|_| AgeError::Random)?;
@@ -163,15 +163,16 @@ pub(crate) fn wrap(
 
 /// Parses a work factor: decimal, no sign, no leading zero, 1..=max.
 fn parse_work_factor(s: &str, max: u8) -> Result<u8, AgeError> {
-    let bad = || AgeError::Header("scrypt work factor is not a canonical decimal".into());
+    let bad = || AgeError::from(HeaderError::WorkFactorEncoding);
     if s.is_empty() || s.len() > 2 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
         return Err(bad());
     }
     let n: u8 = s.parse().map_err(|_| bad())?;
     if n > max {
-        return Err(AgeError::Header(format!(
-            "scrypt work factor {n} exceeds the limit {max}"
-        )));
+        return Err(AgeError::from(HeaderError::WorkFactorTooHigh {
+            work_factor: n,
+            limit: max,
+        }));
     }
     Ok(n)
 }
@@ -185,19 +186,25 @@ pub(crate) fn unwrap(
     limit: ScryptLimit,
 ) -> Result<Option<FileKey>, AgeError> {
     let [salt, wf] = stanza.args() else {
-        return Err(AgeError::Header(
-            "scrypt stanza must have exactly two arguments".into(),
-        ));
+        return Err(AgeError::from(HeaderError::ArgumentCount {
+            kind: StanzaKind::Scrypt,
+            expected: 2,
+        }));
     };
     let salt: [u8; SALT_LEN] = b64_decode(salt.as_bytes())
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| AgeError::Header("scrypt salt is not 16 canonical bytes".into()))?;
+        .ok_or_else(|| {
+            AgeError::from(HeaderError::Share {
+                kind: StanzaKind::Scrypt,
+            })
+        })?;
     let log_n = parse_work_factor(wf, limit.max_work_factor.min(ABSOLUTE_MAX_WORK_FACTOR))?;
     limit.check_memory(log_n)?;
-    let body: &[u8; 32] = stanza
-        .body()
-        .try_into()
-        .map_err(|_| AgeError::Header("scrypt stanza body is not 32 bytes".into()))?;
+    let body: &[u8; 32] = stanza.body().try_into().map_err(|_| {
+        AgeError::from(HeaderError::BodyLength {
+            kind: StanzaKind::Scrypt,
+        })
+    })?;
     let key = derive(passphrase, &salt, log_n)?;
     Ok(open_file_key(&key, &[0u8; 12], body).map(FileKey))
 }

@@ -18,7 +18,7 @@ use std::io::{self, BufRead, Read, Write};
 use chacha20poly1305::ChaCha20Poly1305;
 
 use super::primitives::{TAG_LEN, aead, hkdf32, open_in_place, seal_in_place};
-use super::{AgeError, FileKey};
+use super::{AgeError, FileKey, HeaderError, PayloadError};
 
 /// Plaintext bytes per chunk (64 KiB).
 pub const CHUNK_LEN: usize = 64 * 1024;
@@ -40,10 +40,6 @@ fn chunk_nonce(counter: u128, last: bool) -> [u8; 12] {
     n[..11].copy_from_slice(&counter.to_be_bytes()[5..]);
     n[11] = u8::from(last);
     n
-}
-
-fn payload_err(msg: impl Into<String>) -> AgeError {
-    AgeError::Payload(msg.into())
 }
 
 /// Decrypting reader over a payload (nonce first). Also implements [`BufRead`], which
@@ -98,9 +94,7 @@ impl<R: Read> StreamReader<R> {
                 Err(e) => return Err(AgeError::from_io(e)),
             };
             if n == 0 {
-                return Err(AgeError::Header(
-                    "payload nonce missing or truncated".into(),
-                ));
+                return Err(AgeError::from(HeaderError::NonceMissing));
             }
             got += n;
         }
@@ -174,21 +168,21 @@ impl<R: Read> StreamReader<R> {
                 )));
             }
             Some(false) => {
-                return Err(payload_err("the payload already failed to authenticate"));
+                return Err(AgeError::from(PayloadError::AlreadyFailed));
             }
             None => {}
         }
         if self.done {
             if !self.eof_checked {
                 if self.read_full(1)? != 0 {
-                    return Err(payload_err("trailing data after the final chunk"));
+                    return Err(AgeError::from(PayloadError::TrailingData));
                 }
                 self.eof_checked = true;
             }
             return Ok(false);
         }
         if self.counter + self.batch as u128 > MAX_COUNTER {
-            return Err(payload_err("too many chunks"));
+            return Err(AgeError::from(PayloadError::TooManyChunks));
         }
         let n = self.read_full(self.batch * ENCRYPTED_CHUNK_LEN)?;
         let full = n / ENCRYPTED_CHUNK_LEN;
@@ -250,7 +244,7 @@ impl<R: Read> StreamReader<R> {
                 self.release(CHUNK_LEN);
                 self.done = true;
                 if at + ENCRYPTED_CHUNK_LEN < n {
-                    self.defer(payload_err("trailing data after the final chunk"));
+                    self.defer(AgeError::from(PayloadError::TrailingData));
                 }
             } else {
                 self.defer(self.chunk_failure(i));
@@ -262,11 +256,9 @@ impl<R: Read> StreamReader<R> {
             // A short chunk is the final one.
             let at = full * ENCRYPTED_CHUNK_LEN;
             if rem < TAG_LEN {
-                self.defer(payload_err(
-                    "payload truncated (chunk shorter than its tag)",
-                ));
+                self.defer(AgeError::from(PayloadError::ShortChunk));
             } else if rem == TAG_LEN && idx > 0 {
-                self.defer(payload_err("final chunk is empty in a non-empty payload"));
+                self.defer(AgeError::from(PayloadError::EmptyFinalChunk));
             } else {
                 let mut slot = std::mem::take(&mut self.buf);
                 let good = self.open_chunk(full, rem - TAG_LEN, true, &mut slot[at..at + rem]);
@@ -280,10 +272,10 @@ impl<R: Read> StreamReader<R> {
             }
         } else if full < self.batch {
             // The input ended right after a non-final chunk (or at once).
-            self.defer(payload_err(if idx == 0 {
-                "payload is missing"
+            self.defer(AgeError::from(if idx == 0 {
+                PayloadError::Missing
             } else {
-                "payload truncated (no final chunk)"
+                PayloadError::NoFinalChunk
             }));
         }
         self.counter += full as u128;
@@ -291,10 +283,9 @@ impl<R: Read> StreamReader<R> {
     }
 
     fn chunk_failure(&self, i: usize) -> AgeError {
-        payload_err(format!(
-            "chunk {} does not authenticate (altered, reordered or truncated)",
-            self.counter + i as u128
-        ))
+        AgeError::from(PayloadError::Chunk {
+            index: self.counter + i as u128,
+        })
     }
 
     fn release(&mut self, len: usize) {
@@ -459,7 +450,7 @@ impl<W: Write> StreamWriter<W> {
         }
         let slots = full + usize::from(last_len.is_some());
         if self.counter + slots as u128 > MAX_COUNTER + 1 {
-            return Err(AgeError::Payload("too many chunks".into()).into_io());
+            return Err(AgeError::from(PayloadError::TooManyChunks).into_io());
         }
         self.failed = true;
         let cipher = &self.cipher;

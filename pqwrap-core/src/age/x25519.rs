@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 
 use super::header::{Stanza, X25519_TAG};
 use super::primitives::{b64_decode, b64_encode, hkdf32, open_file_key, seal_file_key};
-use super::{AgeError, FileKey};
+use super::{AgeError, EncryptError, FileKey, HeaderError, StanzaKind};
 use crate::kem::{KemError, x25519};
 use crate::keys::{X25519Identity, X25519Recipient};
 
@@ -25,7 +25,7 @@ pub(crate) fn wrap(file_key: &FileKey, recipient: &X25519Recipient) -> Result<St
     getrandom::fill(&mut e[..]).map_err(|_| AgeError::Random)?;
     let share = x25519::public_key(&e);
     let shared = x25519::shared_secret(&e, recipient.as_bytes())
-        .map_err(|_| AgeError::Encrypt("X25519 recipient is a low-order point".into()))?;
+        .map_err(|_| AgeError::from(EncryptError::LowOrderRecipient))?;
     let key = wrap_key(&shared, &share, recipient.as_bytes());
     let body = seal_file_key(&key, &[0u8; 12], file_key.expose());
     Stanza::new(X25519_TAG, vec![b64_encode(&share)], body.to_vec())
@@ -39,23 +39,36 @@ pub(crate) fn unwrap(
     stanza: &Stanza,
 ) -> Result<Option<FileKey>, AgeError> {
     let [arg] = stanza.args() else {
-        return Err(AgeError::Header(
-            "X25519 stanza must have exactly one argument".into(),
-        ));
+        return Err(AgeError::from(HeaderError::ArgumentCount {
+            kind: StanzaKind::X25519,
+            expected: 1,
+        }));
     };
     let share: [u8; 32] = b64_decode(arg.as_bytes())
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| AgeError::Header("X25519 share is not 32 canonical bytes".into()))?;
-    let body: &[u8; 32] = stanza
-        .body()
-        .try_into()
-        .map_err(|_| AgeError::Header("X25519 stanza body is not 32 bytes".into()))?;
+        .ok_or_else(|| {
+            AgeError::from(HeaderError::Share {
+                kind: StanzaKind::X25519,
+            })
+        })?;
+    let body: &[u8; 32] = stanza.body().try_into().map_err(|_| {
+        AgeError::from(HeaderError::BodyLength {
+            kind: StanzaKind::X25519,
+        })
+    })?;
     let shared = match identity.secret().diffie_hellman(&share) {
         Ok(s) => s,
         Err(KemError::NonContributory) => {
-            return Err(AgeError::Header("X25519 share is a low-order point".into()));
+            return Err(AgeError::from(HeaderError::LowOrderShare {
+                kind: StanzaKind::X25519,
+            }));
         }
-        Err(e) => return Err(AgeError::Header(format!("X25519: {e}"))),
+        Err(source) => {
+            return Err(AgeError::from(HeaderError::Kem {
+                kind: StanzaKind::X25519,
+                source,
+            }));
+        }
     };
     let key = wrap_key(&shared, &share, identity.public().as_bytes());
     Ok(open_file_key(&key, &[0u8; 12], body).map(FileKey))

@@ -31,9 +31,10 @@ pub use header::{
 pub use payload::{
     CHUNK_SIZE, CT_CHUNK_SIZE, Decryptor, EncryptOptions, Encryptor, decrypt_to, plaintext_len,
 };
+#[cfg(feature = "hazmat")]
+pub use rewrap::rewrap_io_derand;
 pub use rewrap::{
-    FileSlotIo, RewrapAction, RewrapOutcome, SlotIo, rewrap_in_place, rewrap_io, rewrap_io_derand,
-    rewrap_path,
+    FileSlotIo, RewrapAction, RewrapOutcome, SlotIo, rewrap_in_place, rewrap_io, rewrap_path,
 };
 pub use schedule::FileKey;
 pub use slots::{SLOT_FIXED, SLOT_MAGIC, SlotStatus};

@@ -179,6 +179,7 @@ impl<W: Write> Encryptor<W> {
 
     /// Deterministic variant for known-answer tests: fixed file key, salt and one X-Wing
     /// `eseed` per recipient. Never use it for real data: reusing any of these is fatal.
+    #[cfg(feature = "hazmat")]
     pub fn new_derand(
         writer: W,
         recipients: &[Recipient],

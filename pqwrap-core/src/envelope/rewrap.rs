@@ -340,6 +340,7 @@ pub fn rewrap_io<S: SlotIo + ?Sized>(
 
 /// Deterministic [`rewrap_io`] for known-answer tests: one X-Wing `eseed` per recipient.
 /// Never use it for real data: reusing an eseed is fatal.
+#[cfg(feature = "hazmat")]
 pub fn rewrap_io_derand<S: SlotIo + ?Sized>(
     io: &mut S,
     identities: &[Identity],

@@ -150,7 +150,7 @@ pub(crate) fn xwing_wrap(
     eseed: Option<&[u8; kem::ESEED_LEN]>,
 ) -> Result<Stanza, EnvelopeError> {
     let (ct, ss) = match eseed {
-        Some(e) => pk.encapsulate_derand(e)?,
+        Some(e) => pk.encapsulate_with(e)?,
         None => pk.encapsulate()?,
     };
     let aead = xwing_wrap_key(&ss, &ct, pk);

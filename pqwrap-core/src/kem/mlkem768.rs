@@ -11,11 +11,17 @@
 //! be wiped: it is zeroized on drop. libcrux's unpacked private key would decapsulate about
 //! twice as fast but has no way to be wiped, and decapsulation is not on the hot path.
 //!
+//! Encapsulation here takes its randomness from the caller, so it is only public with the
+//! `hazmat` feature (for known-answer tests); [`super::PublicKey::encapsulate`] draws it from
+//! the operating system.
+//!
 //! ```
+//! # #[cfg(feature = "hazmat")] {
 //! use pqwrap_core::kem::mlkem768::DecapsulationKey;
 //! let dk = DecapsulationKey::from_seed(&[7u8; 64]);
 //! let (ct, k) = dk.encapsulation_key().encapsulate_derand(&[9u8; 32]);
 //! assert_eq!(dk.decapsulate(&ct)[..], k[..]);
+//! # }
 //! ```
 
 use core::fmt;
@@ -199,7 +205,15 @@ impl EncapsulationKey {
 
     /// ML-KEM.Encaps_internal with the randomness `m`: the ciphertext and the shared secret.
     /// Reusing an `m` with the same key repeats the shared secret.
+    #[cfg(feature = "hazmat")]
     pub fn encapsulate_derand(
+        &self,
+        m: &[u8; SHARED_SECRET_LEN],
+    ) -> ([u8; CIPHERTEXT_LEN], Zeroizing<[u8; SHARED_SECRET_LEN]>) {
+        self.encapsulate_with(m)
+    }
+
+    pub(crate) fn encapsulate_with(
         &self,
         m: &[u8; SHARED_SECRET_LEN],
     ) -> ([u8; CIPHERTEXT_LEN], Zeroizing<[u8; SHARED_SECRET_LEN]>) {

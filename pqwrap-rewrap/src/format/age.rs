@@ -3,7 +3,7 @@
 
 use std::io::{self, BufReader, Write};
 
-use pqwrap_core::age::{self, AgeError, FileKey, Header};
+use pqwrap_core::age::{self, AgeError, FileKey, Header, Mixing};
 
 use super::{
     Armor, Body, Detected, Format, FormatId, Info, Input, Plan, Protection, Verify, sha256_hex,
@@ -37,10 +37,7 @@ impl Format for Age {
     }
 
     fn detect(&self, head: &[u8]) -> Option<(&'static str, Armor)> {
-        let armor = match age::is_age(head)? {
-            age::Armored(true) => Armor::Armored,
-            age::Armored(false) => Armor::Binary,
-        };
+        let armor = age::is_age(head)?;
         Some((label(armor), armor))
     }
 
@@ -138,10 +135,13 @@ fn plan<'a>(job: &'a Job, armor: Armor, input: &Input<'_>) -> Plan<'a> {
     if let Err(e) = age::stream::verify_payload(&file_key, payload, first_only) {
         return Plan::fail(info, FileError::AgePayload(e));
     }
-    let allow_mixed = opts.classical == Classical::Allow;
+    let mixing = match opts.classical {
+        Classical::Allow => Mixing::Allow,
+        Classical::Refuse => Mixing::Refuse,
+    };
     match opts.mode {
-        Mode::Reencrypt => reencrypt(job, info, file_key, armor, allow_mixed),
-        Mode::Rewrap => rewrap(job, info, file_key, armor, &header, allow_mixed),
+        Mode::Reencrypt => reencrypt(job, info, file_key, armor, mixing),
+        Mode::Rewrap => rewrap(job, info, file_key, armor, &header, mixing),
     }
 }
 
@@ -151,9 +151,9 @@ fn rewrap<'a>(
     file_key: FileKey,
     armor: Armor,
     header: &Header,
-    allow_mixed: bool,
+    mixing: Mixing,
 ) -> Plan<'a> {
-    let new_header = match Header::wrap(&file_key, job.recipients(), allow_mixed) {
+    let new_header = match Header::wrap(&file_key, job.recipients(), mixing) {
         Ok(h) => h,
         Err(e) => return Plan::fail(info, FileError::Wrap(Box::new(e))),
     };
@@ -193,20 +193,19 @@ fn reencrypt<'a>(
     mut info: Info,
     old_key: FileKey,
     armor: Armor,
-    allow_mixed: bool,
+    mixing: Mixing,
 ) -> Plan<'a> {
     let new_key = match FileKey::generate() {
         Ok(k) => k,
         Err(e) => return Plan::fail(info, FileError::Wrap(Box::new(e))),
     };
-    let new_header = match Header::wrap(&new_key, job.recipients(), allow_mixed) {
+    let new_header = match Header::wrap(&new_key, job.recipients(), mixing) {
         Ok(h) => h,
         Err(e) => return Plan::fail(info, FileError::Wrap(Box::new(e))),
     };
     let expected = new_header.as_bytes().to_vec();
     info.new_header_sha256 = Some(sha256_hex(&expected));
     let key_for_body = new_key.clone();
-    let armored = armor == Armor::Armored;
     let body = Body::Stream(Box::new(move |src: &dyn Blob, out: &mut dyn Write| {
         // Streaming: one chunk of plaintext in memory at a time; every old chunk is
         // authenticated as it is read, so a damaged payload fails the file.
@@ -215,7 +214,7 @@ fn reencrypt<'a>(
         let mut plain = dec
             .decrypt_with_file_key(&old_key)
             .map_err(AgeError::into_io)?;
-        let mut w = age::encrypt_writer(out, &key_for_body, &new_header, armored)
+        let mut w = age::encrypt_writer(out, &key_for_body, &new_header, armor)
             .map_err(AgeError::into_io)?;
         io::copy(&mut plain, &mut w)?;
         w.finish().map_err(AgeError::into_io)?;
@@ -241,7 +240,7 @@ fn verifier<'a>(
     Box::new(move |new: &dyn Blob| {
         let dec = age::Decryptor::new(BufReader::new(BlobReader::new(new)))
             .map_err(|e| VerifyError::because(Check::Parses, e))?;
-        if dec.is_armored() != (armor == Armor::Armored) {
+        if dec.armor() != armor {
             return Err(VerifyError::new(Check::SameArmor));
         }
         if dec.header().as_bytes() != expected_header.as_slice() {

@@ -44,14 +44,8 @@ pub enum FormatId {
     External,
 }
 
-/// Whether a file is ASCII-armored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Armor {
-    /// Binary.
-    Binary,
-    /// ASCII armor around the binary format.
-    Armored,
-}
+/// Whether a file is ASCII-armored (age's own armor, or OpenPGP's).
+pub use pqwrap_core::age::Armor;
 
 /// What detection found.
 #[derive(Clone, Copy)]
