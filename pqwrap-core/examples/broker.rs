@@ -15,7 +15,7 @@ use std::time::Duration;
 use pqwrap_core::audit::{self, AuditLog};
 use pqwrap_core::token::{
     Algorithm, Allowed, IssuancePolicy, IssuedToken, Issuer, Manifest, Request, RevocationList,
-    SigningKey, TokenError, TrustSet, Verifier, unix_now,
+    SigningKey, TrustSet, Verifier, unix_now,
 };
 
 /// The broker: one signing key, one policy, one audit log, for its whole life.
@@ -27,7 +27,11 @@ struct Broker {
 
 impl Broker {
     /// Handles an agent's request: validate the manifest, apply the policy, mint, audit.
-    fn grant(&mut self, manifest_json: &str, audience: &str) -> Result<IssuedToken, TokenError> {
+    fn grant(
+        &mut self,
+        manifest_json: &str,
+        audience: &str,
+    ) -> Result<IssuedToken, Box<dyn std::error::Error>> {
         let manifest = Manifest::from_json(manifest_json)?;
         let ttl = manifest.ttl.unwrap_or(Duration::from_secs(900));
         self.policy.check(&manifest, ttl)?;
@@ -37,7 +41,7 @@ impl Broker {
         // An issued token that cannot be logged must not be handed out.
         self.log
             .append(&token.audit_record())
-            .map_err(|e| TokenError::Policy(format!("audit log: {e}")))?;
+            .map_err(|e| format!("audit log: {e}"))?;
         Ok(token)
     }
 }

@@ -56,7 +56,7 @@ impl Checksum for Bech32Long {
 pub enum KeyError {
     /// The string is not Bech32 at all, or mixes upper and lower case.
     #[error("not a valid Bech32 string: {0}")]
-    Encoding(String),
+    Encoding(&'static str),
     /// The Bech32 checksum does not match: the key was mistyped or truncated.
     #[error("bad Bech32 checksum (mistyped or truncated key)")]
     Checksum,
@@ -112,11 +112,21 @@ fn decode(s: &str, hrp: &'static str, upper: bool) -> Result<Vec<u8>, KeyError> 
         return Err(KeyError::TooLong(s.len()));
     }
     let checked = CheckedHrpstring::new::<Bech32Long>(s).map_err(|e| {
-        use bech32::primitives::decode::CheckedHrpstringError as E;
+        use bech32::primitives::decode::{
+            CharError as C, CheckedHrpstringError as E, UncheckedHrpstringError as U,
+        };
         match e {
             E::Checksum(_) => KeyError::Checksum,
-            E::Parse(p) => KeyError::Encoding(p.to_string()),
-            other => KeyError::Encoding(other.to_string()),
+            E::Parse(U::Char(C::MissingSeparator)) => KeyError::Encoding("no separator \"1\""),
+            E::Parse(U::Char(C::NothingAfterSeparator)) => {
+                KeyError::Encoding("nothing after the separator")
+            }
+            E::Parse(U::Char(C::InvalidChar(_))) => {
+                KeyError::Encoding("a character outside the Bech32 alphabet")
+            }
+            E::Parse(U::Char(C::MixedCase)) => KeyError::Encoding("mixed upper and lower case"),
+            E::Parse(U::Hrp(_)) => KeyError::Encoding("invalid human-readable prefix"),
+            _ => KeyError::Encoding("malformed"),
         }
     })?;
     let found = checked.hrp();

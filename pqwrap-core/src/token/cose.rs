@@ -6,9 +6,9 @@
 //! `["Signature1", protected, h'', payload]` built from the protected and payload bytes exactly
 //! as received.
 
-use super::TokenError;
 use super::cbor::{self, Value};
 use super::keys::{KID_LEN, Kid};
+use super::{HeaderParam, TokenError};
 
 /// CBOR tag of COSE_Sign1.
 pub const TAG_COSE_SIGN1: u64 = 18;
@@ -81,7 +81,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sign1, TokenError> {
 
 /// [`parse`] for a COSE_Sign1 whose `typ` must be `typ` (a capability token or a status list
 /// token: the explicit type keeps one from being accepted as the other).
-pub(crate) fn parse_typed(bytes: &[u8], typ: &str) -> Result<Sign1, TokenError> {
+pub(crate) fn parse_typed(bytes: &[u8], typ: &'static str) -> Result<Sign1, TokenError> {
     let v = cbor::decode(bytes)?;
     let Value::Tag(TAG_COSE_SIGN1, inner) = v else {
         return Err(TokenError::Structure("not a tagged COSE_Sign1 (tag 18)"));
@@ -122,19 +122,16 @@ pub(crate) fn parse_typed(bytes: &[u8], typ: &str) -> Result<Sign1, TokenError> 
     })
 }
 
-fn parse_protected(bytes: &[u8], want_typ: &str) -> Result<(i64, Kid), TokenError> {
+fn parse_protected(bytes: &[u8], want_typ: &'static str) -> Result<(i64, Kid), TokenError> {
     let Value::Map(entries) = cbor::decode(bytes)? else {
-        return Err(TokenError::Header("protected header is not a map".into()));
+        return Err(TokenError::Header(HeaderParam::NotMap));
     };
     let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, None);
     let mut unknown: Vec<&Value> = Vec::new();
     for (k, v) in &entries {
         match k.as_i64() {
             Some(HDR_ALG) => {
-                alg = Some(
-                    v.as_i64()
-                        .ok_or_else(|| TokenError::Header("alg is not an integer".into()))?,
-                )
+                alg = Some(v.as_i64().ok_or(TokenError::Header(HeaderParam::AlgType))?)
             }
             Some(HDR_KID) => match v {
                 Value::Bytes(b) if b.len() == KID_LEN => {
@@ -143,14 +140,12 @@ fn parse_protected(bytes: &[u8], want_typ: &str) -> Result<(i64, Kid), TokenErro
                     kid = Some(k);
                 }
                 _ => {
-                    return Err(TokenError::Header(format!(
-                        "kid is not a {KID_LEN}-byte string"
-                    )));
+                    return Err(TokenError::Header(HeaderParam::KidType));
                 }
             },
             Some(HDR_TYP) => match v {
                 Value::Text(t) if t == want_typ => typ = Some(()),
-                _ => return Err(TokenError::Header(format!("typ is not {want_typ:?}"))),
+                _ => return Err(TokenError::Header(HeaderParam::Typ { want: want_typ })),
             },
             Some(HDR_CRIT) => crit = Some(v),
             _ => unknown.push(k),
@@ -160,10 +155,10 @@ fn parse_protected(bytes: &[u8], want_typ: &str) -> Result<(i64, Kid), TokenErro
         // RFC 9052 §3.1: a non-empty array of labels, each present in the protected header.
         // Every label we understand is fine to mark critical; any other is refused.
         let Value::Array(labels) = c else {
-            return Err(TokenError::Header("crit is not an array".into()));
+            return Err(TokenError::Header(HeaderParam::CritType));
         };
         if labels.is_empty() {
-            return Err(TokenError::Header("crit is empty".into()));
+            return Err(TokenError::Header(HeaderParam::CritEmpty));
         }
         for l in labels {
             match l.as_i64() {
@@ -174,12 +169,12 @@ fn parse_protected(bytes: &[u8], want_typ: &str) -> Result<(i64, Kid), TokenErro
     }
     // This profile accepts no parameters beyond alg, crit, kid and typ, critical or not.
     if let Some(k) = unknown.first() {
-        return Err(TokenError::Header(format!(
-            "unknown protected header label {k:?}"
-        )));
+        return Err(TokenError::Header(HeaderParam::UnknownLabel(format!(
+            "{k:?}"
+        ))));
     }
-    let alg = alg.ok_or_else(|| TokenError::Header("alg missing".into()))?;
-    let kid = kid.ok_or_else(|| TokenError::Header("kid missing".into()))?;
-    typ.ok_or_else(|| TokenError::Header("typ missing".into()))?;
+    let alg = alg.ok_or(TokenError::Header(HeaderParam::Missing("alg")))?;
+    let kid = kid.ok_or(TokenError::Header(HeaderParam::Missing("kid")))?;
+    typ.ok_or(TokenError::Header(HeaderParam::Missing("typ")))?;
     Ok((alg, kid))
 }

@@ -78,7 +78,7 @@ pub enum TokenError {
     UnprotectedHeader,
     /// The protected header is malformed, lacks alg/kid/typ, or has an unknown parameter.
     #[error("protected header: {0}")]
-    Header(String),
+    Header(HeaderParam),
     /// `crit` lists a header parameter this verifier does not understand.
     #[error("unknown critical header parameter {0}")]
     UnknownCritical(String),
@@ -137,9 +137,12 @@ pub enum TokenError {
     /// An ancestor (a token it was narrowed from) is revoked.
     #[error("token was narrowed from revoked token {0}")]
     AncestorRevoked(String),
-    /// A revocation file line is malformed.
-    #[error("revocation list: {0}")]
-    Revocations(String),
+    /// A line of a revocation file is not a cti.
+    #[error("revocation list line {line}: not a cti (32 lowercase hex digits)")]
+    Revocations {
+        /// The line, from 1.
+        line: usize,
+    },
     /// A leeway above [`verify::MAX_LEEWAY_SECS`] was asked for.
     #[error("leeway of {0} s is more than the 300 s allowed")]
     Leeway(u64),
@@ -148,16 +151,16 @@ pub enum TokenError {
     Manifest(#[from] ManifestError),
     /// The request breaks the issuance policy.
     #[error("issuance policy: {0}")]
-    Policy(String),
+    Policy(#[from] PolicyError),
     /// A narrowed token would be wider or longer-lived than its parent.
     #[error("narrowing refused: {0}")]
     Wider(String),
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,
-    /// A Status List Token is malformed, expired or otherwise unusable.
-    #[error("status list: {0}")]
-    StatusList(String),
+    /// A Status List Token is malformed or expired.
+    #[error(transparent)]
+    StatusList(#[from] status::StatusError),
     /// The status list says the token is not valid.
     #[error("token is {} in its status list (index {idx})", status.name())]
     StatusRevoked {
@@ -169,7 +172,91 @@ pub enum TokenError {
     /// A status list was given but cannot answer for this token (another list, an index
     /// beyond it, or a list past its expiry): refused rather than assumed valid.
     #[error("revocation status unknown: {0}")]
-    StatusUnavailable(String),
+    StatusUnavailable(Unavailable),
+}
+
+/// What is wrong with a COSE protected header.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum HeaderParam {
+    /// The protected header is not a CBOR map.
+    #[error("protected header is not a map")]
+    NotMap,
+    /// `alg` is not an integer.
+    #[error("alg is not an integer")]
+    AlgType,
+    /// `kid` is not a byte string of a kid's length.
+    #[error("kid is not a 32-byte string")]
+    KidType,
+    /// `typ` is not the one this kind of token must carry.
+    #[error("typ is not {want:?}")]
+    Typ {
+        /// The `typ` required.
+        want: &'static str,
+    },
+    /// `crit` is not an array.
+    #[error("crit is not an array")]
+    CritType,
+    /// `crit` is an empty array (RFC 9052 forbids it).
+    #[error("crit is empty")]
+    CritEmpty,
+    /// A header parameter this profile does not accept (its label, as decoded).
+    #[error("unknown protected header label {0}")]
+    UnknownLabel(String),
+    /// A required parameter (`alg`, `kid` or `typ`) is absent.
+    #[error("{0} missing")]
+    Missing(&'static str),
+}
+
+/// Why an issuance request breaks the issuer's policy.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A lifetime of zero seconds.
+    #[error("ttl must be at least one second")]
+    ZeroTtl,
+    /// A lifetime above the policy's maximum.
+    #[error("ttl {ttl}s exceeds the maximum {max}s")]
+    TtlTooLong {
+        /// Seconds asked for.
+        ttl: u64,
+        /// The policy's maximum.
+        max: u64,
+    },
+    /// An allowed root of the policy is not an acceptable absolute path.
+    #[error("policy: {0}")]
+    Root(ManifestError),
+    /// A file grant outside every allowed root.
+    #[error("capabilities.fileAccess[{index}].path: {path:?} is outside the allowed roots")]
+    OutsideRoots {
+        /// The grant's index in the manifest.
+        index: usize,
+        /// Its path.
+        path: String,
+    },
+}
+
+/// Why a status list cannot answer for a token.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The token names another list than the one given.
+    #[error("the token's status list is {token:?}, the list given is {given:?}")]
+    OtherList {
+        /// The token's `status.uri`.
+        token: String,
+        /// The given list's `sub`.
+        given: String,
+    },
+    /// The token's index is not in the list.
+    #[error("{0} (is the status list out of date?)")]
+    Entry(status::StatusError),
+    /// The list has expired since it was loaded.
+    #[error("the status list {uri:?} has expired")]
+    Expired {
+        /// The list's `sub`.
+        uri: String,
+    },
 }
 
 /// Seconds since the Unix epoch now.
@@ -294,7 +381,7 @@ impl Issuer {
         status: Option<status::StatusRef>,
     ) -> Result<IssuedToken, TokenError> {
         if ttl.as_secs() == 0 {
-            return Err(TokenError::Policy("ttl must be at least one second".into()));
+            return Err(TokenError::Policy(PolicyError::ZeroTtl));
         }
         let claims = Claims {
             iss: self.iss.clone(),
@@ -352,15 +439,14 @@ impl IssuancePolicy {
     /// Checks a manifest and the ttl it would get; the error says what is out of policy.
     pub fn check(&self, manifest: &Manifest, ttl: Duration) -> Result<(), TokenError> {
         if ttl > self.max_ttl {
-            return Err(TokenError::Policy(format!(
-                "ttl {}s exceeds the maximum {}s",
-                ttl.as_secs(),
-                self.max_ttl.as_secs()
-            )));
+            return Err(TokenError::Policy(PolicyError::TtlTooLong {
+                ttl: ttl.as_secs(),
+                max: self.max_ttl.as_secs(),
+            }));
         }
         for (i, r) in self.allowed_roots.iter().enumerate() {
             manifest::validate_abs_path(&format!("allowed_roots[{i}]"), r)
-                .map_err(|e| TokenError::Policy(e.0))?;
+                .map_err(PolicyError::Root)?;
         }
         if !self.allowed_roots.is_empty() {
             for (i, g) in manifest.capabilities.file_access.iter().enumerate() {
@@ -369,10 +455,10 @@ impl IssuancePolicy {
                     .iter()
                     .any(|r| enforce::is_within(&g.path, r))
                 {
-                    return Err(TokenError::Policy(format!(
-                        "capabilities.fileAccess[{i}].path: {:?} is outside the allowed roots",
-                        g.path
-                    )));
+                    return Err(TokenError::Policy(PolicyError::OutsideRoots {
+                        index: i,
+                        path: g.path.clone(),
+                    }));
                 }
             }
         }

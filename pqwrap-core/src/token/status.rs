@@ -47,11 +47,11 @@ use std::io::{Read, Write};
 use flate2::Compression;
 use thiserror::Error;
 
-use super::cbor::{self, Value};
+use super::cbor::{self, CborError, Value};
 use super::cose;
 use super::keys::{Kid, hex_lower};
 use super::verify::{DEFAULT_LEEWAY_SECS, TrustSet};
-use super::{Issuer, TokenError};
+use super::{Issuer, TokenError, Unavailable};
 
 /// The `typ` of a Status List Token in CWT form.
 pub const STATUS_LIST_TYPE: &str = "application/statuslist+cwt";
@@ -101,6 +101,20 @@ pub enum StatusError {
     /// The CBOR structure is not a status list or status claim.
     #[error("status list: {0}")]
     Structure(&'static str),
+    /// The claims of a Status List Token are not CBOR.
+    #[error("status list: payload: {0}")]
+    Payload(CborError),
+    /// A claim this profile does not know, or one of the wrong type (its key, as decoded).
+    #[error("status list: unknown or mistyped claim {0}")]
+    Claim(String),
+    /// The list's own `exp` has passed.
+    #[error("status list: the status list expired at {exp} (now {now}): fetch a fresh one")]
+    Expired {
+        /// The list's `exp`.
+        exp: u64,
+        /// Verification time.
+        now: u64,
+    },
     /// A URI that is empty, too long or has control characters.
     #[error("status list: the uri must be 1..={MAX_URI_LEN} bytes without control characters")]
     Uri,
@@ -489,9 +503,8 @@ impl StatusListClaims {
     }
 
     fn from_cbor(v: &Value) -> Result<StatusListClaims, TokenError> {
-        let bad = |m: &str| TokenError::StatusList(m.to_owned());
         let Value::Map(entries) = v else {
-            return Err(bad("claims are not a map"));
+            return Err(StatusError::Structure("claims are not a map").into());
         };
         let (mut iss, mut sub, mut iat, mut exp, mut ttl, mut list) =
             (None, None, None, None, None, None);
@@ -501,35 +514,33 @@ impl StatusListClaims {
                     iss = Some(s.clone())
                 }
                 (Some(2), Value::Text(s)) => {
-                    check_uri(s).map_err(|e| TokenError::StatusList(e.to_string()))?;
+                    check_uri(s)?;
                     sub = Some(s.clone())
                 }
                 (Some(4), Value::Uint(n)) => exp = Some(*n),
                 (Some(6), Value::Uint(n)) => iat = Some(*n),
                 (Some(LABEL_TTL), Value::Uint(n)) if *n > 0 => ttl = Some(*n),
-                (Some(LABEL_STATUS_LIST), v) => {
-                    list = Some(
-                        StatusList::from_cbor(v)
-                            .map_err(|e| TokenError::StatusList(e.to_string()))?,
-                    )
-                }
+                (Some(LABEL_STATUS_LIST), v) => list = Some(StatusList::from_cbor(v)?),
                 _ => {
-                    return Err(TokenError::StatusList(format!(
-                        "unknown or mistyped claim {k:?}"
-                    )));
+                    return Err(StatusError::Claim(format!("{k:?}")).into());
                 }
             }
         }
         let claims = StatusListClaims {
             iss,
-            sub: sub.ok_or_else(|| bad("sub (the list's uri) missing"))?,
-            iat: iat.ok_or_else(|| bad("iat missing"))?,
+            sub: sub.ok_or_else(|| {
+                TokenError::from(StatusError::Structure("sub (the list's uri) missing"))
+            })?,
+            iat: iat.ok_or_else(|| TokenError::from(StatusError::Structure("iat missing")))?,
             exp,
             ttl,
-            list: list.ok_or_else(|| bad("status_list missing"))?,
+            list: list
+                .ok_or_else(|| TokenError::from(StatusError::Structure("status_list missing")))?,
         };
         if claims.exp.is_some_and(|e| e <= claims.iat) {
-            return Err(bad("exp is not after iat"));
+            return Err(TokenError::from(StatusError::Structure(
+                "exp is not after iat",
+            )));
         }
         Ok(claims)
     }
@@ -538,7 +549,7 @@ impl StatusListClaims {
 impl Issuer {
     /// Signs a Status List Token (tagged COSE_Sign1, `typ` `application/statuslist+cwt`).
     pub fn sign_status_list(&self, claims: &StatusListClaims) -> Result<Vec<u8>, TokenError> {
-        check_uri(&claims.sub).map_err(|e| TokenError::StatusList(e.to_string()))?;
+        check_uri(&claims.sub)?;
         let key = self.key();
         let payload = cbor::to_vec(&claims.to_cbor());
         let kid = *key.public_key().kid();
@@ -581,14 +592,15 @@ impl VerifiedStatusList {
     /// beyond this one (neither can be answered, so a verifier refuses).
     pub fn status_of(&self, r: &StatusRef) -> Result<Status, TokenError> {
         if r.uri != self.claims.sub {
-            return Err(TokenError::StatusUnavailable(format!(
-                "the token's status list is {:?}, the list given is {:?}",
-                r.uri, self.claims.sub
-            )));
+            return Err(TokenError::StatusUnavailable(Unavailable::OtherList {
+                token: r.uri.clone(),
+                given: self.claims.sub.clone(),
+            }));
         }
-        self.claims.list.get(r.idx).map_err(|e| {
-            TokenError::StatusUnavailable(format!("{e} (is the status list out of date?)"))
-        })
+        self.claims
+            .list
+            .get(r.idx)
+            .map_err(|e| TokenError::StatusUnavailable(Unavailable::Entry(e)))
     }
 
     /// Whether the list is still within its lifetime at `now` (with the default leeway):
@@ -636,8 +648,7 @@ pub fn verify(trust: &TrustSet, token: &[u8], now: u64) -> Result<VerifiedStatus
     {
         return Err(TokenError::BadSignature);
     }
-    let v =
-        cbor::decode(&s.payload).map_err(|e| TokenError::StatusList(format!("payload: {e}")))?;
+    let v = cbor::decode(&s.payload).map_err(StatusError::Payload)?;
     let claims = StatusListClaims::from_cbor(&v)?;
     if claims.iat > now.saturating_add(DEFAULT_LEEWAY_SECS) {
         return Err(TokenError::IssuedInFuture {
@@ -648,9 +659,7 @@ pub fn verify(trust: &TrustSet, token: &[u8], now: u64) -> Result<VerifiedStatus
     if let Some(exp) = claims.exp
         && now >= exp.saturating_add(DEFAULT_LEEWAY_SECS)
     {
-        return Err(TokenError::StatusList(format!(
-            "the status list expired at {exp} (now {now}): fetch a fresh one"
-        )));
+        return Err(StatusError::Expired { exp, now }.into());
     }
     Ok(VerifiedStatusList { claims, kid: s.kid })
 }

@@ -96,13 +96,7 @@ impl RevocationList {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let cti = parse_hex_cti(l).ok_or_else(|| {
-                TokenError::Revocations(format!(
-                    "line {}: not a cti ({} lowercase hex digits)",
-                    i + 1,
-                    CTI_LEN * 2
-                ))
-            })?;
+            let cti = parse_hex_cti(l).ok_or_else(|| TokenError::Revocations { line: i + 1 })?;
             list.insert(cti);
         }
         Ok(list)
@@ -277,10 +271,9 @@ impl Verifier {
         }
         if let (Some(list), Some(r)) = (&self.status, &claims.status) {
             if !list.is_live_at(now) {
-                return Err(TokenError::StatusUnavailable(format!(
-                    "the status list {:?} has expired",
-                    list.uri()
-                )));
+                return Err(TokenError::StatusUnavailable(super::Unavailable::Expired {
+                    uri: list.uri().to_owned(),
+                }));
             }
             match list.status_of(r)? {
                 Status::Valid => {}
