@@ -1,4 +1,4 @@
-//! Issue 5, point 3: `pqwrap rewrap` killed with SIGKILL at random moments never leaves a file
+//! `pqwrap rewrap` killed with SIGKILL at random moments never leaves a file
 //! that opens with neither the old nor the new identity, or that yields anything but the
 //! original plaintext; the next run cleans up and finishes. One file in ten is a pqwrap
 //! native file re-wrapped in place (two header slots); the others are age files, some armored.

@@ -1,5 +1,5 @@
-//! Verification must not be talked into accepting a forgery: one test per rule of issue 6
-//! point 4, plus the exhaustive single-bit-flip test.
+//! Verification must not be talked into accepting a forgery: one test per rule of the
+//! verifier (docs/TOKENS.md), plus the exhaustive single-bit-flip test.
 // A failed unwrap in a test is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 

@@ -3,9 +3,11 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Output};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use pqwrap_core::age::{self, FileKey, Header};
 use pqwrap_core::envelope;
@@ -15,6 +17,41 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pqwrap");
 
 pub fn pqwrap() -> Command {
     Command::new(BIN)
+}
+
+/// Runs `pqwrap ARGS` with no standard input (a passphrase prompt can never block).
+pub fn pqwrap_args<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    pqwrap()
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("pqwrap runs")
+}
+
+/// [`pqwrap_args`] in the working directory `dir`.
+pub fn in_dir<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
+    pqwrap()
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("pqwrap runs")
+}
+
+/// Asserts success, showing standard error otherwise.
+pub fn ok(o: &Output) {
+    ok_doing(o, "pqwrap");
+}
+
+/// Asserts that `what` succeeded, showing standard error otherwise.
+pub fn ok_doing(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -155,4 +192,61 @@ pub fn skipped_banner(test: &str, because: &str, remedy: &str) {
     }
     banner.push_str(&format!("{bar}\n"));
     eprint!("{banner}");
+}
+
+/// Which old identities a re-wrap test's old identity file holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OldKeys {
+    /// The old X25519 identity alone.
+    X25519,
+    /// The old X25519 and the old post-quantum identity.
+    X25519AndPostQuantum,
+}
+
+/// Keys of a re-wrap test: old ones being rotated out, a new post-quantum one.
+pub struct Keys {
+    pub old: Identity,
+    pub old_pq: Identity,
+    pub new: Identity,
+    /// `old.key`: the old identities `OldKeys` names.
+    pub old_file: PathBuf,
+    /// `new.key`: the new identity.
+    pub new_file: PathBuf,
+    pub new_pub: String,
+}
+
+/// Fresh keys; the identity files go in `dir` with mode 0600.
+pub fn keys(dir: &Path, old: OldKeys) -> Keys {
+    let k = Keys {
+        old: Identity::generate_x25519().unwrap(),
+        old_pq: Identity::generate_hybrid().unwrap(),
+        new: Identity::generate_hybrid().unwrap(),
+        old_file: dir.join("old.key"),
+        new_file: dir.join("new.key"),
+        new_pub: String::new(),
+    };
+    match old {
+        OldKeys::X25519 => write_identities(&k.old_file, &[&k.old]),
+        OldKeys::X25519AndPostQuantum => write_identities(&k.old_file, &[&k.old, &k.old_pq]),
+    }
+    write_identities(&k.new_file, &[&k.new]);
+    for f in [&k.old_file, &k.new_file] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    Keys {
+        new_pub: k.new.to_recipient().to_string(),
+        ..k
+    }
+}
+
+/// The one record of a JSON-lines report whose path ends with `/name` (`name` may start with
+/// the slash, or hold several components).
+pub fn rec<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    let suffix = format!("/{}", name.trim_start_matches('/'));
+    let found: Vec<_> = recs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with(&suffix))
+        .collect();
+    assert_eq!(found.len(), 1, "records for {name}: {recs:?}");
+    found[0]
 }

@@ -1,4 +1,4 @@
-//! Faults during `pqwrap rewrap` on real filesystems (issue 7, point 1): a disk that fills up
+//! Faults during `pqwrap rewrap` on real filesystems: a disk that fills up
 //! in the middle of a payload copy, a read-only filesystem, and, as an unprivileged user, a
 //! read-only directory, a file without read permission and a read-only file.
 //!
@@ -11,22 +11,17 @@
 //!
 //! All files are real age (and pqwrap native) files made with real keys; the originals are
 //! compared byte for byte and decrypted with the old key, the re-wrapped ones with the new.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{
-    BIN, code, decrypt, encrypt, native, native_open, plaintext, pqwrap, report, run, text,
-    write_identities,
+use crate::common::{
+    BIN, Keys, OldKeys, code, decrypt, encrypt, keys, native, native_open, plaintext, pqwrap, rec,
+    report, run, text,
 };
 use pqwrap_core::age;
-use pqwrap_core::keys::Identity;
 
 const NOBODY: u32 = 65534;
 
@@ -173,50 +168,6 @@ impl Sandbox {
     }
 }
 
-struct Keys {
-    old: Identity,
-    old_pq: Identity,
-    new: Identity,
-    /// The old X25519 and old post-quantum identities.
-    old_file: PathBuf,
-    /// The new identity.
-    new_file: PathBuf,
-    new_pub: String,
-}
-
-/// Fresh keys; the identity file goes in `dir` with mode 0600.
-fn keys(dir: &Path) -> Keys {
-    let old = Identity::generate_x25519().unwrap();
-    let old_pq = Identity::generate_hybrid().unwrap();
-    let new = Identity::generate_hybrid().unwrap();
-    let old_file = dir.join("old.key");
-    write_identities(&old_file, &[&old, &old_pq]);
-    std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let new_file = dir.join("new.key");
-    write_identities(&new_file, &[&new]);
-    std::fs::set_permissions(&new_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let new_pub = new.to_recipient().to_string();
-    Keys {
-        old,
-        old_pq,
-        new,
-        old_file,
-        new_file,
-        new_pub,
-    }
-}
-
-/// The one record whose path ends with `/name`.
-fn rec<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    let suffix = format!("/{name}");
-    let found: Vec<_> = recs
-        .iter()
-        .filter(|r| r["path"].as_str().unwrap().ends_with(&suffix))
-        .collect();
-    assert_eq!(found.len(), 1, "records for {name}: {recs:?}");
-    found[0]
-}
-
 /// Asserts a failed record with `reason` whose error contains `needle` (case-insensitive),
 /// and that stderr names the file with that error.
 fn assert_failed(recs: &[serde_json::Value], o: &Output, name: &str, reason: &str, needle: &str) {
@@ -291,7 +242,7 @@ fn disk_full_mid_payload_keeps_the_original_removes_the_temporary_and_continues(
     ) else {
         return;
     };
-    let k = keys(sb.tmp.path());
+    let k = keys(sb.tmp.path(), OldKeys::X25519AndPostQuantum);
     let arch = sb.root().join("arch");
     std::fs::create_dir(&arch).unwrap();
     let bigs: Vec<(&str, Vec<u8>)> = vec![
@@ -396,7 +347,7 @@ fn read_only_filesystem_reports_every_file_and_changes_nothing() {
     ) else {
         return;
     };
-    let k = keys(sb.tmp.path());
+    let k = keys(sb.tmp.path(), OldKeys::X25519AndPostQuantum);
     let arch = sb.root().join("arch");
     std::fs::create_dir_all(arch.join("sub")).unwrap();
     encrypt(&arch.join("a.age"), &[&k.old], &plaintext(1, 70_000), false);
@@ -450,7 +401,7 @@ fn read_only_filesystem_reports_every_file_and_changes_nothing() {
 #[test]
 fn read_only_file_in_a_writable_directory_is_rewrapped_keeping_mode_0444() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519AndPostQuantum);
     let f = d.path().join("ro.age");
     let data = plaintext(4, 3000);
     encrypt(&f, &[&k.old], &data, false);
@@ -493,7 +444,7 @@ fn nobody_setup(sb: &Sandbox) -> Keys {
         std::fs::create_dir(d).unwrap();
         chown_nobody(d);
     }
-    let k = keys(&keys_dir);
+    let k = keys(&keys_dir, OldKeys::X25519AndPostQuantum);
     chown_nobody(&k.old_file);
     k
 }
@@ -634,7 +585,7 @@ fn a_full_disk_under_the_audit_log_leaves_it_verifiable() {
     ) else {
         return;
     };
-    let k = keys(sb.tmp.path());
+    let k = keys(sb.tmp.path(), OldKeys::X25519AndPostQuantum);
     // The archive is outside the tiny tmpfs; only the log is on it.
     let arch = sb.tmp.path().join("arch");
     std::fs::create_dir(&arch).unwrap();

@@ -1,43 +1,14 @@
 //! `pqwrap rewrap` and `pqwrap scan` end to end, on real age files made with real keys.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{
-    code, decrypt, encrypt, native, native_open, plaintext, pqwrap, report, run, text,
-    write_identities,
+use crate::common::{
+    Keys, OldKeys, code, decrypt, encrypt, keys, native, native_open, plaintext, pqwrap, rec,
+    report, run, text, write_identities,
 };
 use pqwrap_core::age::{self, Header};
 use pqwrap_core::keys::Identity;
-
-struct Keys {
-    old: Identity,
-    new: Identity,
-    old_file: PathBuf,
-    new_file: PathBuf,
-    new_pub: String,
-}
-
-fn keys(dir: &Path) -> Keys {
-    let old = Identity::generate_x25519().unwrap();
-    let new = Identity::generate_hybrid().unwrap();
-    let old_file = dir.join("old.key");
-    let new_file = dir.join("new.key");
-    write_identities(&old_file, &[&old]);
-    write_identities(&new_file, &[&new]);
-    let new_pub = new.to_recipient().to_string();
-    Keys {
-        old,
-        new,
-        old_file,
-        new_file,
-        new_pub,
-    }
-}
 
 /// An older post-quantum key being rotated out, and its identity file `old-pq.key`.
 fn old_pq_key(dir: &Path) -> (Identity, PathBuf) {
@@ -54,17 +25,10 @@ fn split(path: &Path) -> (Header, Vec<u8>) {
     (h, bytes[n..].to_vec())
 }
 
-/// The first record whose path ends with `name` (rewrap_faults.rs keeps a stricter one).
-fn rec<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
-    recs.iter()
-        .find(|r| r["path"].as_str().unwrap().ends_with(name))
-        .unwrap_or_else(|| panic!("no record for {name}"))
-}
-
 #[test]
 fn rewrap_binary_and_armored_files_keeps_payload_and_metadata_then_is_idempotent() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let arch = d.path().join("arch");
     std::fs::create_dir_all(arch.join("sub/deeper")).unwrap();
     let files = [
@@ -176,7 +140,7 @@ fn rewrap_binary_and_armored_files_keeps_payload_and_metadata_then_is_idempotent
 #[test]
 fn dry_run_reports_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let f = d.path().join("x.age");
     encrypt(&f, &[&k.old], b"hello", false);
     let before = std::fs::read(&f).unwrap();
@@ -199,7 +163,7 @@ fn dry_run_reports_and_writes_nothing() {
 #[test]
 fn failures_exit_1_and_leave_files_alone() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let stranger = Identity::generate_x25519().unwrap();
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
@@ -278,7 +242,7 @@ fn failures_exit_1_and_leave_files_alone() {
 #[test]
 fn usage_errors_exit_2() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let f = d.path().join("x.age");
     encrypt(&f, &[&k.old], b"hello", false);
     let classical = k.old.to_recipient().to_string();
@@ -319,7 +283,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn reencrypt_changes_the_file_key_and_keeps_the_plaintext() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let f = d.path().join("x.age");
     let a = d.path().join("y.age.asc");
     let data = plaintext(3, 140_000);
@@ -347,7 +311,7 @@ fn reencrypt_changes_the_file_key_and_keeps_the_plaintext() {
 #[test]
 fn scan_counts_by_protection_without_keys() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
     encrypt(&arch.join("c1.age"), &[&k.old], &plaintext(1, 1000), false);
@@ -397,7 +361,7 @@ fn help_says_when_rewrapping_is_not_enough() {
 #[test]
 fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let (old_pq, old_pq_file) = old_pq_key(d.path());
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
@@ -484,7 +448,7 @@ fn native_files_are_rewrapped_in_place_keeping_inode_links_and_times() {
 #[test]
 fn native_reencrypt_and_verify_payload() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let (old_pq, old_pq_file) = old_pq_key(d.path());
     let f = d.path().join("x.pqw");
     let data = plaintext(8, 200_000);
@@ -514,7 +478,7 @@ fn native_reencrypt_and_verify_payload() {
 #[test]
 fn audit_log_has_one_verified_line_per_rewrapped_file() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let old_pq = Identity::generate_hybrid().unwrap();
     let ids = d.path().join("ids.key");
     write_identities(&ids, &[&k.old, &old_pq]);
@@ -639,7 +603,7 @@ fn target_shaped_files_the_target_identity_does_not_open_fail_instead_of_unverif
     // "unverified": never counted as done); with it, it is not: a file wrapped to the target
     // would open.
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let stranger = Identity::generate_hybrid().unwrap();
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
@@ -784,7 +748,7 @@ fn native_files_needing_a_larger_header_are_rewritten_through_the_jobs_own_commi
 fn a_rerun_finishes_a_native_rewrap_interrupted_before_its_wipe() {
     use pqwrap_core::envelope;
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let (old_pq, old_file) = old_pq_key(d.path());
     let arch = d.path().join("arch");
     std::fs::create_dir(&arch).unwrap();
@@ -839,9 +803,9 @@ fn a_rerun_finishes_a_native_rewrap_interrupted_before_its_wipe() {
 #[test]
 fn a_low_descriptor_limit_slows_the_job_instead_of_failing_files() {
     let d = tempfile::tempdir().unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let arch = d.path().join("arch");
-    let one = common::age_bytes(&[&k.old], b"x", false);
+    let one = crate::common::age_bytes(&[&k.old], b"x", false);
     for i in 0..300 {
         let dir = arch.join(format!("d{i}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -887,7 +851,7 @@ mod review_findings {
     #[test]
     fn an_identity_that_opens_no_file_fails_the_run_and_says_so_first() {
         let d = tempfile::tempdir().unwrap();
-        let k = keys(d.path());
+        let k = keys(d.path(), OldKeys::X25519);
         let a = Identity::generate_hybrid().unwrap();
         let t = d.path().join("t");
         std::fs::create_dir(&t).unwrap();
@@ -928,7 +892,7 @@ mod review_findings {
     #[test]
     fn the_report_never_destroys_a_file() {
         let d = tempfile::tempdir().unwrap();
-        let k = keys(d.path());
+        let k = keys(d.path(), OldKeys::X25519);
         let t = tree(d.path(), &k);
         let before = std::fs::read(t.join("b.age")).unwrap();
         let key_before = std::fs::read(&k.old_file).unwrap();
@@ -1003,7 +967,7 @@ mod review_findings {
     #[test]
     fn overlapping_roots_are_one_run_over_each_file() {
         let d = tempfile::tempdir().unwrap();
-        let k = keys(d.path());
+        let k = keys(d.path(), OldKeys::X25519);
         let t = tree(d.path(), &k);
         let rep = d.path().join("r.jsonl");
         let o = run(pqwrap()
@@ -1030,7 +994,7 @@ mod review_findings {
     #[test]
     fn a_bind_mount_inside_the_tree_is_walked_once() {
         let d = tempfile::tempdir().unwrap();
-        let k = keys(d.path());
+        let k = keys(d.path(), OldKeys::X25519);
         let t = tree(d.path(), &k);
         let mnt = t.join("again");
         std::fs::create_dir(&mnt).unwrap();
@@ -1076,7 +1040,7 @@ mod review_findings {
     #[test]
     fn openpgp_messages_are_recognised_everywhere() {
         let d = tempfile::tempdir().unwrap();
-        let k = keys(d.path());
+        let k = keys(d.path(), OldKeys::X25519);
         let t = d.path().join("t");
         std::fs::create_dir(&t).unwrap();
         let pgp = t.join("m.asc");
@@ -1114,7 +1078,7 @@ fn review_findings_a_planted_directory_link_does_not_redirect_the_report() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let k = keys(d.path());
+    let k = keys(d.path(), OldKeys::X25519);
     let t = d.path().join("t");
     std::fs::create_dir(&t).unwrap();
     encrypt(&t.join("a.age"), &[&k.old], b"a", false);
@@ -1129,7 +1093,7 @@ fn review_findings_a_planted_directory_link_does_not_redirect_the_report() {
         .arg(shared.join("d"))
         .status();
     if !rustix::process::geteuid().is_root() || !planted.is_ok_and(|s| s.success()) {
-        common::skipped(
+        crate::common::skipped(
             "review_findings_a_planted_directory_link_does_not_redirect_the_report",
             "cannot act as a second user (not root, or no setpriv)",
         );

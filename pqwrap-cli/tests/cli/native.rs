@@ -1,19 +1,9 @@
 //! `pqwrap encrypt --format pqwrap`, `decrypt` and `inspect` on the native envelope, end to
 //! end through the binary.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use std::process::{Command, Stdio};
 
-use std::process::{Command, Output, Stdio};
-
-fn pqwrap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pqwrap")
-}
+use crate::common::pqwrap_args;
 
 fn keygen(dir: &std::path::Path, name: &str, classical: bool) -> (String, String) {
     let path = dir.join(name);
@@ -21,8 +11,8 @@ fn keygen(dir: &std::path::Path, name: &str, classical: bool) -> (String, String
     if classical {
         args.push("--classical");
     }
-    assert!(pqwrap(&args).status.success());
-    let y = pqwrap(&["keygen", "-y", path.to_str().unwrap()]);
+    assert!(pqwrap_args(&args).status.success());
+    let y = pqwrap_args(&["keygen", "-y", path.to_str().unwrap()]);
     (
         path.to_str().unwrap().to_string(),
         String::from_utf8(y.stdout).unwrap().trim().to_string(),
@@ -31,7 +21,7 @@ fn keygen(dir: &std::path::Path, name: &str, classical: bool) -> (String, String
 
 /// `pqwrap encrypt --format pqwrap -r RCPT -o OUT PLAIN`, which must succeed.
 fn encrypt_native(rcpt: &str, plain: &std::path::Path, out: &std::path::Path) {
-    let o = pqwrap(&[
+    let o = pqwrap_args(&[
         "encrypt",
         "--format",
         "pqwrap",
@@ -59,7 +49,7 @@ fn native_round_trip_inspect_and_refusals() {
 
     encrypt_native(&rcpt, &plain, &enc);
 
-    let out = pqwrap(&["inspect", "--json", e]);
+    let out = pqwrap_args(&["inspect", "--json", e]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["format"], "pqwrap");
@@ -69,13 +59,13 @@ fn native_round_trip_inspect_and_refusals() {
 
     // decrypt detects the format by itself.
     let dec = d.join("dec");
-    let out = pqwrap(&["decrypt", "-i", &id, "-o", dec.to_str().unwrap(), e]);
+    let out = pqwrap_args(&["decrypt", "-i", &id, "-o", dec.to_str().unwrap(), e]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(&dec).unwrap(), data);
 
     // A wrong identity: a clear error naming the file, and no output file.
     let dec2 = d.join("dec2");
-    let out = pqwrap(&["decrypt", "-i", &other, "-o", dec2.to_str().unwrap(), e]);
+    let out = pqwrap_args(&["decrypt", "-i", &other, "-o", dec2.to_str().unwrap(), e]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("f.pqw") && err.contains("no_match"), "{err}");
@@ -87,7 +77,7 @@ fn native_round_trip_inspect_and_refusals() {
     bytes[last] ^= 1;
     let bad = d.join("bad.pqw");
     std::fs::write(&bad, &bytes).unwrap();
-    let out = pqwrap(&[
+    let out = pqwrap_args(&[
         "decrypt",
         "-i",
         &id,
@@ -112,7 +102,7 @@ fn native_round_trip_inspect_and_refusals() {
             p,
         ],
     ] {
-        let out = pqwrap(&args);
+        let out = pqwrap_args(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
 }
@@ -149,7 +139,7 @@ fn inspect_reads_a_fifo_once() {
     let enc = d.join("f.pqw");
     encrypt_native(&rcpt, &plain, &enc);
     let fifo = d.join("pipe");
-    common::mkfifo(&fifo);
+    crate::common::mkfifo(&fifo);
     let bytes = std::fs::read(&enc).unwrap();
     let writer = {
         let fifo = fifo.clone();

@@ -1,34 +1,16 @@
 //! The `pqwrap encrypt/decrypt/inspect` commands on real files, for age.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn pqwrap(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("pqwrap runs")
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use crate::common::{in_dir, ok};
 
 fn keygen(dir: &Path, name: &str, classical: bool) -> String {
     let mut args = vec!["keygen", "-o", name];
     if classical {
         args.push("--classical");
     }
-    let o = pqwrap(&args, dir);
+    let o = in_dir(dir, &args);
     ok(&o);
     String::from_utf8(o.stderr)
         .expect("UTF-8")
@@ -49,32 +31,32 @@ fn encrypt_decrypt_inspect_and_failures() {
     std::fs::write(d.join("recips"), format!("# mine\n{pq}\n")).expect("write");
 
     // Post-quantum, via -R, binary; decrypt to -o.
-    ok(&pqwrap(
+    ok(&in_dir(
+        d,
         &[
             "encrypt", "--format", "age", "-R", "recips", "-o", "pq.age", "plain",
         ],
-        d,
     ));
-    ok(&pqwrap(
-        &["decrypt", "-i", "pq.key", "-o", "out", "pq.age"],
+    ok(&in_dir(
         d,
+        &["decrypt", "-i", "pq.key", "-o", "out", "pq.age"],
     ));
     assert_eq!(std::fs::read(d.join("out")).expect("out"), pt);
 
     // Armored, to stdout; decrypt detects the armor.
-    let o = pqwrap(&["encrypt", "-r", &pq, "-a", "plain"], d);
+    let o = in_dir(d, &["encrypt", "-r", &pq, "-a", "plain"]);
     ok(&o);
     assert!(
         o.stdout
             .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----\n")
     );
     std::fs::write(d.join("pq.asc"), &o.stdout).expect("write");
-    let o = pqwrap(&["decrypt", "-i", "pq.key", "pq.asc"], d);
+    let o = in_dir(d, &["decrypt", "-i", "pq.key", "pq.asc"]);
     ok(&o);
     assert_eq!(o.stdout, pt);
 
     // Wrong identity: a clear message, non-zero exit, no output file.
-    let o = pqwrap(&["decrypt", "-i", "other.key", "-o", "nope", "pq.age"], d);
+    let o = in_dir(d, &["decrypt", "-i", "other.key", "-o", "nope", "pq.age"]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -87,9 +69,9 @@ fn encrypt_decrypt_inspect_and_failures() {
     // Truncated payload: the partial plaintext never appears at -o.
     let file = std::fs::read(d.join("pq.age")).expect("read");
     std::fs::write(d.join("trunc.age"), &file[..file.len() - 1000]).expect("write");
-    let o = pqwrap(
-        &["decrypt", "-i", "pq.key", "-o", "partial", "trunc.age"],
+    let o = in_dir(
         d,
+        &["decrypt", "-i", "pq.key", "-o", "partial", "trunc.age"],
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("payload"));
@@ -104,14 +86,15 @@ fn encrypt_decrypt_inspect_and_failures() {
     );
 
     // Mixing post-quantum and classical recipients needs --allow-mixed.
-    let o = pqwrap(
-        &["encrypt", "-r", &pq, "-r", &cl, "-o", "mixed.age", "plain"],
+    let o = in_dir(
         d,
+        &["encrypt", "-r", &pq, "-r", &cl, "-o", "mixed.age", "plain"],
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-mixed"));
     assert!(!d.join("mixed.age").exists());
-    ok(&pqwrap(
+    ok(&in_dir(
+        d,
         &[
             "encrypt",
             "--allow-mixed",
@@ -123,17 +106,17 @@ fn encrypt_decrypt_inspect_and_failures() {
             "mixed.age",
             "plain",
         ],
-        d,
     ));
-    ok(&pqwrap(
-        &["decrypt", "-i", "cl.key", "-o", "out2", "mixed.age"],
+    ok(&in_dir(
         d,
+        &["decrypt", "-i", "cl.key", "-o", "out2", "mixed.age"],
     ));
     assert_eq!(std::fs::read(d.join("out2")).expect("out2"), pt);
 
     // Passphrase, from a file.
     std::fs::write(d.join("pw"), "correct horse\n").expect("write");
-    ok(&pqwrap(
+    ok(&in_dir(
+        d,
         &[
             "encrypt",
             "-p",
@@ -145,11 +128,10 @@ fn encrypt_decrypt_inspect_and_failures() {
             "pw.age",
             "plain",
         ],
-        d,
     ));
-    ok(&pqwrap(
-        &["decrypt", "--passphrase-file", "pw", "-o", "out3", "pw.age"],
+    ok(&in_dir(
         d,
+        &["decrypt", "--passphrase-file", "pw", "-o", "out3", "pw.age"],
     ));
     assert_eq!(std::fs::read(d.join("out3")).expect("out3"), pt);
 
@@ -160,7 +142,7 @@ fn encrypt_decrypt_inspect_and_failures() {
         ("mixed.age", "mixed", false),
         ("pw.age", "passphrase", false),
     ] {
-        let o = pqwrap(&["inspect", "--json", f], d);
+        let o = in_dir(d, &["inspect", "--json", f]);
         ok(&o);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
         assert_eq!(v["format"], "age");
@@ -168,12 +150,12 @@ fn encrypt_decrypt_inspect_and_failures() {
         assert_eq!(v["armored"], armored, "{f}");
         assert_eq!(v["plaintext_bytes"], pt.len() as u64, "{f}");
     }
-    let o = pqwrap(&["inspect", "plain"], d);
+    let o = in_dir(d, &["inspect", "plain"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an encrypted file"));
 
     // Unknown format names are a usage error.
-    let o = pqwrap(&["encrypt", "--format", "nope", "-r", &pq, "plain"], d);
+    let o = in_dir(d, &["encrypt", "--format", "nope", "-r", &pq, "plain"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -189,10 +171,10 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
     let pq = keygen(d, "pq.key", false);
     let pt: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
     std::fs::write(d.join("plain"), &pt).expect("write");
-    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    ok(&in_dir(d, &["encrypt", "-r", &pq, "-o", "f.age", "plain"]));
 
     let fifo = d.join("pipe");
-    common::mkfifo(&fifo);
+    crate::common::mkfifo(&fifo);
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
@@ -204,9 +186,9 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
             got
         })
     };
-    ok(&pqwrap(
-        &["decrypt", "-i", "pq.key", "-o", "pipe", "f.age"],
+    ok(&in_dir(
         d,
+        &["decrypt", "-i", "pq.key", "-o", "pipe", "f.age"],
     ));
     // Before joining: a replaced FIFO leaves the reader waiting for a writer forever.
     let m = std::fs::symlink_metadata(&fifo).expect("stat");
@@ -216,9 +198,9 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
     std::fs::create_dir(d.join("real")).expect("mkdir");
     std::fs::write(d.join("real/out"), b"old").expect("write");
     std::os::unix::fs::symlink("real/out", d.join("link")).expect("symlink");
-    ok(&pqwrap(
-        &["decrypt", "-i", "pq.key", "-o", "link", "f.age"],
+    ok(&in_dir(
         d,
+        &["decrypt", "-i", "pq.key", "-o", "link", "f.age"],
     ));
     assert!(
         std::fs::symlink_metadata(d.join("link"))
@@ -229,7 +211,7 @@ fn output_to_a_fifo_or_through_a_symlink_keeps_what_is_there() {
     );
     assert_eq!(std::fs::read(d.join("real/out")).expect("read"), pt);
     // A directory is refused by name, not written into.
-    let o = pqwrap(&["decrypt", "-i", "pq.key", "-o", "real", "f.age"], d);
+    let o = in_dir(d, &["decrypt", "-i", "pq.key", "-o", "real", "f.age"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("is a directory"));
 }
@@ -246,14 +228,14 @@ fn a_killed_decrypt_leaves_no_partial_plaintext() {
     let pq = keygen(d, "pq.key", false);
     let pt: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(d.join("plain"), &pt).expect("write");
-    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    ok(&in_dir(d, &["encrypt", "-r", &pq, "-o", "f.age", "plain"]));
     std::fs::remove_file(d.join("plain")).expect("rm");
     let file = std::fs::read(d.join("f.age")).expect("read");
 
     let out = d.join("out");
     std::fs::create_dir(&out).expect("mkdir");
     let fifo = d.join("pipe");
-    common::mkfifo(&fifo);
+    crate::common::mkfifo(&fifo);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
         .args(["decrypt", "-i", "pq.key", "-o", "out/plain", "pipe"])
         .current_dir(d)
@@ -293,7 +275,7 @@ fn output_to_a_pipe_behind_dev_fd() {
     let d = tmp.path();
     let pq = keygen(d, "pq.key", false);
     std::fs::write(d.join("plain"), b"through a pipe").expect("write");
-    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    ok(&in_dir(d, &["encrypt", "-r", &pq, "-o", "f.age", "plain"]));
     let o = Command::new(env!("CARGO_BIN_EXE_pqwrap"))
         .args(["decrypt", "-i", "pq.key", "-o", "/dev/stdout", "f.age"])
         .current_dir(d)
@@ -316,7 +298,7 @@ fn a_closed_standard_output_ends_quietly_with_141() {
     let pq = keygen(d, "pq.key", false);
     let pt: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(d.join("plain"), &pt).expect("write");
-    ok(&pqwrap(&["encrypt", "-r", &pq, "-o", "f.age", "plain"], d));
+    ok(&in_dir(d, &["encrypt", "-r", &pq, "-o", "f.age", "plain"]));
     let r = &["-r", pq.as_str()];
     let cases: [Vec<&str>; 3] = [
         vec!["decrypt", "-i", "pq.key", "f.age"],

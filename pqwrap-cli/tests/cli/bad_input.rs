@@ -1,4 +1,4 @@
-//! Bad input everywhere (issue 7, point 2): a generated corpus of malformed inputs driven
+//! Bad input everywhere: a generated corpus of malformed inputs driven
 //! through the real `pqwrap` binary. For every case: no panic, no death by signal; where the
 //! input is malformed the exit status is non-zero, standard error names the file, standard
 //! output is empty and no output file (nor a leftover temporary) is written.
@@ -21,8 +21,6 @@
 //! both corpora laid out side by side and checks each file through its line of the JSON
 //! report. To add a command: a `fn cmd(fx, path) -> Output` and a loop over [`corpus`] with
 //! the expectation that command has.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -31,26 +29,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-mod common;
-
-/// Runs `pqwrap` in `dir` with no standard input (a passphrase prompt can never block).
-fn pqwrap<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pqwrap"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("pqwrap runs")
-}
-
-fn ok(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use crate::common::{in_dir, ok_doing};
 
 /// What a case must do.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,8 +112,8 @@ fn fixture() -> Fixture {
         if classical {
             a.push("--classical");
         }
-        let o = pqwrap(&dir, &a);
-        ok(&o, "keygen");
+        let o = in_dir(&dir, &a);
+        ok_doing(&o, "keygen");
         String::from_utf8(o.stderr)
             .expect("UTF-8")
             .trim()
@@ -148,7 +127,7 @@ fn fixture() -> Fixture {
         let mut a = vec!["encrypt"];
         a.extend_from_slice(args);
         a.extend_from_slice(&["-o", out, "plain"]);
-        ok(&pqwrap(&dir, &a), "encrypt");
+        ok_doing(&in_dir(&dir, &a), "encrypt");
         fs::read(dir.join(out)).expect("read")
     };
     let valid = vec![
@@ -174,13 +153,13 @@ fn fixture() -> Fixture {
     // The valid files decrypt and inspect, so every failure below is the input's doing.
     for name in fx.valid.iter().map(|(n, _)| *n).chain(["pq.pqw"]) {
         let o = decrypt(&fx, Path::new(name), Some(Path::new("out/plain")));
-        ok(&o, name);
+        ok_doing(&o, name);
         assert_eq!(
             fs::read(fx.dir.join("out/plain")).expect("out"),
             plaintext()
         );
         fs::remove_file(fx.dir.join("out/plain")).expect("rm");
-        ok(&inspect(&fx, Path::new(name)), name);
+        ok_doing(&inspect(&fx, Path::new(name)), name);
     }
     fx
 }
@@ -197,12 +176,12 @@ fn decrypt(fx: &Fixture, input: &Path, out: Option<&Path>) -> Output {
         a.push(o.into());
     }
     a.push(input.into());
-    pqwrap(&fx.dir, &a)
+    in_dir(&fx.dir, &a)
 }
 
 /// `pqwrap inspect --json`.
 fn inspect(fx: &Fixture, input: &Path) -> Output {
-    pqwrap(
+    in_dir(
         &fx.dir,
         &[
             OsStr::new("inspect"),
@@ -654,7 +633,7 @@ fn decrypt_and_inspect_every_header_byte_of_every_file() {
 
 /// `pqwrap scan --json` (no key at all).
 fn scan(fx: &Fixture, input: &Path) -> Output {
-    pqwrap(
+    in_dir(
         &fx.dir,
         &[OsStr::new("scan"), OsStr::new("--json"), input.as_os_str()],
     )
@@ -824,7 +803,7 @@ fn rewrap_reports_every_malformed_file_and_writes_nothing() {
     args.extend(["-i", "new.key", "-r", &fx.new_pub, "--verify-payload"].map(OsString::from));
     args.extend(["--report", "rw.jsonl", "rw"].map(OsString::from));
     args.push(arg.clone().into_os_string());
-    let o = pqwrap(d, &args);
+    let o = in_dir(d, &args);
     let code = no_panic("rewrap", &o);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(code, 1, "{stderr}");
@@ -863,7 +842,7 @@ fn rewrap_reports_every_malformed_file_and_writes_nothing() {
             "rewrapped" => {
                 assert!(may_rewrap, "{shown}: a malformed file was re-wrapped: {r}");
                 let out = d.join("out/plain");
-                let o = pqwrap(
+                let o = in_dir(
                     d,
                     &[
                         OsStr::new("decrypt"),
@@ -875,7 +854,7 @@ fn rewrap_reports_every_malformed_file_and_writes_nothing() {
                     .chain([out.as_os_str(), rel.as_os_str()])
                     .collect::<Vec<_>>(),
                 );
-                ok(&o, &shown);
+                ok_doing(&o, &shown);
                 assert_eq!(fs::read(&out).expect("out"), plaintext(), "{shown}");
                 fs::remove_file(&out).expect("rm");
                 continue;
@@ -918,7 +897,7 @@ fn rewrap_reports_every_malformed_file_and_writes_nothing() {
     println!("{} files, {dirs} directories: {tally:?}", files.len());
 
     // A path that does not exist: bad usage, named, nothing written.
-    let o = pqwrap(
+    let o = in_dir(
         d,
         &[
             "rewrap",
@@ -990,8 +969,8 @@ fn decrypt_and_inspect_bad_arguments() {
     fs::write(d.join("cases/garbage.key"), garbage(3, 500)).expect("write");
     fs::write(d.join("cases/latin1.key"), b"AGE-SECRET-KEY-1\xe9\n").expect("write");
     fs::create_dir(d.join("cases/dir.key")).expect("mkdir");
-    let o = pqwrap(d, &["keygen", "-y", "pq.key"]);
-    ok(&o, "keygen -y");
+    let o = in_dir(d, &["keygen", "-y", "pq.key"]);
+    ok_doing(&o, "keygen -y");
     fs::write(d.join("cases/public.key"), &o.stdout).expect("write");
     let mut bad_ids: Vec<OsString> = [
         "cases/garbage.key",
@@ -1005,7 +984,7 @@ fn decrypt_and_inspect_bad_arguments() {
     bad_ids.push(OsString::from_vec(b"cases/\xff.key".to_vec()));
     for id in bad_ids {
         let id_shown = lossy(id.as_bytes());
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 OsStr::new("decrypt"),
@@ -1104,12 +1083,12 @@ fn decrypt_and_inspect_bad_arguments() {
 fn token_verify_refuses_every_malformed_token_cleanly() {
     let fx = fixture();
     let d = &fx.dir;
-    ok(
-        &pqwrap(d, &["token", "keygen", "-o", "tk.jwk"]),
+    ok_doing(
+        &in_dir(d, &["token", "keygen", "-o", "tk.jwk"]),
         "token keygen",
     );
-    let o = pqwrap(d, &["token", "pubkey", "tk.jwk"]);
-    ok(&o, "token pubkey");
+    let o = in_dir(d, &["token", "pubkey", "tk.jwk"]);
+    ok_doing(&o, "token pubkey");
     fs::write(d.join("tk.pub"), &o.stdout).expect("write");
     fs::write(
         d.join("m.json"),
@@ -1123,8 +1102,8 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .expect("chmod");
-    ok(
-        &pqwrap(
+    ok_doing(
+        &in_dir(
             d,
             &[
                 "token",
@@ -1148,7 +1127,7 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
     );
     assert_eq!(mode & 0o777, 0o600, "a bearer token must not stay 0644");
     let verify = |token: &OsStr, trust: &OsStr, aud: &OsStr| {
-        pqwrap(
+        in_dir(
             d,
             &[
                 OsStr::new("token"),
@@ -1163,7 +1142,7 @@ fn token_verify_refuses_every_malformed_token_cleanly() {
     };
     let tk = OsStr::new("tk.pub");
     let svc = OsStr::new("svc");
-    ok(
+    ok_doing(
         &verify(OsStr::new("tok"), tk, svc),
         "the genuine token verifies",
     );
@@ -1271,7 +1250,7 @@ mod review_findings {
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output, Stdio};
 
-    use super::{common, ok, pqwrap};
+    use crate::common::{in_dir, ok_doing};
 
     /// The user who plants links in the shared directory.
     const ATTACKER: u32 = 1001;
@@ -1334,23 +1313,23 @@ mod review_findings {
         let dir = fs::canonicalize(tmp.path()).expect("canonical tempdir");
         // Other users must be able to reach the shared directory inside.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let o = pqwrap(&dir, &["keygen", "-o", "pq.key"]);
-        ok(&o, "keygen");
+        let o = in_dir(&dir, &["keygen", "-o", "pq.key"]);
+        ok_doing(&o, "keygen");
         let recipient = stderr(&o)
             .trim()
             .trim_start_matches("Public key: ")
             .to_owned();
         fs::write(dir.join("plain"), b"the plaintext\n").expect("write");
-        ok(
-            &pqwrap(&dir, &["encrypt", "-r", &recipient, "-o", "b.age", "plain"]),
+        ok_doing(
+            &in_dir(&dir, &["encrypt", "-r", &recipient, "-o", "b.age", "plain"]),
             "encrypt",
         );
-        ok(
-            &pqwrap(&dir, &["token", "keygen", "-o", "k.jwk"]),
+        ok_doing(
+            &in_dir(&dir, &["token", "keygen", "-o", "k.jwk"]),
             "token keygen",
         );
-        let o = pqwrap(&dir, &["token", "pubkey", "k.jwk"]);
-        ok(&o, "token pubkey");
+        let o = in_dir(&dir, &["token", "pubkey", "k.jwk"]);
+        ok_doing(&o, "token pubkey");
         fs::write(dir.join("k.pub"), &o.stdout).expect("write");
         fs::create_dir_all(dir.join("docs")).expect("mkdir");
         fs::write(dir.join("docs/a.txt"), b"a").expect("write");
@@ -1366,7 +1345,7 @@ mod review_findings {
             "ttl": "3600s"
         });
         fs::write(dir.join("m.json"), manifest.to_string()).expect("write");
-        ok(&pqwrap(&dir, &token_issue("t.tok")), "token issue");
+        ok_doing(&in_dir(&dir, &token_issue("t.tok")), "token issue");
         Setup {
             _tmp: tmp,
             dir,
@@ -1394,7 +1373,7 @@ mod review_findings {
     fn check(s: &Setup, token: &str, request: &[&str]) -> Output {
         let mut a = vec!["token", "check", "--trust", "k.pub", "--aud", "svc", token];
         a.extend_from_slice(request);
-        pqwrap(&s.dir, &a)
+        in_dir(&s.dir, &a)
     }
 
     /// Every command that writes an output path, writing to `out`.
@@ -1440,7 +1419,7 @@ mod review_findings {
     #[test]
     fn outputs_never_follow_a_link_planted_in_a_sticky_directory() {
         if let Some(why) = no_second_user() {
-            common::skipped(
+            crate::common::skipped(
                 "review_findings::outputs_never_follow_a_link_planted_in_a_sticky_directory",
                 &why,
             );
@@ -1477,7 +1456,7 @@ mod review_findings {
                     }
                 })
                 .collect();
-            let o = pqwrap(d, &args);
+            let o = in_dir(d, &args);
             assert_eq!(code(&o), Some(1), "{args:?} must fail: {}", stderr(&o));
             let e = stderr(&o);
             assert!(
@@ -1501,7 +1480,7 @@ mod review_findings {
         assert!(o.status.success(), "{}", stderr(&o));
         let mut args = token_issue("audited.tok").to_vec();
         args.extend(["--audit-log", link.to_str().expect("UTF-8")]);
-        let o = pqwrap(d, &args);
+        let o = in_dir(d, &args);
         assert_eq!(code(&o), Some(1), "{}", stderr(&o));
         assert!(stderr(&o).contains("refusing to follow"), "{}", stderr(&o));
         assert_eq!(
@@ -1523,7 +1502,7 @@ mod review_findings {
         );
         assert!(o.status.success(), "{}", stderr(&o));
         let through = shared.join("dir/important.conf");
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 "decrypt",
@@ -1552,7 +1531,7 @@ mod review_findings {
             rustix::fs::Mode::empty(),
         )
         .expect("the attacker's end of the FIFO");
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 "decrypt",
@@ -1581,8 +1560,8 @@ mod review_findings {
                 let o = as_user(owner, d, "ln", &[Path::new("-s"), &target, &link]);
                 assert!(o.status.success(), "{}", stderr(&o));
             }
-            ok(
-                &pqwrap(
+            ok_doing(
+                &in_dir(
                     d,
                     &[
                         "decrypt",
@@ -1613,8 +1592,8 @@ mod review_findings {
     fn outputs_that_keep_working_and_dangling_links() {
         let s = setup();
         let d = &s.dir;
-        let dec = |out: &str| pqwrap(d, &["decrypt", "-i", "pq.key", "-o", out, "b.age"]);
-        ok(&dec("/dev/null"), "-o /dev/null");
+        let dec = |out: &str| in_dir(d, &["decrypt", "-i", "pq.key", "-o", out, "b.age"]);
+        ok_doing(&dec("/dev/null"), "-o /dev/null");
         // /dev/stdout redirected to a file opened for appending: appended to, in place.
         let f = d.join("appended");
         fs::write(&f, b"before\n").expect("write");
@@ -1626,7 +1605,7 @@ mod review_findings {
             ))
             .output()
             .expect("runs");
-        ok(&o, "-o /dev/stdout >> file");
+        ok_doing(&o, "-o /dev/stdout >> file");
         assert_eq!(fs::read(&f).unwrap(), b"before\nthe plaintext\n");
 
         fs::create_dir_all(d.join("real/sub")).expect("mkdir");
@@ -1636,7 +1615,7 @@ mod review_findings {
         fs::write(d.join("real/sub/target"), b"old").expect("write");
         for out in ["real/chain", "dirlink/rel", "dirlink/../real/sub/target"] {
             fs::write(d.join("real/sub/target"), b"old").expect("write");
-            ok(&dec(out), out);
+            ok_doing(&dec(out), out);
             assert_eq!(
                 fs::read(d.join("real/sub/target")).unwrap(),
                 b"the plaintext\n"
@@ -1648,7 +1627,7 @@ mod review_findings {
                 .file_type()
                 .is_symlink()
         );
-        ok(
+        ok_doing(
             &dec("dirlink/new.txt"),
             "a new file through a directory link",
         );
@@ -1659,7 +1638,7 @@ mod review_findings {
 
         symlink("real/nowhere", d.join("dangling")).expect("symlink");
         for cmd in output_commands(&s, "dangling") {
-            let o = pqwrap(d, &cmd);
+            let o = in_dir(d, &cmd);
             assert_eq!(code(&o), Some(1), "{cmd:?}: {}", stderr(&o));
             assert!(
                 stderr(&o).contains("dangling") || stderr(&o).contains("already exists"),
@@ -1783,7 +1762,7 @@ mod review_findings {
             let o = check(&s, "t.tok", &["--connect", hp]);
             assert_eq!(code(&o), Some(2), "{hp:?}: {}{}", stdout(&o), stderr(&o));
         }
-        ok(
+        ok_doing(
             &check(
                 &s,
                 "t.tok",
@@ -1795,7 +1774,7 @@ mod review_findings {
             let o = check(&s, "t.tok", &[arg, value, "--clipboard"]);
             assert_eq!(code(&o), Some(2), "{arg} {value}: {}", stderr(&o));
         }
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 "token",
@@ -1811,7 +1790,7 @@ mod review_findings {
             ],
         );
         assert_eq!(code(&o), Some(1), "--ttl '6 0s': {}", stderr(&o));
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 "decrypt",
@@ -1832,8 +1811,8 @@ mod review_findings {
         fs::write(d.join("pw"), "correct horse\n").expect("write");
         let base = d.join("wf10.age");
         if !base.exists() {
-            ok(
-                &pqwrap(
+            ok_doing(
+                &in_dir(
                     d,
                     &[
                         "encrypt",
@@ -1872,7 +1851,7 @@ mod review_findings {
         let s = setup();
         let d = &s.dir;
         let hostile = scrypt_file(d, 40);
-        let o = pqwrap(
+        let o = in_dir(
             d,
             &[
                 "decrypt",
@@ -1900,7 +1879,7 @@ mod review_findings {
         assert!(!d.join("out").exists());
 
         if Command::new("prlimit").arg("--version").output().is_err() {
-            common::skipped(
+            crate::common::skipped(
                 "review_findings::scrypt_work_factors_beyond_memory_are_refused_before_allocating \
                  (the RLIMIT_AS half)",
                 "prlimit (util-linux) is not installed",
@@ -1961,8 +1940,8 @@ mod review_findings {
         let s = setup();
         let d = &s.dir;
         for n in 1..=2 {
-            ok(
-                &pqwrap(
+            ok_doing(
+                &in_dir(
                     d,
                     &[
                         "token",
@@ -1988,11 +1967,11 @@ mod review_findings {
         )
         .expect("write");
         let cti = |tok: &str| {
-            let o = pqwrap(
+            let o = in_dir(
                 d,
                 &["token", "verify", "--trust", "k.pub", "--aud", "svc", tok],
             );
-            ok(&o, "token verify");
+            ok_doing(&o, "token verify");
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
             v["cti"].as_str().expect("cti").to_owned()
         };

@@ -3,19 +3,15 @@
 //! and registers its script, and `man -l` renders every page without a warning in an ASCII
 //! and a UTF-8 locale. `.ci/run` installs fish, zsh, man-db and groff; where one is missing
 //! here, its test prints a SKIPPED banner and checks nothing.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use common::{code, pqwrap, run, text};
+use crate::common::{code, pqwrap, run, text};
 
 fn skipped(test: &str, because: &str) {
-    common::skipped_banner(test, because, ".ci/run installs what it needs");
+    crate::common::skipped_banner(test, because, ".ci/run installs what it needs");
 }
 
 /// Whether `program` can be started at all.

@@ -1,13 +1,9 @@
 //! `pqwrap token verify|check --status-list FILE`: a signed Token Status List refuses the
 //! tokens it marks revoked, and a list that is forged, expired or for another key is an error.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{code, pqwrap, run, text};
+use crate::common::{code, pqwrap, run, text};
 use pqwrap_core::token::status::{Bits, Status, StatusList, StatusListClaims, StatusRef};
 use pqwrap_core::token::{Algorithm, Issuer, Manifest, SigningKey, encode_text, unix_now};
 

@@ -1,13 +1,9 @@
 //! `pqwrap keygen` end to end, on real files.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use common::pqwrap;
+use crate::common::pqwrap;
 
 #[test]
 fn writes_0600_identity_and_refuses_to_overwrite() {
