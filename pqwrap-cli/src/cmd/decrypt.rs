@@ -42,7 +42,7 @@ pub struct Args {
     input: Option<PathBuf>,
 }
 
-use super::keygen::load_identities;
+use crate::keyfiles::load_identities;
 
 /// A failure message naming the file and the failure kind.
 fn describe(name: &str, e: AgeError) -> anyhow::Error {

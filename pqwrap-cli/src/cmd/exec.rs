@@ -15,8 +15,8 @@ use pqwrap_sandbox::{
 };
 
 use crate::cmd::io_util::open_append;
-use crate::cmd::keygen::read_to_string_bounded;
 use crate::exit::Status;
+use crate::keyfiles::read_to_string_bounded;
 
 /// Run COMMAND with exactly the token's capabilities: files by Landlock, TCP only through an
 /// egress proxy that allows the token's host:port grants, no display sockets without the

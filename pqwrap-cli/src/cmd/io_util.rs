@@ -604,7 +604,7 @@ pub fn copy_buffered<R: BufRead + ?Sized, W: Write + ?Sized>(
 pub fn read_passphrase(file: Option<&Path>, confirm: bool) -> Result<zeroize::Zeroizing<String>> {
     let pass = match file {
         Some(p) => {
-            let text = crate::cmd::keygen::read_to_string_bounded(
+            let text = crate::keyfiles::read_to_string_bounded(
                 File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
             )
             .with_context(|| format!("cannot read {}", p.display()))?;

@@ -8,6 +8,7 @@ use pqwrap_core::keys::{self, Identity};
 
 use super::io_util::{Content, Existing, Output};
 use crate::exit::Status;
+use crate::keyfiles::read_to_string_bounded;
 
 /// Generate an identity, or print the recipients of existing identities (`-y`).
 #[derive(clap::Args)]
@@ -89,5 +90,3 @@ fn convert(input: Option<PathBuf>) -> Result<Status> {
     }
     Ok(Status::Success)
 }
-
-pub use crate::keyfiles::{load_identities, read_to_string_bounded};

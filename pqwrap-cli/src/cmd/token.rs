@@ -13,8 +13,8 @@ use pqwrap_core::token::{
 };
 
 use crate::cmd::io_util::{Content, Existing, HostPort, Output, decimal, host_port, open_append};
-use crate::cmd::keygen::read_to_string_bounded;
 use crate::exit::Status;
+use crate::keyfiles::read_to_string_bounded;
 
 /// Capability tokens: keys, issue, verify, check, narrow.
 #[derive(clap::Args)]
