@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_support;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_support;
+mod common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use pqwrap_core::keys::{self, Identity};
 
 use super::io_util::{Content, Existing, Output};
 use crate::exit::Status;
-use crate::keyfiles::read_to_string_bounded;
+use crate::keyfiles::{load_identities, read_to_string_bounded};
 
 /// Generate an identity, or print the recipients of existing identities (`-y`).
 #[derive(clap::Args)]
@@ -67,23 +67,14 @@ pub fn run(args: Args) -> Result<Status> {
 }
 
 fn convert(input: Option<PathBuf>) -> Result<Status> {
-    let (text, name) = match &input {
-        Some(path) => (
-            read_to_string_bounded(
-                std::fs::File::open(path)
-                    .with_context(|| format!("cannot open identity file {}", path.display()))?,
-            )
-            .with_context(|| format!("cannot read identity file {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        None => (
-            read_to_string_bounded(std::io::stdin().lock())
-                .context("cannot read identities from standard input")?,
-            "standard input".to_string(),
-        ),
+    let ids = match input {
+        Some(path) => load_identities(&[path])?,
+        None => {
+            let text = read_to_string_bounded(std::io::stdin().lock())
+                .context("cannot read identities from standard input")?;
+            keys::parse_identities(&text).context("standard input: not a valid identity file")?
+        }
     };
-    let ids = keys::parse_identities(&text)
-        .with_context(|| format!("{name}: not a valid identity file"))?;
     let mut out = std::io::stdout().lock();
     for id in ids {
         writeln!(out, "{}", id.to_recipient())?;

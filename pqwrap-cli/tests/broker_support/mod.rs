@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_pqwrap");
+pub use crate::common::{BIN, pqwrap};
 
 pub use pqwrap_core::token::manifest::DESIGN_EXAMPLE;
 
@@ -49,10 +49,6 @@ pub fn pqwrap_as(id: u32) -> Command {
         BIN,
     ]);
     c
-}
-
-pub fn pqwrap() -> Command {
-    Command::new(BIN)
 }
 
 pub fn out(o: &Output) -> String {
