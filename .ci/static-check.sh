@@ -2,8 +2,9 @@
 # Builds the fully static Linux binary (x86_64-unknown-linux-musl) and runs it inside an
 # empty chroot, one that holds nothing but the binary (no glibc, no loader, no /proc, no
 # /dev), through keygen, encrypt, decrypt, scan and rewrap, as root and as an unprivileged
-# user. Needs root (for chroot) and the musl target (`rustup target add
-# x86_64-unknown-linux-musl`, tried here when missing). Not part of .ci/run: it is a release
+# user. Needs root (for chroot), the musl target (`rustup target add
+# x86_64-unknown-linux-musl`) and musl-gcc (Debian's musl-tools), both installed here when
+# missing. Not part of .ci/run: it is a release
 # build of its own, about 5 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,13 @@ target=x86_64-unknown-linux-musl
 if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi
+# AWS-LC (X25519) is C, built by the cc crate: for musl it needs a musl C compiler, which
+# Debian's musl-tools provides as musl-gcc.
+if ! command -v musl-gcc >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq musl-tools >/dev/null 2>&1 \
+        || (apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null)
+fi
+export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
 cargo build --release --locked --target "$target" -p pqwrap-cli
 bin=target/$target/release/pqwrap
 if readelf -l "$bin" | grep -q 'program interpreter'; then
