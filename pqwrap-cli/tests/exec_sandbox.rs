@@ -1097,6 +1097,8 @@ fn a_broker_signed_status_list_flipped_while_the_agent_runs_ends_it_and_it_canno
     assert_eq!(refused["status_id"], 2);
     assert_eq!(refused["process"]["file"]["path"], PYTHON);
     assert!(refused["process"].get("pid").is_none(), "{refused}");
+    // The token verified, so its refusal names it.
+    assert_eq!(refused["unmapped"]["token_id"], cti.as_str(), "{refused}");
     assert!(
         refused["status_detail"]
             .as_str()

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pqwrap_core::audit::AuditLog;
 use pqwrap_core::ocsf::OcsfLog;
-use pqwrap_core::token::{TrustSet, unix_now};
+use pqwrap_core::token::{TrustSet, Verifier, unix_now};
 use rustix::process::{Pid, Signal, WaitStatus};
 
 use events::{Cause, Event, Journal};
@@ -136,10 +136,11 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     let cwd = std::env::current_dir()
         .map_err(|err| SandboxError::process("read the current directory", err))?;
     let path_env = std::env::var_os("PATH");
+    let trust = std::mem::take(&mut e.trust);
     let admitted = admission::admit(
         admission::Candidate {
             token_text: &e.token_text,
-            trust: std::mem::take(&mut e.trust),
+            trust: trust.clone(),
             audience: &e.audience,
             now,
             command: &e.command,
@@ -152,6 +153,12 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     let admitted = match admitted {
         Ok(a) => a,
         Err(err) => {
+            // A token that verified but was refused (revoked, command not granted) is named
+            // in the record; verifying it again costs one signature check, on this path only.
+            let journal = match Verifier::new(trust, &e.audience).verify_text(&e.token_text, now) {
+                Ok(t) => journal.for_token(t.claims()),
+                Err(_) => journal,
+            };
             journal.record(&Event::Refused {
                 command: &e.command.to_string_lossy(),
                 reason: &err.to_string(),
