@@ -733,7 +733,7 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
     // (its activity the method), Process Activity Terminate for the exit.
     let cti = pqwrap_core::token::keys::hex_lower(&t.claims.cti);
     let events = ocsf_events(&ocsf);
-    let kinds: Vec<&str> = events.iter().map(|e| envelope(e)).collect();
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
     let mut want = vec!["exec.launch"];
     want.extend(["exec.proxy"; 7]);
     want.push("exec.exit");
@@ -886,7 +886,7 @@ fn the_agent_and_a_detached_child_are_gone_within_one_second_of_exp() {
         .collect();
     assert_eq!(events, ["exec.launch", "exec.expired", "exec.exit"]);
     let events = ocsf_events(&ocsf);
-    let kinds: Vec<&str> = events.iter().map(|e| envelope(e)).collect();
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
     assert_eq!(kinds, ["exec.launch", "exec.expired", "exec.exit"]);
     let (ended, exit) = (&events[1], &events[2]);
     assert_eq!(
@@ -1054,7 +1054,7 @@ fn a_broker_signed_status_list_flipped_while_the_agent_runs_ends_it_and_it_canno
 
     // The OCSF stream: launch, the revocation that ended it, the exit, the refused start.
     let events = ocsf_events(&ocsf);
-    let kinds: Vec<&str> = events.iter().map(|e| envelope(e)).collect();
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
     assert_eq!(
         kinds,
         ["exec.launch", "exec.revoked", "exec.exit", "exec.refused"]
@@ -1193,31 +1193,28 @@ fn status_lists_that_cannot_vouch_for_the_token_fail_closed() {
     let live = s.path("live.cwt");
     let older =
         std::fs::read(s.status_list("old.cwt", &s.issuer, now - 20, Some(now + 600), &[])).unwrap();
-    let flips: [(&str, Box<dyn Fn()>, &str); 3] = [
-        (
-            "tampered",
-            Box::new(|| std::fs::copy(&tampered, &live).map(drop).unwrap()),
-            "does not verify",
-        ),
-        (
-            "removed",
-            Box::new(|| std::fs::remove_file(&live).unwrap()),
-            "cannot be read",
-        ),
-        (
-            "older",
-            Box::new(|| std::fs::write(&live, &older).unwrap()),
-            "before the list already accepted",
-        ),
-    ];
-    for (what, flip, says) in &flips {
+    for (what, says) in [
+        ("tampered", "does not verify"),
+        ("removed", "cannot be read"),
+        ("older", "before the list already accepted"),
+    ] {
         std::fs::copy(&good, &live).unwrap();
         let run = Running::start(s.exec(
             "t",
             &["--status-list", live.to_str().unwrap()],
             &[PYTHON, "-c", PROBE, SLEEPER],
         ));
-        flip();
+        // Replaced by a rename, as a publisher does, so no poll sees a half-written file.
+        let next = s.path("next.cwt");
+        match what {
+            "tampered" => std::fs::copy(&tampered, &next).map(drop).unwrap(),
+            "older" => std::fs::write(&next, &older).unwrap(),
+            _ => {}
+        }
+        match what {
+            "removed" => std::fs::remove_file(&live).unwrap(),
+            _ => std::fs::rename(&next, &live).unwrap(),
+        }
         let (status, err, took) = run.wait();
         eprintln!("list {what}: the agent was ended {took:?} later");
         assert_eq!(status, Some(123), "{what}: {err}");
