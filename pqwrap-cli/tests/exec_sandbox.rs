@@ -1099,6 +1099,48 @@ fn a_broker_signed_status_list_flipped_while_the_agent_runs_ends_it_and_it_canno
     assert!(refused["process"].get("pid").is_none(), "{refused}");
     // The token verified, so its refusal names it.
     assert_eq!(refused["unmapped"]["token_id"], cti.as_str(), "{refused}");
+
+    // A key rotation: the broker signs the list with the new key alone, so an agent whose
+    // --trust is the old key no longer gets a list it can verify, and is ended.
+    let o = b.request(None, "probe.json", "sandbox.test", "t2");
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let token = b.out_dir(None).join("t2");
+    let exec_with = |trust: &[PathBuf], ops: &str| {
+        let mut c = Command::new(BIN);
+        c.arg("exec").arg("--token").arg(&token);
+        for t in trust {
+            c.arg("--trust").arg(t);
+        }
+        c.args(["--aud", "sandbox.test", "--status-list"])
+            .arg(b.path("status.cwt"))
+            .args(["--", PYTHON, "-c", PROBE, ops]);
+        c
+    };
+    let old_keys = b.trust();
+    let run = Running::start(exec_with(&old_keys, SLEEPER));
+    let o = Command::new(BIN)
+        .args(["broker", "rotate-key", "--socket"])
+        .arg(b.socket())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let (status, err, took) = run.wait();
+    eprintln!("the agent was ended {took:?} after the broker rotated its key");
+    assert_eq!(status, Some(123), "{err}");
+    assert!(
+        err.contains("failing closed") && err.contains("does not verify"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
+    // With the new key among its --trust keys the same token runs.
+    let both = b.trust();
+    assert_eq!(both.len(), 2);
+    let o = exec_with(&both, r#"[["session", ""]]"#)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(results(&o), ["leader"], "{}", text(&o));
     assert!(
         refused["status_detail"]
             .as_str()
