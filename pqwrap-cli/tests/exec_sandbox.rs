@@ -94,6 +94,16 @@ def run(op, arg):
         elif op == "http":
             with urllib.request.urlopen(arg, timeout=10) as r: return f"{r.status} {r.read().decode()}"
         elif op == "connect-tunnel": return http_connect(int(arg))
+        elif op == "raw":
+            proxy = os.environ["HTTP_PROXY"].rsplit(":", 1)
+            s = socket.create_connection((proxy[0].split("//")[1], int(proxy[1])), timeout=5)
+            s.sendall(arg.encode() + b"\r\n\r\n")
+            line = b""
+            while b"\r\n" not in line:
+                b = s.recv(1)
+                if not b: break
+                line += b
+            return line.split(b"\r\n")[0].decode()
         elif op == "env": return os.environ.get(arg, "<unset>")
         elif op == "stdin": return repr(sys.stdin.read())
         elif op == "tty": os.close(os.open("/dev/tty", os.O_RDWR))
@@ -645,10 +655,17 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
     let granted = Server::start("granted");
     let named = Server::start("named");
     let other = Server::start("other");
+    // Granted, but nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let t = s.token(
         "t",
         serde_json::json!({"network": [{"host": "127.0.0.1", "port": granted.port},
-                                       {"host": "localhost", "port": named.port}],
+                                       {"host": "localhost", "port": named.port},
+                                       {"host": "127.0.0.1", "port": closed}],
                            "shell": python_only()}),
         60,
     );
@@ -676,6 +693,12 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
                 "connect-tunnel",
                 other.port.to_string(),
                 "HTTP/1.1 403 Forbidden",
+            ),
+            ("http", url(closed, "127.0.0.1"), "http 502"),
+            (
+                "raw",
+                "BREW /pot HTCPCP/1.0".into(),
+                "HTTP/1.1 400 Bad Request",
             ),
         ],
     );
@@ -720,6 +743,8 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
             format!("deny HTTP {}", named.port),
             format!("allow CONNECT {}", granted.port),
             format!("deny CONNECT {}", other.port),
+            format!("deny HTTP {closed}"),
+            "deny HTTP 0".to_string(),
         ]
     );
     let v = Command::new(BIN)
@@ -735,7 +760,7 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
     let events = ocsf_events(&ocsf);
     let kinds: Vec<&str> = events.iter().map(envelope).collect();
     let mut want = vec!["exec.launch"];
-    want.extend(["exec.proxy"; 7]);
+    want.extend(["exec.proxy"; 9]);
     want.push("exec.exit");
     assert_eq!(kinds, want);
     for e in &events {
@@ -760,6 +785,7 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
         serde_json::json!([
             format!("net:127.0.0.1:{}", granted.port),
             format!("net:localhost:{}", named.port),
+            format!("net:127.0.0.1:{closed}"),
             format!("exec:{PYTHON}")
         ])
     );
@@ -781,8 +807,9 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
         (2, 3, "127.0.0.1", named.port, Some(403)),
         (1, 1, "127.0.0.1", granted.port, Some(200)),
         (2, 1, "127.0.0.1", other.port, Some(403)),
+        (2, 3, "127.0.0.1", closed, Some(502)),
     ];
-    for (e, (status, activity, host, port, answered)) in events[1..8].iter().zip(want) {
+    for (e, (status, activity, host, port, answered)) in events[1..9].iter().zip(want) {
         assert_eq!(e["class_uid"], 4002, "{e}");
         assert_eq!(e["activity_id"], activity, "{e}");
         assert_eq!(e["status_id"], status, "{e}");
@@ -808,7 +835,26 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
         assert_ne!(e["actor"]["process"]["pid"].as_u64(), Some(pid), "{e}");
         assert!(proxy_port > 0);
     }
-    let exit = &events[8];
+    // A request that cannot be parsed: Other (99), answered 400, no destination.
+    let bad = &events[9];
+    assert_eq!(
+        (bad["class_uid"].as_u64(), bad["activity_id"].as_u64()),
+        (Some(4002), Some(99))
+    );
+    assert_eq!(bad["status_id"], 2);
+    assert_eq!(bad["http_response"]["code"], 400);
+    assert!(
+        bad.get("http_request").is_none() && bad.get("dst_endpoint").is_none(),
+        "{bad}"
+    );
+    assert!(
+        bad["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported protocol"),
+        "{bad}"
+    );
+    let exit = &events[10];
     assert_eq!(
         (exit["class_uid"].as_u64(), exit["activity_id"].as_u64()),
         (Some(1007), Some(2))
