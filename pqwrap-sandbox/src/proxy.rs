@@ -168,12 +168,13 @@ fn respond(mut conn: &TcpStream, code: u16, msg: &str) -> io::Result<()> {
         _ => "Service Unavailable",
     };
     let body = format!("pqwrap egress proxy: {msg}\n");
-    write!(
-        conn,
+    // One write: `write!` on the socket would send each formatted piece as its own segment.
+    let response = format!(
         "HTTP/1.1 {code} {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    conn.write_all(response.as_bytes())?;
     conn.flush()
 }
 
