@@ -15,40 +15,23 @@
 //! Both carry `actor.process` (pid, executable path and SHA-256 in `file.hashes`, the uid in
 //! `user`), `status_id` 1 *Success* / 2 *Failure* with `status_detail` the reason,
 //! `time` in milliseconds, `metadata.version` "1.3.0", and pqwrap's own fields (`token_id`,
-//! `audience`, `requested`, `granted`, `rule`, `decision`…) under `unmapped`.
+//! `audience`, `requested`, `granted`, `rule`, `decision`…) under `unmapped`. The common
+//! fields and the `process` object are [`pqwrap_core::ocsf`]'s, shared with `pqwrap exec`.
 
+use pqwrap_core::ocsf::{self, Class, Header, ProcessInfo, Product, Severity};
 use serde_json::{Value, json};
 
 use crate::peer::Peer;
 
-/// OCSF schema version the events follow.
-pub const OCSF_VERSION: &str = "1.3.0";
+pub use pqwrap_core::ocsf::{Outcome, VERSION as OCSF_VERSION, privileges};
 
-/// Whether the broker said yes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Granted, done.
-    Success,
-    /// Refused or failed.
-    Failure,
-}
+/// How the broker's events name their product.
+const PRODUCT: Product = Product {
+    name: "pqwrap broker",
+    log_name: "pqwrap-broker",
+};
 
-impl Outcome {
-    fn id(self) -> u8 {
-        match self {
-            Outcome::Success => 1,
-            Outcome::Failure => 2,
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Outcome::Success => "Success",
-            Outcome::Failure => "Failure",
-        }
-    }
-}
-
-/// An OCSF class and activity.
+/// What the broker decided, as an OCSF class and activity.
 #[derive(Clone, Copy, Debug)]
 pub enum Activity {
     /// Authorize Session / Assign Privileges.
@@ -68,20 +51,16 @@ pub enum Activity {
 }
 
 impl Activity {
-    fn ids(self) -> (u32, &'static str, u32, &'static str, u32, &'static str) {
-        const AUTH: (u32, &str, u32, &str) =
-            (3003, "Authorize Session", 3, "Identity & Access Management");
-        const API: (u32, &str, u32, &str) = (6003, "API Activity", 6, "Application Activity");
-        let ((c, cn, cat, catn), a, an) = match self {
-            Activity::Grant => (AUTH, 1, "Assign Privileges"),
-            Activity::Consent => (AUTH, 99, "Consent"),
-            Activity::Revoke => (API, 4, "Delete"),
-            Activity::Consume => (API, 3, "Update"),
-            Activity::RotateKey => (API, 1, "Create"),
-            Activity::TrustSet => (API, 2, "Read"),
-            Activity::Other => (API, 99, "Other"),
-        };
-        (c, cn, cat, catn, a, an)
+    fn ocsf(self) -> ocsf::Activity {
+        match self {
+            Activity::Grant => ocsf::Activity::AssignPrivileges,
+            Activity::Consent => ocsf::Activity::Other(Class::AuthorizeSession, "Consent"),
+            Activity::Revoke => ocsf::Activity::ApiDelete,
+            Activity::Consume => ocsf::Activity::ApiUpdate,
+            Activity::RotateKey => ocsf::Activity::ApiCreate,
+            Activity::TrustSet => ocsf::Activity::ApiRead,
+            Activity::Other => ocsf::Activity::Other(Class::ApiActivity, "Other"),
+        }
     }
 
     fn operation(self) -> &'static str {
@@ -97,29 +76,22 @@ impl Activity {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn actor(peer: Option<&Peer>) -> Value {
     match peer {
-        Some(p) => json!({
-            "process": {
-                "pid": p.pid,
-                "file": {
-                    "path": p.exe.to_string_lossy(),
-                    "name": p.exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                    "type_id": 1,
-                    "type": "Regular File",
-                    "hashes": [{"algorithm_id": 3, "algorithm": "SHA-256", "value": p.exe_sha256_hex()}],
-                },
+        Some(p) => {
+            let path = p.exe.to_string_lossy();
+            let sha = p.exe_sha256_hex();
+            json!({
+                "process": ocsf::process(&ProcessInfo {
+                    pid: u32::try_from(p.pid).ok(),
+                    path: &path,
+                    sha256: Some(&sha),
+                    uid: Some(p.uid),
+                    cmd_line: None,
+                }),
                 "user": {"uid": p.uid.to_string()},
-            },
-            "user": {"uid": p.uid.to_string()},
-        }),
+            })
+        }
         None => json!({"process": {}}),
     }
 }
@@ -133,75 +105,32 @@ pub fn ocsf(
     message: &str,
     unmapped: Value,
 ) -> Value {
-    let (class_uid, class_name, category_uid, category_name, activity_id, activity_name) =
-        activity.ids();
-    let mut e = json!({
-        "class_uid": class_uid,
-        "class_name": class_name,
-        "category_uid": category_uid,
-        "category_name": category_name,
-        "activity_id": activity_id,
-        "activity_name": activity_name,
-        "type_uid": class_uid * 100 + activity_id,
-        "type_name": format!("{class_name}: {activity_name}"),
-        "time": now_ms(),
-        "severity_id": if outcome == Outcome::Success { 1 } else { 3 },
-        "severity": if outcome == Outcome::Success { "Informational" } else { "Medium" },
-        "status_id": outcome.id(),
-        "status": outcome.name(),
-        "status_detail": detail,
-        "message": message,
-        "metadata": {
-            "version": OCSF_VERSION,
-            "product": {"name": "pqwrap broker", "vendor_name": "pqwrap", "version": env!("CARGO_PKG_VERSION")},
-            "log_name": "pqwrap-broker",
+    let class = activity.ocsf().class();
+    let mut m = ocsf::event(
+        &PRODUCT,
+        &Header {
+            activity: activity.ocsf(),
+            outcome,
+            severity: Severity::of(outcome),
+            detail,
+            message,
         },
-        "actor": actor(peer),
-        "unmapped": unmapped,
-    });
-    if let Some(m) = e.as_object_mut() {
-        if class_uid == 3003 {
-            m.insert(
-                "user".into(),
-                json!({"uid": peer.map(|p| p.uid.to_string()).unwrap_or_default()}),
-            );
-        } else {
-            m.insert(
-                "api".into(),
-                json!({"operation": activity.operation(), "service": {"name": "pqwrap-broker"}}),
-            );
-            m.insert("src_endpoint".into(), json!({"name": "unix-socket"}));
-        }
+    );
+    m.insert("actor".into(), actor(peer));
+    m.insert("unmapped".into(), unmapped);
+    if class == Class::AuthorizeSession {
+        m.insert(
+            "user".into(),
+            json!({"uid": peer.map(|p| p.uid.to_string()).unwrap_or_default()}),
+        );
+    } else {
+        m.insert(
+            "api".into(),
+            json!({"operation": activity.operation(), "service": {"name": "pqwrap-broker"}}),
+        );
+        m.insert("src_endpoint".into(), json!({"name": "unix-socket"}));
     }
-    e
-}
-
-/// The granted capabilities as OCSF privilege strings (`file:read:/path`, `net:host:443`…).
-pub fn privileges(caps: &pqwrap_core::token::Capabilities) -> Vec<String> {
-    let mut p = Vec::new();
-    for g in &caps.file_access {
-        p.push(format!("file:{}:{}", g.mode.name(), g.path));
-    }
-    for n in &caps.network {
-        p.push(format!("net:{}:{}", n.host, n.port));
-    }
-    if caps.clipboard {
-        p.push("clipboard".into());
-    }
-    if let Some(s) = &caps.shell {
-        for c in &s.allowed_commands {
-            p.push(format!("exec:{c}"));
-        }
-        if s.interactive {
-            p.push("shell:interactive".into());
-        }
-    }
-    if let Some(q) = &caps.quantum {
-        for b in &q.backends {
-            p.push(format!("quantum:{b}"));
-        }
-    }
-    p
+    Value::Object(m)
 }
 
 /// An audit record: `event`, the peer, and the fields given.

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use pqwrap_core::audit::AuditLog;
+use pqwrap_core::ocsf::OcsfLog;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -243,7 +244,7 @@ pub struct Sinks {
     /// The hash-chained audit log.
     pub audit: AuditLog,
     /// The OCSF JSON-lines stream, if configured.
-    pub ocsf: Option<File>,
+    pub ocsf: Option<OcsfLog>,
 }
 
 /// What one request commits.
@@ -345,21 +346,14 @@ fn write_all(sinks: &mut Sinks, batches: &[(u64, Batch)]) -> Result<(), JournalE
         .collect();
     sinks.audit.append_all(&audit)?;
     if let Some(f) = sinks.ocsf.as_mut() {
-        let mut out = String::new();
-        for (_, b) in batches {
-            for e in &b.ocsf {
-                out.push_str(&e.to_string());
-                out.push('\n');
-            }
-        }
-        if !out.is_empty() {
-            f.write_all(out.as_bytes())
-                .and_then(|()| f.sync_data())
-                .map_err(|source| JournalError::Io {
-                    what: "OCSF write",
-                    source,
-                })?;
-        }
+        let events: Vec<serde_json::Value> = batches
+            .iter()
+            .flat_map(|(_, b)| b.ocsf.iter().cloned())
+            .collect();
+        f.append_all(&events).map_err(|source| JournalError::Io {
+            what: "OCSF write",
+            source,
+        })?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pqwrap_core::audit::AuditLog;
+use pqwrap_core::ocsf::OcsfLog;
 use pqwrap_core::token::keys::hex_lower;
 use pqwrap_core::token::manifest::{JobCeiling, parse_duration};
 use pqwrap_core::token::status::{StatusListClaims, StatusRef};
@@ -180,14 +181,14 @@ impl Broker {
             source,
         })?;
         let ocsf = match &cfg.ocsf {
-            Some(p) => Some(
+            Some(p) => Some(OcsfLog::from_file(
                 OpenOptions::new()
                     .append(true)
                     .create(true)
                     .mode(0o640)
                     .open(p)
                     .map_err(io("OCSF stream", p))?,
-            ),
+            )),
             None => None,
         };
         let status_uri = match &cfg.status_list {

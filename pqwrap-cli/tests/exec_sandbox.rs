@@ -6,6 +6,7 @@
 // A failed unwrap in a test is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
+mod broker_support;
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,7 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{BIN, code, text};
-use pqwrap_core::token::{Algorithm, IssuedToken, Issuer, Manifest, SigningKey, encode_text};
+use pqwrap_core::token::status::{Bits, Status, StatusList, StatusListClaims, StatusRef};
+use pqwrap_core::token::{
+    Algorithm, IssuedToken, Issuer, Manifest, SigningKey, encode_text, unix_now,
+};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -90,6 +94,16 @@ def run(op, arg):
         elif op == "http":
             with urllib.request.urlopen(arg, timeout=10) as r: return f"{r.status} {r.read().decode()}"
         elif op == "connect-tunnel": return http_connect(int(arg))
+        elif op == "raw":
+            proxy = os.environ["HTTP_PROXY"].rsplit(":", 1)
+            s = socket.create_connection((proxy[0].split("//")[1], int(proxy[1])), timeout=5)
+            s.sendall(arg.encode() + b"\r\n\r\n")
+            line = b""
+            while b"\r\n" not in line:
+                b = s.recv(1)
+                if not b: break
+                line += b
+            return line.split(b"\r\n")[0].decode()
         elif op == "env": return os.environ.get(arg, "<unset>")
         elif op == "stdin": return repr(sys.stdin.read())
         elif op == "tty": os.close(os.open("/dev/tty", os.O_RDWR))
@@ -192,24 +206,60 @@ impl Setup {
     /// Issues a token for `caps` (the JSON of the manifest's capabilities) valid for `ttl`
     /// seconds and writes it to `name`.
     fn token(&self, name: &str, caps: serde_json::Value, ttl: u64) -> IssuedToken {
+        self.token_with(name, caps, ttl, None)
+    }
+
+    /// [`Setup::token`], with a `status` claim if given.
+    fn token_with(
+        &self,
+        name: &str,
+        caps: serde_json::Value,
+        ttl: u64,
+        status: Option<StatusRef>,
+    ) -> IssuedToken {
         let m = serde_json::json!({"agent": "probe", "capabilities": caps});
         let manifest = Manifest::from_json(&m.to_string()).unwrap();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let t = self
-            .issuer
-            .issue(
-                &manifest,
-                "sandbox.test",
-                Duration::from_secs(ttl),
-                now,
-                None,
-            )
-            .unwrap();
+        let ttl = Duration::from_secs(ttl);
+        let t = match status {
+            Some(st) => self
+                .issuer
+                .issue_with_status(&manifest, "sandbox.test", ttl, now, None, st)
+                .unwrap(),
+            None => self
+                .issuer
+                .issue(&manifest, "sandbox.test", ttl, now, None)
+                .unwrap(),
+        };
         std::fs::write(self.path(name), t.to_text()).unwrap();
         t
+    }
+
+    /// Writes to `name` a Token Status List (16 one-bit entries, published as
+    /// [`STATUS_URI`]) signed by `issuer` at `iat`, expiring at `exp`, with `revoked` set.
+    fn status_list(
+        &self,
+        name: &str,
+        issuer: &Issuer,
+        iat: u64,
+        exp: Option<u64>,
+        revoked: &[u64],
+    ) -> String {
+        let mut l = StatusList::new(Bits::One, 16).unwrap();
+        for i in revoked {
+            l.set(*i, Status::Invalid).unwrap();
+        }
+        let mut c = StatusListClaims::new(STATUS_URI, iat, l);
+        c.exp = exp;
+        std::fs::write(
+            self.path(name),
+            encode_text(&issuer.sign_status_list(&c).unwrap()),
+        )
+        .unwrap();
+        self.p(name)
     }
 
     fn exec(&self, token: &str, extra: &[&str], command: &[&str]) -> Command {
@@ -234,6 +284,53 @@ impl Setup {
             .unwrap()
     }
 }
+
+/// The URI of the status lists these tests sign themselves.
+const STATUS_URI: &str = "urn:pqwrap:test:sandbox";
+
+/// A command under `pqwrap exec` that has started: the probe's first line was read.
+struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Starts `c` (a probe whose first operation prints a line and whose second sleeps) and
+    /// waits for that line.
+    fn start(mut c: Command) -> Running {
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        if first.is_empty() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the probe did not start: {err}");
+        }
+        Running { child }
+    }
+
+    /// Waits for the end: the exit status, standard error, and how long it took from now.
+    fn wait(mut self) -> (Option<i32>, String, Duration) {
+        let t = Instant::now();
+        let status = self.child.wait().unwrap();
+        let took = t.elapsed();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err, took)
+    }
+}
+
+/// A probe that reports its session, then sleeps for 30 s.
+const SLEEPER: &str = r#"[["session", ""], ["sleep", "30"]]"#;
 
 /// One probe operation and the result it must have ("ok*" accepts any read content).
 type Case<'a> = (&'a str, String, &'a str);
@@ -558,18 +655,31 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
     let granted = Server::start("granted");
     let named = Server::start("named");
     let other = Server::start("other");
-    s.token(
+    // Granted, but nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = s.token(
         "t",
         serde_json::json!({"network": [{"host": "127.0.0.1", "port": granted.port},
-                                       {"host": "localhost", "port": named.port}],
+                                       {"host": "localhost", "port": named.port},
+                                       {"host": "127.0.0.1", "port": closed}],
                            "shell": python_only()}),
         60,
     );
     let log = s.path("audit.log");
+    let ocsf = s.path("ocsf.jsonl");
     let url = |port: u16, host: &str| format!("http://{host}:{port}/x");
     let o = s.expect(
         "t",
-        &["--audit-log", log.to_str().unwrap()],
+        &[
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--ocsf",
+            ocsf.to_str().unwrap(),
+        ],
         &[
             ("http", url(granted.port, "127.0.0.1"), "200 granted"),
             ("http", url(other.port, "127.0.0.1"), "http 403"),
@@ -583,6 +693,12 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
                 "connect-tunnel",
                 other.port.to_string(),
                 "HTTP/1.1 403 Forbidden",
+            ),
+            ("http", url(closed, "127.0.0.1"), "http 502"),
+            (
+                "raw",
+                "BREW /pot HTCPCP/1.0".into(),
+                "HTTP/1.1 400 Bad Request",
             ),
         ],
     );
@@ -627,6 +743,8 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
             format!("deny HTTP {}", named.port),
             format!("allow CONNECT {}", granted.port),
             format!("deny CONNECT {}", other.port),
+            format!("deny HTTP {closed}"),
+            "deny HTTP 0".to_string(),
         ]
     );
     let v = Command::new(BIN)
@@ -635,6 +753,116 @@ fn through_the_proxy_a_granted_server_answers_and_an_ungranted_one_gets_403() {
         .output()
         .unwrap();
     assert_eq!(code(&v), 0, "{}", text(&v));
+
+    // The same steps as OCSF events: Process Activity Launch, HTTP Activity per decision
+    // (its activity the method), Process Activity Terminate for the exit.
+    let cti = pqwrap_core::token::keys::hex_lower(&t.claims.cti);
+    let events = ocsf_events(&ocsf);
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
+    let mut want = vec!["exec.launch"];
+    want.extend(["exec.proxy"; 9]);
+    want.push("exec.exit");
+    assert_eq!(kinds, want);
+    for e in &events {
+        assert_eq!(e["unmapped"]["token_id"], cti.as_str(), "{e}");
+    }
+    let launch = &events[0];
+    assert_eq!(
+        (launch["class_uid"].as_u64(), launch["activity_id"].as_u64()),
+        (Some(1007), Some(1))
+    );
+    let pid = launch["process"]["pid"].as_u64().unwrap();
+    assert!(
+        launch["process"]["cmd_line"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{PYTHON} -c ")),
+        "{launch}"
+    );
+    assert_eq!(launch["unmapped"]["exp"], t.claims.exp);
+    assert_eq!(
+        launch["unmapped"]["privileges"],
+        serde_json::json!([
+            format!("net:127.0.0.1:{}", granted.port),
+            format!("net:localhost:{}", named.port),
+            format!("net:127.0.0.1:{closed}"),
+            format!("exec:{PYTHON}")
+        ])
+    );
+    assert_eq!(launch["unmapped"]["enforcement"], "strict");
+    let proxy_port: u64 = launch["unmapped"]["proxy"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // (allowed, activity_id, host, port, answered)
+    let want: Vec<(u64, u64, &str, u16, Option<u64>)> = vec![
+        (1, 3, "127.0.0.1", granted.port, None),
+        (2, 3, "127.0.0.1", other.port, Some(403)),
+        (1, 3, "localhost", named.port, None),
+        (2, 3, "localhost", granted.port, Some(403)),
+        (2, 3, "127.0.0.1", named.port, Some(403)),
+        (1, 1, "127.0.0.1", granted.port, Some(200)),
+        (2, 1, "127.0.0.1", other.port, Some(403)),
+        (2, 3, "127.0.0.1", closed, Some(502)),
+    ];
+    for (e, (status, activity, host, port, answered)) in events[1..9].iter().zip(want) {
+        assert_eq!(e["class_uid"], 4002, "{e}");
+        assert_eq!(e["activity_id"], activity, "{e}");
+        assert_eq!(e["status_id"], status, "{e}");
+        let verb = if activity == 1 { "CONNECT" } else { "GET" };
+        assert_eq!(e["http_request"]["http_method"], verb, "{e}");
+        assert_eq!(e["http_request"]["url"]["hostname"], host, "{e}");
+        assert_eq!(e["http_request"]["url"]["port"], port, "{e}");
+        let dst = if host == "localhost" {
+            "hostname"
+        } else {
+            "ip"
+        };
+        assert_eq!(e["dst_endpoint"][dst], host, "{e}");
+        assert_eq!(e["dst_endpoint"]["port"], port, "{e}");
+        assert_eq!(e["http_response"]["code"].as_u64(), answered, "{e}");
+        assert_eq!(e["src_endpoint"]["ip"], "127.0.0.1", "{e}");
+        assert_eq!(
+            e["unmapped"]["decision"],
+            if status == 1 { "allow" } else { "deny" },
+            "{e}"
+        );
+        // The proxy is pqwrap's, so pqwrap is the actor of its decisions.
+        assert_ne!(e["actor"]["process"]["pid"].as_u64(), Some(pid), "{e}");
+        assert!(proxy_port > 0);
+    }
+    // A request that cannot be parsed: Other (99), answered 400, no destination.
+    let bad = &events[9];
+    assert_eq!(
+        (bad["class_uid"].as_u64(), bad["activity_id"].as_u64()),
+        (Some(4002), Some(99))
+    );
+    assert_eq!(bad["status_id"], 2);
+    assert_eq!(bad["http_response"]["code"], 400);
+    assert!(
+        bad.get("http_request").is_none() && bad.get("dst_endpoint").is_none(),
+        "{bad}"
+    );
+    assert!(
+        bad["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported protocol"),
+        "{bad}"
+    );
+    let exit = &events[10];
+    assert_eq!(
+        (exit["class_uid"].as_u64(), exit["activity_id"].as_u64()),
+        (Some(1007), Some(2))
+    );
+    assert_eq!(exit["exit_code"], 0);
+    assert_eq!(exit["unmapped"]["outcome"], "exited");
+    // A command that ended by itself is the actor of its own termination.
+    assert_eq!(exit["actor"]["process"]["pid"].as_u64(), Some(pid));
 }
 
 fn audit_events(log: &Path) -> Vec<serde_json::Value> {
@@ -673,9 +901,15 @@ fn the_agent_and_a_detached_child_are_gone_within_one_second_of_exp() {
         2,
     );
     let log = s.path("audit.log");
+    let ocsf = s.path("ocsf.jsonl");
     let o = s.probe(
         "t",
-        &["--audit-log", log.to_str().unwrap()],
+        &[
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--ocsf",
+            ocsf.to_str().unwrap(),
+        ],
         serde_json::json!([["detach", s.p("w/pid")], ["sleep", "30"]]),
     );
     let ended = SystemTime::now()
@@ -697,6 +931,23 @@ fn the_agent_and_a_detached_child_are_gone_within_one_second_of_exp() {
         .map(|e| e["event"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(events, ["exec.launch", "exec.expired", "exec.exit"]);
+    let events = ocsf_events(&ocsf);
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
+    assert_eq!(kinds, ["exec.launch", "exec.expired", "exec.exit"]);
+    let (ended, exit) = (&events[1], &events[2]);
+    assert_eq!(
+        (ended["class_uid"].as_u64(), ended["activity_id"].as_u64()),
+        (Some(1007), Some(2))
+    );
+    assert_eq!(ended["status_id"], 1);
+    assert_eq!(ended["unmapped"]["cause"], "expired");
+    // The probe and its detached grandchild.
+    assert_eq!(ended["unmapped"]["signalled"], 2, "{ended}");
+    assert_eq!(ended["unmapped"]["survivors"], 0, "{ended}");
+    assert_eq!(ended["unmapped"]["grace_ms"], 500);
+    assert_eq!(exit["unmapped"]["outcome"], "expired");
+    assert_eq!(exit["unmapped"]["exit_status"], 124);
+    assert!(exit.get("exit_code").is_none(), "{exit}");
 }
 
 #[test]
@@ -751,38 +1002,403 @@ fn a_revoked_token_does_not_start_and_a_running_agent_is_ended_within_the_poll_i
     assert!(o.stdout.is_empty(), "the command ran: {}", text(&o));
 
     std::fs::write(&list, "# nothing revoked yet\n").unwrap();
-    let mut child: Child = s
-        .exec(
-            "t",
-            &["--revoked", list.to_str().unwrap()],
-            &[PYTHON, "-c", PROBE, r#"[["session", ""], ["sleep", "30"]]"#],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the probe to run (its first line), then revoke.
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    assert!(first.contains("leader"), "{first}");
+    let run = Running::start(s.exec(
+        "t",
+        &["--revoked", list.to_str().unwrap()],
+        &[PYTHON, "-c", PROBE, SLEEPER],
+    ));
     std::fs::write(&list, format!("{cti}\n")).unwrap();
-    let revoked_at = Instant::now();
-    let status = child.wait().unwrap();
-    let took = revoked_at.elapsed();
+    let (status, err, took) = run.wait();
     eprintln!("the agent was ended {took:?} after the revocation was written");
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(123), "{err}");
+    assert_eq!(status, Some(123), "{err}");
     assert!(err.contains("the token is revoked"), "{err}");
     // Polled every second; the probe dies of the SIGTERM at once (the bound leaves room for
     // the grace period and a loaded machine).
     assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
+}
+
+/// A broker policy that gives this user's agents tokens for `sandbox.test` that run Python.
+fn exec_policy() -> String {
+    format!(
+        r#"[broker]
+socket_mode = "0600"
+
+[[admin]]
+uid = "self"
+
+[[rule]]
+name = "sandboxed probes"
+uid = "self"
+audiences = ["sandbox.test"]
+max_ttl = "10m"
+
+[rule.grant]
+shell = {{ allowedCommands = ["{PYTHON}"], interactive = false }}
+"#
+    )
+}
+
+#[test]
+fn a_broker_signed_status_list_flipped_while_the_agent_runs_ends_it_and_it_cannot_start_again() {
+    if !available(
+        "a_broker_signed_status_list_flipped_while_the_agent_runs_ends_it_and_it_cannot_start_again",
+    ) {
+        return;
+    }
+    // A real `pqwrap broker serve` issues the token (with its status claim) and publishes the
+    // signed list; `pqwrap broker revoke` flips the token's entry.
+    let b = broker_support::Broker::start(&exec_policy(), None);
+    std::fs::write(
+        b.path("probe.json"),
+        serde_json::json!({"agent": "probe", "capabilities": {"shell": python_only()}}).to_string(),
+    )
+    .unwrap();
+    let o = b.request(None, "probe.json", "sandbox.test", "t");
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let token = b.out_dir(None).join("t");
+    let cti = b.cti_of(&token, "sandbox.test");
+    let ocsf = b.path("exec.ocsf.jsonl");
+    let exec = |ops: &str| {
+        let mut c = Command::new(BIN);
+        c.arg("exec").arg("--token").arg(&token);
+        for t in b.trust() {
+            c.arg("--trust").arg(t);
+        }
+        c.args(["--aud", "sandbox.test", "--status-list"])
+            .arg(b.path("status.cwt"))
+            .arg("--ocsf")
+            .arg(&ocsf)
+            .args(["--", PYTHON, "-c", PROBE, ops]);
+        c
+    };
+    let run = Running::start(exec(SLEEPER));
+    let o = Command::new(BIN)
+        .args(["broker", "revoke", "--socket"])
+        .arg(b.socket())
+        .arg(&cti)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let (status, err, took) = run.wait();
+    eprintln!("the agent was ended {took:?} after the broker revoked the token");
+    assert_eq!(status, Some(123), "{err}");
+    assert!(
+        err.contains("the token is revoked") && err.contains("marks entry"),
+        "{err}"
+    );
+    // Polled every second, then SIGTERM (the probe dies of it at once).
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
+
+    // Revoked now: it does not start.
+    let o = exec(r#"[["session", ""]]"#)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3, "{}", text(&o));
+    assert!(o.stdout.is_empty(), "the command ran: {}", text(&o));
+    assert!(text(&o).contains("the token is revoked"), "{}", text(&o));
+
+    // The OCSF stream: launch, the revocation that ended it, the exit, the refused start.
+    let events = ocsf_events(&ocsf);
+    let kinds: Vec<&str> = events.iter().map(envelope).collect();
+    assert_eq!(
+        kinds,
+        ["exec.launch", "exec.revoked", "exec.exit", "exec.refused"]
+    );
+    let (launch, ended, exit, refused) = (&events[0], &events[1], &events[2], &events[3]);
+    for e in [launch, ended, exit] {
+        assert_eq!(e["unmapped"]["token_id"], cti.as_str(), "{e}");
+        assert_eq!(e["unmapped"]["audience"], "sandbox.test", "{e}");
+        assert_eq!(e["unmapped"]["agent"], "probe", "{e}");
+    }
+    assert_eq!(
+        (launch["class_uid"].as_u64(), launch["activity_id"].as_u64()),
+        (Some(1007), Some(1))
+    );
+    assert_eq!(launch["status_id"], 1);
+    let pid = launch["process"]["pid"].as_u64().unwrap();
+    assert_eq!(launch["process"]["file"]["path"], PYTHON);
+    assert_eq!(
+        launch["unmapped"]["privileges"],
+        serde_json::json!([format!("exec:{PYTHON}")])
+    );
+    assert_eq!(
+        (ended["class_uid"].as_u64(), ended["activity_id"].as_u64()),
+        (Some(1007), Some(2))
+    );
+    assert_eq!(ended["unmapped"]["cause"], "revoked");
+    assert_eq!(ended["severity_id"], 3);
+    assert_eq!(ended["unmapped"]["survivors"], 0);
+    assert_eq!(ended["process"]["pid"].as_u64(), Some(pid));
+    assert!(
+        ended["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("marks entry"),
+        "{ended}"
+    );
+    assert_eq!(exit["unmapped"]["outcome"], "revoked");
+    assert_eq!(exit["unmapped"]["exit_status"], 123);
+    assert_eq!(refused["activity_id"], 1);
+    assert_eq!(refused["status_id"], 2);
+    assert_eq!(refused["process"]["file"]["path"], PYTHON);
+    assert!(refused["process"].get("pid").is_none(), "{refused}");
+    // The token verified, so its refusal names it.
+    assert_eq!(refused["unmapped"]["token_id"], cti.as_str(), "{refused}");
+
+    // A key rotation: the broker signs the list with the new key alone, so an agent whose
+    // --trust is the old key no longer gets a list it can verify, and is ended.
+    let o = b.request(None, "probe.json", "sandbox.test", "t2");
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let token = b.out_dir(None).join("t2");
+    let exec_with = |trust: &[PathBuf], ops: &str| {
+        let mut c = Command::new(BIN);
+        c.arg("exec").arg("--token").arg(&token);
+        for t in trust {
+            c.arg("--trust").arg(t);
+        }
+        c.args(["--aud", "sandbox.test", "--status-list"])
+            .arg(b.path("status.cwt"))
+            .args(["--", PYTHON, "-c", PROBE, ops]);
+        c
+    };
+    let old_keys = b.trust();
+    let run = Running::start(exec_with(&old_keys, SLEEPER));
+    let o = Command::new(BIN)
+        .args(["broker", "rotate-key", "--socket"])
+        .arg(b.socket())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}\n{}", text(&o), b.log());
+    let (status, err, took) = run.wait();
+    eprintln!("the agent was ended {took:?} after the broker rotated its key");
+    assert_eq!(status, Some(123), "{err}");
+    assert!(
+        err.contains("failing closed") && err.contains("does not verify"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err}");
+    // With the new key among its --trust keys the same token runs.
+    let both = b.trust();
+    assert_eq!(both.len(), 2);
+    let o = exec_with(&both, r#"[["session", ""]]"#)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(results(&o), ["leader"], "{}", text(&o));
+    assert!(
+        refused["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn status_lists_that_cannot_vouch_for_the_token_fail_closed() {
+    if !available("status_lists_that_cannot_vouch_for_the_token_fail_closed") {
+        return;
+    }
+    let s = Setup::new();
+    let entry = |uri: &str, idx| Some(StatusRef::new(uri, idx).unwrap());
+    let caps = serde_json::json!({"shell": python_only()});
+    s.token_with("t", caps.clone(), 60, entry(STATUS_URI, 3));
+    s.token("bare", caps.clone(), 60);
+    s.token_with(
+        "other",
+        caps.clone(),
+        60,
+        entry("urn:pqwrap:test:elsewhere", 3),
+    );
+    s.token_with("beyond", caps, 60, entry(STATUS_URI, 16));
+    let now = unix_now();
+    let leeway = pqwrap_core::token::verify::DEFAULT_LEEWAY_SECS;
+    let stranger = Issuer::new(SigningKey::from_seed(Algorithm::MlDsa65, &[8u8; 32]));
+    let good = s.status_list("good.cwt", &s.issuer, now, Some(now + 600), &[]);
+    let tampered = s.status_list("tampered.cwt", &s.issuer, now, Some(now + 600), &[]);
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&tampered, &bytes).unwrap();
+    let cases = [
+        // (token, list, what the refusal says)
+        ("t", s.p("absent.cwt"), "cannot be read"),
+        (
+            "t",
+            s.status_list("stranger.cwt", &stranger, now, Some(now + 600), &[]),
+            "does not verify",
+        ),
+        ("t", tampered.clone(), "does not verify"),
+        (
+            "t",
+            s.status_list(
+                "stale.cwt",
+                &s.issuer,
+                now - 600,
+                Some(now - leeway - 1),
+                &[],
+            ),
+            "does not verify",
+        ),
+        (
+            "t",
+            s.status_list("forever.cwt", &s.issuer, now, None, &[]),
+            "has no expiry",
+        ),
+        ("bare", good.clone(), "has no status claim"),
+        ("other", good.clone(), "revocation status is unknown"),
+        ("beyond", good.clone(), "revocation status is unknown"),
+        (
+            "t",
+            s.status_list("revoked.cwt", &s.issuer, now, Some(now + 600), &[3]),
+            "the token is revoked",
+        ),
+    ];
+    for (token, list, says) in &cases {
+        let o = s.probe(
+            token,
+            &["--status-list", list],
+            serde_json::json!([["session", ""]]),
+        );
+        assert_eq!(code(&o), 3, "{token} {list}: {}", text(&o));
+        assert!(o.stdout.is_empty(), "{token} {list} ran: {}", text(&o));
+        assert!(text(&o).contains(says), "{token} {list}: {}", text(&o));
+    }
+    // The one list that vouches for the token lets it run (others revoked, the token not).
+    let fine = s.status_list("fine.cwt", &s.issuer, now, Some(now + 600), &[2, 4]);
+    let o = s.probe(
+        "t",
+        &["--status-list", &fine],
+        serde_json::json!([["session", ""]]),
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(results(&o), ["leader"], "{}", text(&o));
+
+    // While it runs: a list replaced by a tampered one, removed, or put back to an older one
+    // ends the agent within the poll interval.
+    let live = s.path("live.cwt");
+    let older =
+        std::fs::read(s.status_list("old.cwt", &s.issuer, now - 20, Some(now + 600), &[])).unwrap();
+    for (what, says) in [
+        ("tampered", "does not verify"),
+        ("removed", "cannot be read"),
+        ("older", "before the list already accepted"),
+    ] {
+        std::fs::copy(&good, &live).unwrap();
+        let run = Running::start(s.exec(
+            "t",
+            &["--status-list", live.to_str().unwrap()],
+            &[PYTHON, "-c", PROBE, SLEEPER],
+        ));
+        // Replaced by a rename, as a publisher does, so no poll sees a half-written file.
+        let next = s.path("next.cwt");
+        match what {
+            "tampered" => std::fs::copy(&tampered, &next).map(drop).unwrap(),
+            "older" => std::fs::write(&next, &older).unwrap(),
+            _ => {}
+        }
+        match what {
+            "removed" => std::fs::remove_file(&live).unwrap(),
+            _ => std::fs::rename(&next, &live).unwrap(),
+        }
+        let (status, err, took) = run.wait();
+        eprintln!("list {what}: the agent was ended {took:?} later");
+        assert_eq!(status, Some(123), "{what}: {err}");
+        assert!(
+            err.contains("failing closed") && err.contains(says),
+            "{what}: {err}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{what}: took {took:?}: {err}"
+        );
+    }
+
+    // A list that goes stale during the run (past its exp and the leeway) ends it too.
+    let now = unix_now();
+    let expiring = s.status_list(
+        "expiring.cwt",
+        &s.issuer,
+        now - 600,
+        Some(now + 3 - leeway),
+        &[],
+    );
+    let started = Instant::now();
+    let run = Running::start(s.exec(
+        "t",
+        &["--status-list", &expiring],
+        &[PYTHON, "-c", PROBE, SLEEPER],
+    ));
+    let (status, err, _) = run.wait();
+    let took = started.elapsed();
+    eprintln!("a list valid for 3 more seconds: the agent was ended after {took:?}");
+    assert_eq!(status, Some(123), "{err}");
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "took {took:?}: {err}"
+    );
+}
+
+/// The events of an OCSF stream.
+fn ocsf_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Checks the fields every event of `pqwrap exec` has (docs/SANDBOX.md §6a) and returns
+/// which step it is (`unmapped.event`).
+fn envelope(e: &serde_json::Value) -> &str {
+    let class = e["class_uid"].as_u64().unwrap();
+    let activity = e["activity_id"].as_u64().unwrap();
+    let (category, class_name) = match class {
+        1007 => (1, "Process Activity"),
+        4002 => (4, "HTTP Activity"),
+        _ => panic!("class {class}: {e}"),
+    };
+    assert_eq!(e["category_uid"], category, "{e}");
+    assert_eq!(e["class_name"], class_name, "{e}");
+    assert_eq!(e["type_uid"], class * 100 + activity, "{e}");
+    assert!(
+        e["type_name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{class_name}: ")),
+        "{e}"
+    );
+    assert_eq!(e["metadata"]["version"], "1.3.0", "{e}");
+    assert_eq!(e["metadata"]["product"]["name"], "pqwrap exec", "{e}");
+    assert_eq!(e["metadata"]["log_name"], "pqwrap-exec", "{e}");
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let time = e["time"].as_u64().unwrap();
+    assert!(time <= now_ms && now_ms - time < 600_000, "{e}");
+    let status = e["status_id"].as_u64().unwrap();
+    assert!(status == 1 || status == 2, "{e}");
+    assert_eq!(
+        e["status"],
+        if status == 1 { "Success" } else { "Failure" },
+        "{e}"
+    );
+    assert!(
+        e["severity_id"]
+            .as_u64()
+            .is_some_and(|s| (1..=4).contains(&s)),
+        "{e}"
+    );
+    assert!(!e["status_detail"].as_str().unwrap().is_empty(), "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    assert!(e["actor"]["process"]["pid"].as_u64().is_some(), "{e}");
+    let uid = rustix::process::geteuid().as_raw().to_string();
+    assert_eq!(e["actor"]["user"]["uid"], uid.as_str(), "{e}");
+    e["unmapped"]["event"].as_str().unwrap()
 }
 
 #[test]

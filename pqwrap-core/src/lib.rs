@@ -8,6 +8,7 @@ mod backend;
 pub mod envelope;
 pub mod kem;
 pub mod keys;
+pub mod ocsf;
 pub mod token;
 #[cfg(unix)]
 pub mod xattr;

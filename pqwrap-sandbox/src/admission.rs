@@ -58,12 +58,12 @@ pub struct Candidate<'a> {
     pub cwd: &'a Path,
 }
 
-/// Verifies the token against the pinned keys for the audience at `now`, asks `revocation`
-/// about it, and resolves the command ([`resolve_command`]). The resolved absolute path must
-/// be a granted command.
+/// Verifies the token against the pinned keys for the audience at `now`, asks every
+/// revocation source about it (each must answer "valid"), and resolves the command
+/// ([`resolve_command`]). The resolved absolute path must be a granted command.
 pub fn admit(
     c: Candidate<'_>,
-    revocation: Option<&mut dyn RevocationSource>,
+    revocation: &mut [Box<dyn RevocationSource>],
 ) -> Result<Admitted, AdmissionError> {
     let now = c.now;
     let token = Verifier::new(c.trust, c.audience).verify_text(c.token_text, now)?;
@@ -72,10 +72,12 @@ pub fn admit(
     if now >= exp {
         return Err(AdmissionError::Expired { exp, now });
     }
-    if let Some(r) = revocation
-        && let Status::Revoked(why) = r.status(&token)
-    {
-        return Err(AdmissionError::Revoked(why));
+    for r in revocation.iter_mut() {
+        match r.status(&token) {
+            Status::Valid => {}
+            Status::Revoked(why) => return Err(AdmissionError::Revoked(why)),
+            Status::Unknown(why) => return Err(AdmissionError::RevocationUnknown(why)),
+        }
     }
     let command = resolve_command(c.command, c.path_env, c.cwd)?;
     let interactive = token

@@ -22,6 +22,10 @@ pub enum AdmissionError {
     /// The token is revoked by the revocation source.
     #[error("the token is revoked ({0})")]
     Revoked(String),
+    /// A revocation source cannot say whether the token is revoked (it cannot be read, or
+    /// does not cover the token): nothing starts without an answer.
+    #[error("the token's revocation status is unknown ({0}); nothing was started")]
+    RevocationUnknown(String),
     /// The command could not be found on `PATH` or is not an executable file.
     #[error("command {0:?} not found (or not an executable regular file)")]
     NotFound(String),
@@ -101,6 +105,40 @@ pub enum SandboxError {
         path: PathBuf,
         /// What is wrong.
         what: String,
+    },
+    /// A Token Status List file cannot be used.
+    #[error("status list {path}: {problem}")]
+    StatusList {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: StatusListProblem,
+    },
+}
+
+/// Why a Token Status List file cannot be used (each fails closed).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StatusListProblem {
+    /// It cannot be opened or read (e.g. it is missing).
+    #[error("cannot be read: {0}")]
+    Read(std::io::Error),
+    /// It is larger than any status list can be.
+    #[error("{0} bytes is larger than a status list can be")]
+    TooLarge(u64),
+    /// It does not verify against the pinned keys, is malformed, or is past its `exp`.
+    #[error("does not verify: {0}")]
+    Invalid(pqwrap_core::token::TokenError),
+    /// It has no `exp`, so it cannot show that it is current.
+    #[error("has no expiry (exp), so it cannot show that it is current")]
+    NoExpiry,
+    /// It was signed before the list accepted earlier in this run: an old list put back.
+    #[error("was signed at {iat}, before the list already accepted (signed at {newest})")]
+    Older {
+        /// Its `iat`.
+        iat: u64,
+        /// The `iat` of the list accepted before.
+        newest: u64,
     },
 }
 

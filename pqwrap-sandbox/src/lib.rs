@@ -12,10 +12,11 @@
 //!    Landlock, seccomp — all per thread) and spawns the command, which inherits that;
 //! 5. the supervisor (a child subreaper, see [`tree`]) waits for the command, the token's
 //!    `exp`, a revocation or a signal, then ends the whole process tree;
-//! 6. every step is written to the hash-chained audit log.
+//! 6. every step is written to the hash-chained audit log and, if asked, as an OCSF event.
 
 pub mod admission;
 pub mod error;
+mod events;
 pub mod policy;
 pub mod proxy;
 pub mod revocation;
@@ -27,19 +28,20 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pqwrap_core::audit::AuditLog;
-use pqwrap_core::token::keys::hex_lower;
-use pqwrap_core::token::{TrustSet, unix_now};
+use pqwrap_core::ocsf::OcsfLog;
+use pqwrap_core::token::{TrustSet, Verifier, unix_now};
 use rustix::process::{Pid, Signal, WaitStatus};
-use serde_json::json;
+
+use events::{Cause, Event, Journal};
 
 pub use admission::{Admitted, Terminal};
-pub use error::{AdmissionError, SandboxError};
+pub use error::{AdmissionError, SandboxError, StatusListProblem};
 pub use policy::{Enforcement, Kernel, Plan, SystemPaths};
-pub use revocation::{RevocationFile, RevocationSource};
+pub use revocation::{RevocationFile, RevocationSource, StatusListFile};
 
 /// How often the supervisor looks at the clock and its signal flags; the command's exit
 /// wakes it at once (through a pidfd).
@@ -65,10 +67,12 @@ pub struct Exec {
     pub system_paths: SystemPaths,
     /// Whether to refuse when the kernel cannot enforce everything.
     pub enforcement: Enforcement,
-    /// Asked before the start and polled during the run.
-    pub revocation: Option<Box<dyn RevocationSource>>,
+    /// Asked before the start and polled during the run; each must say "valid".
+    pub revocation: Vec<Box<dyn RevocationSource>>,
     /// The hash-chained audit log, if any.
     pub audit: Option<AuditLog>,
+    /// The OCSF stream, if any: the same steps as the audit log, as OCSF 1.x events.
+    pub ocsf: Option<OcsfLog>,
     /// The command as given.
     pub command: OsString,
     /// Its arguments.
@@ -116,55 +120,13 @@ impl Outcome {
     }
 }
 
-/// Messages and audit records of one run, shared with the proxy's threads.
-struct Journal {
-    audit: Mutex<Option<AuditLog>>,
-    say: Say,
-    cti: Option<String>,
-}
-
-impl Journal {
-    fn say(&self, msg: &str) {
-        (self.say)(msg)
-    }
-
-    fn record(&self, mut rec: serde_json::Value) {
-        if let (Some(cti), Some(m)) = (&self.cti, rec.as_object_mut()) {
-            m.insert("cti".into(), cti.clone().into());
-        }
-        let mut guard = self.audit.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(log) = guard.as_mut()
-            && let Err(e) = log.append(&rec)
-        {
-            self.say(&format!("audit log: cannot append a record: {e}"));
-        }
-    }
-
-    fn proxy(&self, d: &proxy::Decision) {
-        let verdict = if d.allowed { "allowed" } else { "denied" };
-        self.say(&format!(
-            "proxy: {verdict} {} {}:{} ({})",
-            d.method.name(),
-            d.host,
-            d.port,
-            d.reason
-        ));
-        self.record(json!({
-            "event": "exec.proxy",
-            "decision": if d.allowed { "allow" } else { "deny" },
-            "method": d.method.name(),
-            "host": d.host,
-            "port": d.port,
-            "reason": d.reason,
-        }));
-    }
-}
-
 /// Why the supervisor stopped waiting.
 enum Stop {
     Exited(WaitStatus),
     Expired,
     Revoked(String),
+    /// A revocation source could not answer: failing closed.
+    Unknown(String),
     Interrupted(i32),
 }
 
@@ -174,48 +136,43 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     let cwd = std::env::current_dir()
         .map_err(|err| SandboxError::process("read the current directory", err))?;
     let path_env = std::env::var_os("PATH");
+    let trust = std::mem::take(&mut e.trust);
     let admitted = admission::admit(
         admission::Candidate {
             token_text: &e.token_text,
-            trust: std::mem::take(&mut e.trust),
+            trust: trust.clone(),
             audience: &e.audience,
             now,
             command: &e.command,
             path_env: path_env.as_deref(),
             cwd: &cwd,
         },
-        e.revocation
-            .as_deref_mut()
-            .map(|r| r as &mut dyn RevocationSource),
+        &mut e.revocation,
     );
+    let journal = Journal::new(e.audit.take(), e.ocsf.take(), e.say.clone());
     let admitted = match admitted {
         Ok(a) => a,
         Err(err) => {
-            let journal = Journal {
-                audit: Mutex::new(e.audit.take()),
-                say: e.say.clone(),
-                cti: None,
+            // A token that verified but was refused (revoked, command not granted) is named
+            // in the record; verifying it again costs one signature check, on this path only.
+            let journal = match Verifier::new(trust, &e.audience).verify_text(&e.token_text, now) {
+                Ok(t) => journal.for_token(t.claims()),
+                Err(_) => journal,
             };
-            journal.record(json!({
-                "event": "exec.refused",
-                "command": e.command.to_string_lossy(),
-                "reason": err.to_string(),
-            }));
+            journal.record(&Event::Refused {
+                command: &e.command.to_string_lossy(),
+                reason: &err.to_string(),
+            });
             return Err(err.into());
         }
     };
     let claims = admitted.token.claims().clone();
-    let journal = Arc::new(Journal {
-        audit: Mutex::new(e.audit.take()),
-        say: e.say.clone(),
-        cti: Some(hex_lower(&claims.cti)),
-    });
+    let journal = Arc::new(journal.for_token(&claims));
     let refuse = |journal: &Journal, err: SandboxError| {
-        journal.record(json!({
-            "event": "exec.refused",
-            "command": admitted.command,
-            "reason": err.to_string(),
-        }));
+        journal.record(&Event::Refused {
+            command: &admitted.command,
+            reason: &err.to_string(),
+        });
         err
     };
 
@@ -335,28 +292,38 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         kernel,
         proxy.addr()
     ));
-    journal.record(json!({
-        "event": "exec.launch",
-        "sub": claims.sub,
-        "aud": claims.aud,
-        "exp": claims.exp,
-        "command": admitted.command,
-        "args": e.args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
-        "pid": child.as_raw_nonzero().get(),
-        "landlock": kernel.to_string(),
-        "enforcement": match e.enforcement { Enforcement::Strict => "strict", Enforcement::BestEffort => "best-effort" },
-        "not_enforced": plan.not_enforced,
-        "proxy": proxy.addr().to_string(),
-        "terminal": match terminal { Terminal::Detached => "none", Terminal::Interactive => "inherited" },
+    journal.record(&Event::Launch(events::Launch {
+        claims: &claims,
+        command: &admitted.command,
+        args: e
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        pid: child.as_raw_nonzero().get().unsigned_abs(),
+        landlock: kernel.to_string(),
+        enforcement: match e.enforcement {
+            Enforcement::Strict => "strict",
+            Enforcement::BestEffort => "best-effort",
+        },
+        not_enforced: &plan.not_enforced,
+        proxy: proxy.addr().to_string(),
+        terminal: match terminal {
+            Terminal::Detached => "none",
+            Terminal::Interactive => "inherited",
+        },
     }));
 
     let deadline = UNIX_EPOCH + Duration::from_secs(claims.exp);
     let pidfd = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty()).ok();
-    let mut revocation = e.revocation.take();
-    let mut next_poll = revocation
-        .as_ref()
-        .map(|r| Instant::now() + r.poll_interval());
-    let stop = loop {
+    let mut sources: Vec<(Box<dyn RevocationSource>, Instant)> = std::mem::take(&mut e.revocation)
+        .into_iter()
+        .map(|r| {
+            let at = Instant::now() + r.poll_interval();
+            (r, at)
+        })
+        .collect();
+    let stop = 'wait: loop {
         if let Some(st) = tree::reap(child) {
             break Stop::Exited(st);
         }
@@ -366,17 +333,17 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
         if SystemTime::now() >= deadline {
             break Stop::Expired;
         }
-        if let (Some(r), Some(at)) = (revocation.as_mut(), next_poll)
-            && Instant::now() >= at
-        {
+        for (r, at) in &mut sources {
+            if Instant::now() < *at {
+                continue;
+            }
             match r.check(&admitted.token) {
                 Ok(revocation::Status::Valid) => {}
-                Ok(revocation::Status::Revoked(why)) => break Stop::Revoked(why),
-                Err(err) => {
-                    break Stop::Revoked(format!("{} cannot be checked: {err}", r.describe()));
-                }
+                Ok(revocation::Status::Revoked(why)) => break 'wait Stop::Revoked(why),
+                Ok(revocation::Status::Unknown(why)) => break 'wait Stop::Unknown(why),
+                Err(err) => break 'wait Stop::Unknown(format!("cannot be checked: {err}")),
             }
-            next_poll = Some(Instant::now() + r.poll_interval());
+            *at = Instant::now() + r.poll_interval();
         }
         wait_a_tick(pidfd.as_ref());
     };
@@ -385,30 +352,34 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
     let outcome = match &stop {
         Stop::Exited(st) => from_status(*st),
         Stop::Expired => Outcome::Expired,
-        Stop::Revoked(why) => Outcome::Revoked(why.clone()),
+        Stop::Revoked(why) | Stop::Unknown(why) => Outcome::Revoked(why.clone()),
         Stop::Interrupted(sig) => Outcome::Interrupted(*sig),
     };
     let why = match &stop {
         Stop::Exited(_) => None,
         Stop::Expired => Some((
-            "exec.expired",
+            Cause::Expired,
             format!("the token expired at {}", claims.exp),
         )),
-        Stop::Revoked(w) => Some(("exec.revoked", format!("the token is revoked: {w}"))),
-        Stop::Interrupted(s) => Some(("exec.interrupted", format!("pqwrap received signal {s}"))),
+        Stop::Revoked(w) => Some((Cause::Revoked, format!("the token is revoked: {w}"))),
+        Stop::Unknown(w) => Some((
+            Cause::Revoked,
+            format!("the token's revocation status is unknown, failing closed: {w}"),
+        )),
+        Stop::Interrupted(s) => Some((Cause::Interrupted, format!("pqwrap received signal {s}"))),
     };
-    if let Some((event, text)) = &why {
+    if let Some((cause, text)) = &why {
         journal.say(&format!(
             "{text}: ended {} process(es) (SIGTERM, SIGKILL after {} ms)",
             ended.signalled,
             tree::GRACE.as_millis()
         ));
-        journal.record(json!({
-            "event": event,
-            "reason": text,
-            "signalled": ended.signalled,
-            "survivors": ended.survivors,
-        }));
+        journal.record(&Event::Ended {
+            cause: *cause,
+            reason: text,
+            signalled: ended.signalled,
+            survivors: ended.survivors,
+        });
     } else if ended.signalled > 0 {
         journal.say(&format!(
             "the command exited; ended {} process(es) it left behind",
@@ -422,12 +393,10 @@ pub fn run(mut e: Exec) -> Result<Outcome, SandboxError> {
             tree::KILL_PATIENCE.as_secs()
         ));
     }
-    journal.record(json!({
-        "event": "exec.exit",
-        "outcome": outcome.name(),
-        "exit_code": outcome.exit_code(),
-        "left_behind": if why.is_none() { ended.signalled } else { 0 },
-    }));
+    journal.record(&Event::Exit {
+        outcome: &outcome,
+        left_behind: if why.is_none() { ended.signalled } else { 0 },
+    });
     let _ = release_tx.send(());
     let _ = spawner.join();
     proxy.stop();

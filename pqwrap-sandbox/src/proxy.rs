@@ -51,6 +51,14 @@ pub struct Decision {
     pub host: String,
     /// The port asked for (0 if unparsable).
     pub port: u16,
+    /// The request's method as sent (`CONNECT`, `GET`…; empty if the request could not be
+    /// parsed, or its method is not a plain token of at most 32 letters).
+    pub verb: String,
+    /// The status the proxy answered with (200 for an established tunnel, 403, 400…), or
+    /// `None` when the request was forwarded and the upstream answers it.
+    pub code: Option<u16>,
+    /// The client's address (always on loopback), if known.
+    pub client: Option<SocketAddr>,
     /// Why: the grant check's answer, or what failed.
     pub reason: String,
 }
@@ -85,7 +93,18 @@ impl EgressProxy {
                     let (caps, journal) = (caps.clone(), journal.clone());
                     let slot = Slot::take(&active);
                     if slot.0 >= MAX_CONNECTIONS {
-                        let _ = respond(&conn, 503, "too many connections through the proxy");
+                        let why = "too many connections through the proxy";
+                        journal(&Decision {
+                            allowed: false,
+                            method: Method::Forward,
+                            host: String::new(),
+                            port: 0,
+                            verb: String::new(),
+                            code: Some(503),
+                            client: conn.peer_addr().ok(),
+                            reason: why.into(),
+                        });
+                        let _ = respond(&conn, 503, why);
                         continue;
                     }
                     // A failed spawn drops the closure, and the slot with it.
@@ -149,18 +168,21 @@ fn respond(mut conn: &TcpStream, code: u16, msg: &str) -> io::Result<()> {
         _ => "Service Unavailable",
     };
     let body = format!("pqwrap egress proxy: {msg}\n");
-    write!(
-        conn,
+    // One write: `write!` on the socket would send each formatted piece as its own segment.
+    let response = format!(
         "HTTP/1.1 {code} {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    conn.write_all(response.as_bytes())?;
     conn.flush()
 }
 
 /// A parsed request head.
 struct Head {
     method: Method,
+    /// The method token as sent, if it is a plain one (see [`Decision::verb`]).
+    verb: String,
     host: String,
     port: u16,
     /// What to send upstream before the rest of the client's bytes (empty for CONNECT).
@@ -168,12 +190,16 @@ struct Head {
 }
 
 fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
-    let decide = |allowed: bool, method: Method, host: &str, port: u16, reason: String| {
+    let client = conn.peer_addr().ok();
+    let decide = |allowed: bool, head: Option<&Head>, code: Option<u16>, reason: String| {
         journal(&Decision {
             allowed,
-            method,
-            host: host.to_owned(),
-            port,
+            method: head.map_or(Method::Forward, |h| h.method),
+            host: head.map(|h| h.host.clone()).unwrap_or_default(),
+            port: head.map_or(0, |h| h.port),
+            verb: head.map(|h| h.verb.clone()).unwrap_or_default(),
+            code,
+            client,
             reason,
         })
     };
@@ -181,7 +207,7 @@ fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
     let (head, rest) = match read_head(&conn) {
         Ok(v) => v,
         Err((code, why)) => {
-            decide(false, Method::Forward, "", 0, why.clone());
+            decide(false, None, Some(code), why.clone());
             let _ = respond(&conn, code, &why);
             return;
         }
@@ -189,7 +215,7 @@ fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
     let head = match parse_head(&head) {
         Ok(h) => h,
         Err(why) => {
-            decide(false, Method::Forward, "", 0, why.clone());
+            decide(false, None, Some(400), why.clone());
             let _ = respond(&conn, 400, &why);
             return;
         }
@@ -197,7 +223,7 @@ fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
     let (method, host, port) = (head.method, head.host.as_str(), head.port);
     if let Err(denied) = caps.check(&Request::Connect { host, port }) {
         let why = format!("{}: the token does not grant {host}:{port}", denied.0);
-        decide(false, method, host, port, denied.0.clone());
+        decide(false, Some(&head), Some(403), denied.0.clone());
         let _ = respond(&conn, 403, &why);
         return;
     }
@@ -205,12 +231,13 @@ fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
         Ok(s) => s,
         Err(e) => {
             let why = format!("granted, but {host}:{port} cannot be reached: {e}");
-            decide(false, method, host, port, why.clone());
+            decide(false, Some(&head), Some(502), why.clone());
             let _ = respond(&conn, 502, &why);
             return;
         }
     };
-    decide(true, method, host, port, "granted by the token".into());
+    let answered = (method == Method::Connect).then_some(200);
+    decide(true, Some(&head), answered, "granted by the token".into());
     let _ = conn.set_read_timeout(None);
     let setup = (|| -> io::Result<()> {
         let mut up = &upstream;
@@ -281,10 +308,17 @@ fn parse_head(head: &str) -> Result<Head, String> {
     if !version.starts_with("HTTP/1.") {
         return Err(format!("unsupported protocol {version:?}"));
     }
+    // Only a plain method name is kept for the logs, not whatever bytes were sent.
+    let plain_verb = if verb.len() <= 32 && verb.bytes().all(|b| b.is_ascii_alphabetic()) {
+        verb.to_owned()
+    } else {
+        String::new()
+    };
     if verb == "CONNECT" {
         let (host, port) = parse_host_port(target, None)?;
         return Ok(Head {
             method: Method::Connect,
+            verb: plain_verb,
             host,
             port,
             upstream_head: Vec::new(),
@@ -323,6 +357,7 @@ fn parse_head(head: &str) -> Result<Head, String> {
     out.push_str("\r\n");
     Ok(Head {
         method: Method::Forward,
+        verb: plain_verb,
         host,
         port,
         upstream_head: out.into_bytes(),
@@ -378,8 +413,11 @@ mod tests {
             String::from_utf8(h.upstream_head).unwrap(),
             "GET /a?b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         );
+        assert_eq!(h.verb, "GET");
         let h = parse_head("GET http://a.b HTTP/1.0\r\n").unwrap();
         assert_eq!((h.host.as_str(), h.port), ("a.b", 80));
+        let h = parse_head("M-SEARCH http://a.b/ HTTP/1.1\r\n").unwrap();
+        assert_eq!((h.method, h.verb.as_str()), (Method::Forward, ""));
         for bad in [
             "GET / HTTP/1.1",
             "GET https://a.b/ HTTP/1.1",

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pqwrap_core::audit::AuditLog;
+use pqwrap_core::ocsf::OcsfLog;
 use pqwrap_core::token::{PublicKey, TrustSet};
 use pqwrap_sandbox::{
-    Enforcement, Exec, RevocationFile, RevocationSource, SandboxError, SystemPaths, revocation,
+    Enforcement, Exec, RevocationFile, RevocationSource, SandboxError, StatusListFile, SystemPaths,
+    revocation,
 };
 
 use crate::cmd::io_util::open_append;
@@ -23,8 +25,9 @@ use crate::keyfiles::read_to_string_bounded;
 /// clipboard, and the whole process tree ended at the token's expiry or revocation.
 ///
 /// Exit status: the command's own; 128+N if it died of signal N; 124 when the token expired,
-/// 123 when it was revoked; 3 when it was not admitted (bad token, command not granted);
-/// 1 when the sandbox could not be set up; 2 for bad usage.
+/// 123 when it was revoked or its revocation status could no longer be established; 3 when
+/// it was not admitted (bad or revoked token, a status list that cannot vouch for it,
+/// command not granted); 1 when the sandbox could not be set up; 2 for bad usage.
 #[derive(clap::Args)]
 pub struct Args {
     /// Token file (the text form, as written by `pqwrap token issue`).
@@ -40,6 +43,13 @@ pub struct Args {
     /// during the run; a listed token, or an unreadable list, ends the agent.
     #[arg(long, value_name = "FILE")]
     revoked: Option<PathBuf>,
+    /// Token Status List (as `pqwrap broker serve --status-list` publishes it), verified
+    /// with the --trust keys before the start and every second during the run: the token's
+    /// own entry must be valid. A token without a status claim is refused; a list that is
+    /// missing, does not verify, has no or a passed expiry, or is older than one already
+    /// read keeps the agent from starting or ends it.
+    #[arg(long, value_name = "FILE")]
+    status_list: Option<PathBuf>,
     /// System paths the agent may read: `default` (see docs/SANDBOX.md), `none`, or a file
     /// of `ro PATH` / `rw PATH` lines.
     #[arg(long, value_name = "default|none|FILE", default_value = "default")]
@@ -50,6 +60,9 @@ pub struct Args {
     /// Append launch, proxy decisions, expiry/revocation and exit to this hash-chained log.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Append the same events as OCSF 1.3.0 JSON lines to this file (see docs/SANDBOX.md).
+    #[arg(long, value_name = "FILE")]
+    ocsf: Option<PathBuf>,
     /// The command (a granted absolute path, or a name found on PATH) and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -90,13 +103,21 @@ fn exec(args: Args) -> Result<u8> {
                 .with_context(|| format!("invalid --system-paths file {file}"))?
         }
     };
-    let revocation = match &args.revoked {
-        Some(p) => Some(Box::new(
+    let mut revocation: Vec<Box<dyn RevocationSource>> = Vec::new();
+    if let Some(p) = &args.revoked {
+        revocation.push(Box::new(
             RevocationFile::open(p, revocation::DEFAULT_POLL)
                 .with_context(|| format!("invalid revocation list {}", p.display()))?,
-        ) as Box<dyn RevocationSource>),
-        None => None,
-    };
+        ));
+    }
+    if let Some(p) = &args.status_list {
+        // Read at admission, so that a list that cannot be used is an audited refusal.
+        revocation.push(Box::new(StatusListFile::new(
+            p,
+            trust.clone(),
+            revocation::DEFAULT_POLL,
+        )));
+    }
     let audit = match &args.audit_log {
         Some(p) => {
             // Through the output-path resolver (no symlink followed), as `token issue` does.
@@ -107,6 +128,13 @@ fn exec(args: Args) -> Result<u8> {
                     .with_context(|| format!("cannot open audit log {}", p.display()))?,
             )
         }
+        None => None,
+    };
+    let ocsf = match &args.ocsf {
+        Some(p) => Some(OcsfLog::from_file(
+            open_append(p, 0o640)
+                .with_context(|| format!("cannot open OCSF stream {}", p.display()))?,
+        )),
         None => None,
     };
     let mut command = args.command.into_iter();
@@ -123,6 +151,7 @@ fn exec(args: Args) -> Result<u8> {
         },
         revocation,
         audit,
+        ocsf,
         command: program,
         args: command.collect(),
         say: Arc::new(|m| eprintln!("pqwrap exec: {m}")),
