@@ -665,6 +665,32 @@ impl Client {
     }
 }
 
+/// Bucket administration, for setting up tests and tools (the re-wrap needs none of it).
+impl Client {
+    /// Creates the bucket (an existing one of ours is not an error).
+    pub fn create_bucket(&self) -> Result<(), S3Error> {
+        let req = Req::new("CreateBucket", Method::Put, None);
+        match self.send(&req, &[]) {
+            Ok(_) => Ok(()),
+            Err(S3Error::Status { code, .. }) if code == "BucketAlreadyOwnedByYou" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Turns versioning on (or suspends it).
+    pub fn set_versioning(&self, enabled: bool) -> Result<(), S3Error> {
+        let status = if enabled { "Enabled" } else { "Suspended" };
+        let body = format!(
+            "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>{status}</Status></VersioningConfiguration>"
+        );
+        let req = Req::new("PutBucketVersioning", Method::Put, None)
+            .query("versioning", "")
+            .body(body.as_bytes())
+            .header("content-md5", content_md5(body.as_bytes()));
+        self.send(&req, &[]).map(drop)
+    }
+}
+
 /// The `Content-MD5` of a body: the server refuses a part damaged on the way.
 pub fn content_md5(body: &[u8]) -> String {
     use base64::Engine as _;

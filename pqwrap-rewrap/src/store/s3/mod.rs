@@ -42,7 +42,7 @@ use jiff::Timestamp;
 use rusty_s3::UrlStyle;
 use url::Url;
 
-pub use client::{Client, Pin, Retry};
+pub use client::{Client, Cond, Got, Pin, Retry, Written};
 pub use creds::{Credentials, CredentialsError, Env, Provider};
 pub use error::S3Error;
 pub use listing::{ManifestError, S3Entry};
@@ -413,6 +413,11 @@ impl S3Store {
             selection: config.selection,
             exclude: config.exclude,
         })
+    }
+
+    /// The connection to the bucket (for tools and tests that set buckets up).
+    pub fn client(&self) -> &Client {
+        &self.ctx.client
     }
 
     /// The bucket and prefix.
