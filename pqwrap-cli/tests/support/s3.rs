@@ -264,7 +264,16 @@ impl Weed {
     /// An object's bytes through the filer's own HTTP API (not through S3, nor pqwrap's
     /// client).
     pub fn filer_get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let url = format!("http://127.0.0.1:{}/buckets/{bucket}/{key}", self.filer);
+        let path: String = key
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!("http://127.0.0.1:{}/buckets/{bucket}/{path}", self.filer);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()

@@ -175,7 +175,9 @@ pub(crate) fn open(ctx: &Arc<Ctx>, entry: S3Entry, purpose: Purpose) -> Result<O
     };
     let got = match got {
         Ok(g) => g,
-        Err(e) if e.is_not_found() => return Err(OpenError::Gone),
+        // Deleted since it was listed: nothing to report. A key named by a manifest that is
+        // not there is a failure, though: it was asked for.
+        Err(e) if e.is_not_found() && entry.size.is_some() => return Err(OpenError::Gone),
         Err(e) => return Err(OpenError::Fail(FileError::Unreadable(e.into_io()))),
     };
     let mut bytes = got.bytes;

@@ -343,7 +343,7 @@ pub(crate) fn commit(ctx: &Arc<Ctx>, mut st: ObjStaged) -> CommitOutcome {
             Some(w) => Ok(w),
             None if e.is_precondition() => Err(changed("the conditional write was refused", &e)),
             None if e.is_not_found() && upload.is_none() => Err(FileError::Changed(Change::Removed)),
-            None => Err(FileError::io(Step::Rename, e.into_io())),
+            None => Err(FileError::io(Step::Commit, e.into_io())),
         },
     };
     let base = |result: Result<(), FileError>, moved: u64| CommitOutcome {
