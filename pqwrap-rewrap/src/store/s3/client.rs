@@ -70,6 +70,8 @@ pub struct Written {
     pub etag: Option<String>,
     /// The new version's id, in a versioned bucket.
     pub version: Option<String>,
+    /// The server's clock when it answered.
+    pub date: Option<Timestamp>,
 }
 
 /// A precondition on a write.
@@ -457,6 +459,7 @@ impl Client {
         let r = self.send(&req, &[])?;
         Ok((
             Written {
+                date: r.date.as_deref().and_then(parse_http_date),
                 etag: r.etag,
                 version: r.version,
             },
@@ -464,14 +467,16 @@ impl Client {
         ))
     }
 
-    /// Starts a multipart upload of `key`; returns its id.
-    pub fn create_multipart(&self, key: &str) -> Result<String, S3Error> {
+    /// Starts a multipart upload of `key`; returns its id, and whether the request was sent
+    /// more than once (then an earlier attempt may have started another upload).
+    pub fn create_multipart(&self, key: &str) -> Result<(String, bool), S3Error> {
         let req = Req::new("CreateMultipartUpload", Method::Post, Some(key)).query("uploads", "");
         let r = self.send(&req, &[])?;
-        xml::upload_id(&r.body).ok_or(S3Error::BadResponse {
+        let id = xml::upload_id(&r.body).ok_or(S3Error::BadResponse {
             op: "CreateMultipartUpload",
             what: "no UploadId",
-        })
+        })?;
+        Ok((id, r.retried))
     }
 
     /// Uploads part `n` of an upload; returns its ETag.
@@ -539,6 +544,7 @@ impl Client {
             Written {
                 etag,
                 version: r.version,
+                date: r.date.as_deref().and_then(parse_http_date),
             },
             r.retried,
         ))

@@ -30,8 +30,35 @@ const MAX_PARTS: u64 = 10_000;
 struct Marker {
     /// Always `"pqwrap multipart upload"`.
     pqwrap: String,
+    /// The key being uploaded.
     key: String,
+    /// The upload, once started.
     upload_id: Option<String>,
+    /// The server's clock when the marker was first written: the worker started no upload of
+    /// the key before.
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// Aborts the uploads of `key` started at or after `since` (less a little: the marker's and
+/// the upload's clocks are the server's, but not of one request) and before `before`, except
+/// `keep`. While a marker names a key, such uploads are the marker's worker's.
+fn abort_started(
+    ctx: &Ctx,
+    key: &str,
+    since: jiff::Timestamp,
+    before: jiff::Timestamp,
+    keep: Option<&str>,
+) -> Result<(), S3Error> {
+    let since = since - jiff::SignedDuration::from_secs(2);
+    for u in ctx.client.all_uploads(key)? {
+        let at: Option<jiff::Timestamp> = u.initiated.as_deref().and_then(|t| t.parse().ok());
+        let ours = at.is_some_and(|at| at >= since && at < before);
+        if u.key == key && ours && Some(u.id.as_str()) != keep {
+            ctx.client.abort(key, &u.id)?;
+        }
+    }
+    Ok(())
 }
 
 const MARKER_TAG: &str = "pqwrap multipart upload";
@@ -54,15 +81,17 @@ impl Upload {
             op: "CreateMultipartUpload",
             what: "no randomness for the marker's name",
         })?;
-        let body = |id: Option<&str>| {
+        let body = |id: Option<&str>, since: Option<jiff::Timestamp>| {
             serde_json::to_vec(&Marker {
                 pqwrap: MARKER_TAG.into(),
                 key: key.into(),
                 upload_id: id.map(str::to_string),
+                since: since.map(|t| t.to_string()),
             })
             .unwrap_or_default()
         };
-        let (w, _) = ctx.client.put(&marker, &body(None), Cond::Always)?;
+        let (w, _) = ctx.client.put(&marker, &body(None, None), Cond::Always)?;
+        let since = w.date;
         let mut up = Upload {
             ctx: ctx.clone(),
             key: key.to_string(),
@@ -73,16 +102,26 @@ impl Upload {
             // Nothing to abort yet: only the marker to remove, if the create fails.
             finished: true,
         };
-        let id = match ctx.client.create_multipart(key) {
-            Ok(id) => id,
+        let soon = || jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let (id, retried) = match ctx.client.create_multipart(key) {
+            Ok(r) => r,
             Err(e) => {
-                up.remove_marker();
+                // An attempt may have started an upload whose answer was lost: abort it, or
+                // leave the marker for the next run to.
+                let cleaned = since.is_some_and(|t| abort_started(ctx, key, t, soon(), None).is_ok());
+                if cleaned {
+                    up.remove_marker();
+                }
                 return Err(e);
             }
         };
         up.id = id;
         up.finished = false;
-        let (w, _) = ctx.client.put(&up.marker, &body(Some(&up.id)), Cond::Always)?;
+        // An attempt whose answer was lost may have started an upload too: it is ours.
+        if retried && let Some(since) = since {
+            abort_started(ctx, key, since, soon(), Some(&up.id))?;
+        }
+        let (w, _) = ctx.client.put(&up.marker, &body(Some(&up.id), since), Cond::Always)?;
         up.marker_versions.push(w.version);
         Ok(up)
     }
@@ -318,6 +357,7 @@ fn landed(ctx: &Ctx, key: &str, first: &[u8]) -> Option<Written> {
     (!first.is_empty() && got.bytes == first).then_some(Written {
         etag: Some(got.pin.etag),
         version: got.pin.version,
+        date: None,
     })
 }
 
@@ -422,29 +462,19 @@ pub(crate) fn remove_leftover(ctx: &Arc<Ctx>, entry: S3Entry) -> Result<Leftover
     if marker.pqwrap != MARKER_TAG {
         return Ok(Leftover::NotOurs);
     }
-    match &marker.upload_id {
-        Some(id) => ctx.client.abort(&marker.key, id).map_err(io)?,
-        None => {
-            // Killed between writing the marker and naming the upload in it: the upload, if
-            // it was started, is the first of that key after the marker and before this run.
-            let since = got
-                .last_modified
-                .as_deref()
-                .and_then(super::client::parse_http_date)
-                .map(|t| t - jiff::SignedDuration::from_secs(2));
-            let uploads = ctx.client.all_uploads(&marker.key).map_err(io)?;
-            let first = uploads
-                .into_iter()
-                .filter(|u| u.key == marker.key)
-                .filter_map(|u| {
-                    let at: jiff::Timestamp = u.initiated.as_deref()?.parse().ok()?;
-                    (since.is_some_and(|s| at >= s) && at < ctx.started).then_some((at, u.id))
-                })
-                .min();
-            if let Some((_, id)) = first {
-                ctx.client.abort(&marker.key, &id).map_err(io)?;
-            }
-        }
+    if let Some(id) = &marker.upload_id {
+        ctx.client.abort(&marker.key, id).map_err(io)?;
+    }
+    // Killed before the marker named the upload, or after a lost answer made it start two:
+    // the uploads of that key started after the marker and before this run are the killed
+    // worker's.
+    let since = marker
+        .since
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .or_else(|| got.last_modified.as_deref().and_then(super::client::parse_http_date));
+    if let Some(since) = since {
+        abort_started(ctx, &marker.key, since, ctx.started, None).map_err(io)?;
     }
     ctx.client.delete(&entry.key, None).map_err(io)?;
     // In a versioned bucket the marker's versions stay behind a delete marker: remove them.
