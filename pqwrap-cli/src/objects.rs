@@ -57,13 +57,16 @@ pub fn target(paths: &[PathBuf]) -> Result<Target> {
 }
 
 fn looks_like_url(s: &str) -> bool {
-    s.split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 #[cfg(feature = "s3")]
 fn object_target(url: &str) -> Result<Target> {
-    Ok(Target::Object(pqwrap_rewrap::store::s3::Location::parse(url)?))
+    Ok(Target::Object(pqwrap_rewrap::store::s3::Location::parse(
+        url,
+    )?))
 }
 
 #[cfg(not(feature = "s3"))]

@@ -104,7 +104,8 @@ fn make(keys: &Keys, key: &str, kind: Kind, size: usize, seed: u64) -> Obj {
         Kind::Plain => data.clone(),
         Kind::Passphrase => {
             let fk = age::FileKey::generate().unwrap();
-            let header = age::Header::wrap_passphrase(&fk, &age::Passphrase::new("pw".into()), 10).unwrap();
+            let header =
+                age::Header::wrap_passphrase(&fk, &age::Passphrase::new("pw".into()), 10).unwrap();
             let mut w = age::encrypt_writer(Vec::new(), &fk, &header, false).unwrap();
             std::io::Write::write_all(&mut w, &data).unwrap();
             w.finish().unwrap()
@@ -170,7 +171,11 @@ fn state(bytes: Option<Vec<u8>>, o: &Obj, keys: &Keys, when: &str) -> &'static s
         }
         _ => {}
     }
-    let old = if o.kind == Kind::Native { &keys.old_pq } else { &keys.old };
+    let old = if o.kind == Kind::Native {
+        &keys.old_pq
+    } else {
+        &keys.old
+    };
     let (got, which) = match open_with(&bytes, o.kind, old) {
         Ok(Some(p)) => (p, "old"),
         Ok(None) => match open_with(&bytes, o.kind, &keys.new) {
@@ -180,19 +185,35 @@ fn state(bytes: Option<Vec<u8>>, o: &Obj, keys: &Keys, when: &str) -> &'static s
         },
         Err(e) => panic!("{when}: {} is damaged: {e}", o.key),
     };
-    assert!(got == o.plaintext, "{when}: {} yields other plaintext", o.key);
+    assert!(
+        got == o.plaintext,
+        "{when}: {} yields other plaintext",
+        o.key
+    );
     if which == "new" && o.kind != Kind::Native {
         // Post-quantum only: no classical stanza left behind.
         let dec = age::Decryptor::new(&bytes[..]).unwrap();
-        assert_eq!(dec.header().protection(), age::Protection::PostQuantum, "{}", o.key);
+        assert_eq!(
+            dec.header().protection(),
+            age::Protection::PostQuantum,
+            "{}",
+            o.key
+        );
     }
     which
 }
 
-fn states(w: &Weed, bucket: &str, objs: &[Obj], keys: &Keys, when: &str) -> BTreeMap<&'static str, usize> {
+fn states(
+    w: &Weed,
+    bucket: &str,
+    objs: &[Obj],
+    keys: &Keys,
+    when: &str,
+) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for o in objs {
-        *m.entry(state(w.filer_get(bucket, &o.key), o, keys, when)).or_default() += 1;
+        *m.entry(state(w.filer_get(bucket, &o.key), o, keys, when))
+            .or_default() += 1;
     }
     m
 }
@@ -227,24 +248,53 @@ fn a_mixed_bucket_is_rewrapped_and_every_object_checked() {
     let keys = Keys::new();
     let store = w.bucket("mixed", false);
     let mut objs = Vec::new();
-    let kinds = [Kind::Age, Kind::Armored, Kind::Native, Kind::Plain, Kind::Passphrase];
+    let kinds = [
+        Kind::Age,
+        Kind::Armored,
+        Kind::Native,
+        Kind::Plain,
+        Kind::Passphrase,
+    ];
     for i in 0..40 {
         let kind = kinds[i % kinds.len()];
         let size = [0, 1, 100, 65_536, 70_000, 300_000][i % 6];
-        objs.push(make(&keys, &format!("data/{i:02} name with spaces+ü.bin"), kind, size, i as u64));
+        objs.push(make(
+            &keys,
+            &format!("data/{i:02} name with spaces+ü.bin"),
+            kind,
+            size,
+            i as u64,
+        ));
     }
     // Outside the prefix: never touched.
     let outside = make(&keys, "elsewhere/x.age", Kind::Age, 10, 99);
     put_all(&store, &objs);
     put_all(&store, std::slice::from_ref(&outside));
 
-    let o = out(rewrap(w, w.s3, &keys, &["--report", keys.path("r.jsonl").to_str().unwrap(), "s3://mixed/data/"]));
+    let o = out(rewrap(
+        w,
+        w.s3,
+        &keys,
+        &[
+            "--report",
+            keys.path("r.jsonl").to_str().unwrap(),
+            "s3://mixed/data/",
+        ],
+    ));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let s = states(w, "mixed", &objs, &keys, "after the run");
     assert_eq!(s.get("old"), None, "{s:?}");
     assert_eq!(s["new"], 24);
     assert_eq!(s["untouched"], 16);
-    assert_eq!(state(w.filer_get("mixed", &outside.key), &outside, &keys, "outside"), "old");
+    assert_eq!(
+        state(
+            w.filer_get("mixed", &outside.key),
+            &outside,
+            &keys,
+            "outside"
+        ),
+        "old"
+    );
 
     // The report names every object with its URL; re-wrapped ones say what they moved.
     let rep = report_lines(&std::fs::read(keys.path("r.jsonl")).unwrap());
@@ -254,26 +304,42 @@ fn a_mixed_bucket_is_rewrapped_and_every_object_checked() {
         assert!(path.starts_with("s3://mixed/data/"), "{path}");
         if r["outcome"] == "rewrapped" {
             // Small objects: read whole, written whole, and the head read back.
-            let (moved, size) = (r["transferred"].as_u64().unwrap(), r["bytes"].as_u64().unwrap());
+            let (moved, size) = (
+                r["transferred"].as_u64().unwrap(),
+                r["bytes"].as_u64().unwrap(),
+            );
             assert!(moved >= size && moved <= 2 * size + (512 << 10), "{r}");
         }
     }
     let reasons: BTreeSet<&str> = rep.iter().filter_map(|r| r["reason"].as_str()).collect();
-    assert_eq!(reasons, BTreeSet::from(["not_encrypted", "passphrase"]), "{rep:?}");
+    assert_eq!(
+        reasons,
+        BTreeSet::from(["not_encrypted", "passphrase"]),
+        "{rep:?}"
+    );
 
     // Done means done: a second run verifies and changes nothing.
     let o = out(rewrap(w, w.s3, &keys, &["s3://mixed/data/"]));
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already done  24"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already done  24"),
+        "{}",
+        text(&o)
+    );
 
     // scan agrees, without keys.
-    let o = out(pqwrap().envs(w.env()).args(["scan", "--json", "s3://mixed/data/"]));
+    let o = out(pqwrap()
+        .envs(w.env())
+        .args(["scan", "--json", "s3://mixed/data/"]));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(inv["to_rewrap"]["files"], 0, "{inv}");
     assert_eq!(inv["by_protection"]["post_quantum"]["files"], 24, "{inv}");
     let (uploads, markers) = leftovers(&store);
-    assert!(uploads.is_empty() && markers.is_empty(), "{uploads:?} {markers:?}");
+    assert!(
+        uploads.is_empty() && markers.is_empty(),
+        "{uploads:?} {markers:?}"
+    );
 }
 
 #[test]
@@ -287,14 +353,39 @@ fn objects_either_side_of_the_multipart_boundary() {
     // about that size (the header is ~200 bytes, the payload's tags 16 per 64 KiB).
     let payload_for = |total: u64| (total as usize * 65_536 / 65_552).saturating_sub(400);
     let mut objs = Vec::new();
-    for (i, total) in [SMALL_MAX - 70_000, SMALL_MAX + 70_000, 3 * PART_MIN, 2 * PART_MIN + 12_345].iter().enumerate() {
-        objs.push(make(&keys, &format!("o{i}.age"), Kind::Age, payload_for(*total), 7 + i as u64));
+    for (i, total) in [
+        SMALL_MAX - 70_000,
+        SMALL_MAX + 70_000,
+        3 * PART_MIN,
+        2 * PART_MIN + 12_345,
+    ]
+    .iter()
+    .enumerate()
+    {
+        objs.push(make(
+            &keys,
+            &format!("o{i}.age"),
+            Kind::Age,
+            payload_for(*total),
+            7 + i as u64,
+        ));
     }
     objs.push(make(&keys, "big.pqw", Kind::Native, 11 << 20, 3));
     objs.push(make(&keys, "big-armored.age", Kind::Armored, 6 << 20, 4));
-    assert!((objs[0].original.len() as u64) < SMALL_MAX && (objs[1].original.len() as u64) > SMALL_MAX);
+    assert!(
+        (objs[0].original.len() as u64) < SMALL_MAX && (objs[1].original.len() as u64) > SMALL_MAX
+    );
     put_all(&store, &objs);
-    let o = out(rewrap(w, w.s3, &keys, &["--report", keys.path("r.jsonl").to_str().unwrap(), "s3://boundary"]));
+    let o = out(rewrap(
+        w,
+        w.s3,
+        &keys,
+        &[
+            "--report",
+            keys.path("r.jsonl").to_str().unwrap(),
+            "s3://boundary",
+        ],
+    ));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let s = states(w, "boundary", &objs, &keys, "after the run");
     assert_eq!(s["new"], objs.len(), "{s:?}");
@@ -314,12 +405,19 @@ fn objects_either_side_of_the_multipart_boundary() {
         }
     }
     let (uploads, markers) = leftovers(&store);
-    assert!(uploads.is_empty() && markers.is_empty(), "{uploads:?} {markers:?}");
+    assert!(
+        uploads.is_empty() && markers.is_empty(),
+        "{uploads:?} {markers:?}"
+    );
 }
 
 /// A proxy that lets another writer replace each of `victims` just before pqwrap's commit of
 /// it (the PutObject, or the CompleteMultipartUpload).
-fn writer_before_commit(w: &'static Weed, bucket: &'static str, victims: &'static [&'static str]) -> Proxy {
+fn writer_before_commit(
+    w: &'static Weed,
+    bucket: &'static str,
+    victims: &'static [&'static str],
+) -> Proxy {
     let store = Arc::new(w.store(&format!("s3://{bucket}")).unwrap());
     Proxy::start(
         w.s3,
@@ -343,7 +441,8 @@ fn writer_before_commit(w: &'static Weed, bucket: &'static str, victims: &'stati
 
 #[test]
 fn an_object_changed_by_another_writer_is_left_alone_and_reported() {
-    let Some(w) = s3::shared("an_object_changed_by_another_writer_is_left_alone_and_reported") else {
+    let Some(w) = s3::shared("an_object_changed_by_another_writer_is_left_alone_and_reported")
+    else {
         return;
     };
     let keys = Keys::new();
@@ -357,19 +456,40 @@ fn an_object_changed_by_another_writer_is_left_alone_and_reported() {
     const VICTIMS: &[&str] = &["small.age", "large.age"];
     let proxy = writer_before_commit(w, "writer", VICTIMS);
     let report = keys.path("r.jsonl");
-    let o = out(rewrap(w, proxy.port, &keys, &["--report", report.to_str().unwrap(), "s3://writer"]));
+    let o = out(rewrap(
+        w,
+        proxy.port,
+        &keys,
+        &["--report", report.to_str().unwrap(), "s3://writer"],
+    ));
     assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("changed under us 2"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("changed under us 2"),
+        "{}",
+        text(&o)
+    );
     let rep = report_lines(&std::fs::read(&report).unwrap());
     for victim in VICTIMS {
-        let line = rep.iter().find(|r| r["path"] == format!("s3://writer/{victim}")).unwrap();
+        let line = rep
+            .iter()
+            .find(|r| r["path"] == format!("s3://writer/{victim}"))
+            .unwrap();
         assert_eq!(line["reason"], "changed_under_us", "{line}");
         // The other writer's contents won and stay.
-        assert_eq!(w.filer_get("writer", victim).unwrap(), b"someone else's new contents");
+        assert_eq!(
+            w.filer_get("writer", victim).unwrap(),
+            b"someone else's new contents"
+        );
     }
     let (uploads, markers) = leftovers(&store);
-    assert!(uploads.is_empty() && markers.is_empty(), "{uploads:?} {markers:?}");
-    assert_eq!(state(w.filer_get("writer", "other.age"), &objs[2], &keys, "other"), "new");
+    assert!(
+        uploads.is_empty() && markers.is_empty(),
+        "{uploads:?} {markers:?}"
+    );
+    assert_eq!(
+        state(w.filer_get("writer", "other.age"), &objs[2], &keys, "other"),
+        "new"
+    );
 }
 
 fn sigkill(objects: usize, large: usize, runs: usize) {
@@ -382,10 +502,22 @@ fn sigkill(objects: usize, large: usize, runs: usize) {
     let mut objs = Vec::new();
     for i in 0..objects {
         let kind = [Kind::Age, Kind::Age, Kind::Armored, Kind::Native][i % 4];
-        objs.push(make(&keys, &format!("k/{i:04}"), kind, 100 + (i * 7_919) % 20_000, i as u64));
+        objs.push(make(
+            &keys,
+            &format!("k/{i:04}"),
+            kind,
+            100 + (i * 7_919) % 20_000,
+            i as u64,
+        ));
     }
     for i in 0..large {
-        objs.push(make(&keys, &format!("k/large-{i}"), Kind::Age, (6 << 20) + i * 100_000, 1000 + i as u64));
+        objs.push(make(
+            &keys,
+            &format!("k/large-{i}"),
+            Kind::Age,
+            (6 << 20) + i * 100_000,
+            1000 + i as u64,
+        ));
     }
     put_all(&store, &objs);
     // Somebody else's upload in progress under the prefix: never aborted.
@@ -425,11 +557,21 @@ fn sigkill(objects: usize, large: usize, runs: usize) {
     let s = states(w, &bucket, &objs, &keys, "after the resume");
     assert_eq!(s["new"], objects + large, "{s:?}");
     let (uploads, markers) = leftovers(&store);
-    assert_eq!(uploads, vec![("k/foreign".to_string(), foreign.clone())], "{markers:?}");
+    assert_eq!(
+        uploads,
+        vec![("k/foreign".to_string(), foreign.clone())],
+        "{markers:?}"
+    );
     assert!(markers.is_empty(), "{markers:?}");
     store.client().abort("k/foreign", &foreign).unwrap();
-    eprintln!("sigkill: {kills} of {runs} runs killed; {} objects, 0 lost", objs.len());
-    assert!(kills > 0, "no run was killed: the delays are too long for this machine");
+    eprintln!(
+        "sigkill: {kills} of {runs} runs killed; {} objects, 0 lost",
+        objs.len()
+    );
+    assert!(
+        kills > 0,
+        "no run was killed: the delays are too long for this machine"
+    );
 }
 
 #[test]
@@ -451,7 +593,15 @@ fn the_server_restarted_in_the_middle_of_a_run() {
     let keys = Keys::new();
     let store = w.bucket("restart", false);
     let objs: Vec<Obj> = (0..400)
-        .map(|i| make(&keys, &format!("r/{i:03}.age"), Kind::Age, 2000 + i, i as u64))
+        .map(|i| {
+            make(
+                &keys,
+                &format!("r/{i:03}.age"),
+                Kind::Age,
+                2000 + i,
+                i as u64,
+            )
+        })
         .collect();
     put_all(&store, &objs);
     drop(store);
@@ -467,7 +617,10 @@ fn the_server_restarted_in_the_middle_of_a_run() {
     w.restart();
     let o = child.wait_with_output().unwrap();
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(was_running, "the run ended before the restart: make it bigger");
+    assert!(
+        was_running,
+        "the run ended before the restart: make it bigger"
+    );
     let s = states(&w, "restart", &objs, &keys, "after the run");
     assert_eq!(s["new"], 400, "{s:?}");
     w.stop();
@@ -481,7 +634,15 @@ fn throttling_and_dropped_connections_are_retried() {
     let keys = Keys::new();
     let store = w.bucket("faults", false);
     let mut objs: Vec<Obj> = (0..120)
-        .map(|i| make(&keys, &format!("f/{i:03}.age"), Kind::Age, 500 + i * 13, i as u64))
+        .map(|i| {
+            make(
+                &keys,
+                &format!("f/{i:03}.age"),
+                Kind::Age,
+                500 + i * 13,
+                i as u64,
+            )
+        })
         .collect();
     objs.push(make(&keys, "f/large.age", Kind::Age, 7 << 20, 77));
     put_all(&store, &objs);
@@ -496,7 +657,12 @@ fn throttling_and_dropped_connections_are_retried() {
             let kind = match seen.method {
                 "POST" if seen.target.contains("uploadId=") => Some("complete"),
                 "POST" if seen.target.contains("uploads") => Some("create"),
-                "PUT" if !seen.target.contains("partNumber=") && !seen.target.contains(".pqwrap-uploads") => Some("put"),
+                "PUT"
+                    if !seen.target.contains("partNumber=")
+                        && !seen.target.contains(".pqwrap-uploads") =>
+                {
+                    Some("put")
+                }
                 _ => None,
             };
             if let Some(k) = kind
@@ -514,7 +680,10 @@ fn throttling_and_dropped_connections_are_retried() {
                 _ => Fault::Pass,
             };
             if f != Fault::Pass {
-                *f2.lock().unwrap().entry(format!("{f:?}").leak()).or_default() += 1;
+                *f2.lock()
+                    .unwrap()
+                    .entry(format!("{f:?}").leak())
+                    .or_default() += 1;
             }
             f
         }),
@@ -525,9 +694,17 @@ fn throttling_and_dropped_connections_are_retried() {
     assert_eq!(s["new"], objs.len(), "{s:?}");
     let seen = faults.lock().unwrap().clone();
     assert_eq!(seen.len(), 6, "{seen:?}");
-    assert!(["DropAfter", "DropBefore", "SlowDown"].iter().all(|k| seen[k] > 3), "{seen:?}");
+    assert!(
+        ["DropAfter", "DropBefore", "SlowDown"]
+            .iter()
+            .all(|k| seen[k] > 3),
+        "{seen:?}"
+    );
     let (uploads, markers) = leftovers(&store);
-    assert!(uploads.is_empty() && markers.is_empty(), "{uploads:?} {markers:?}");
+    assert!(
+        uploads.is_empty() && markers.is_empty(),
+        "{uploads:?} {markers:?}"
+    );
 }
 
 #[test]
@@ -538,18 +715,39 @@ fn four_shards_in_parallel_cover_the_bucket_exactly_once() {
     let keys = Keys::new();
     let store = w.bucket("shards", false);
     let objs: Vec<Obj> = (0..400)
-        .map(|i| make(&keys, &format!("s/{i:03}.age"), Kind::Age, 300 + i, i as u64))
+        .map(|i| {
+            make(
+                &keys,
+                &format!("s/{i:03}.age"),
+                Kind::Age,
+                300 + i,
+                i as u64,
+            )
+        })
         .collect();
     put_all(&store, &objs);
     let children: Vec<_> = (0..4)
         .map(|k| {
             let shard = format!("{k}/4");
             let report = format!("s3://shards/reports/shard-{k}.jsonl");
-            rewrap(w, w.s3, &keys, &["-j", "4", "--shard", &shard, "--report", &report, "s3://shards/"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            rewrap(
+                w,
+                w.s3,
+                &keys,
+                &[
+                    "-j",
+                    "4",
+                    "--shard",
+                    &shard,
+                    "--report",
+                    &report,
+                    "s3://shards/",
+                ],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for c in children {
@@ -558,12 +756,16 @@ fn four_shards_in_parallel_cover_the_bucket_exactly_once() {
     }
     let mut seen = BTreeMap::<String, usize>::new();
     for k in 0..4 {
-        let rep = w.filer_get("shards", &format!("reports/shard-{k}.jsonl")).unwrap();
+        let rep = w
+            .filer_get("shards", &format!("reports/shard-{k}.jsonl"))
+            .unwrap();
         let lines = report_lines(&rep);
         assert!(!lines.is_empty());
         for l in lines {
             assert_eq!(l["outcome"], "rewrapped", "{l}");
-            *seen.entry(l["path"].as_str().unwrap().to_string()).or_default() += 1;
+            *seen
+                .entry(l["path"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     assert_eq!(seen.len(), 400);
@@ -585,7 +787,12 @@ fn a_manifest_names_the_keys_plain_or_as_an_inventory() {
     put_all(&store, &objs);
     let plain = keys.path("keys.txt");
     std::fs::write(&plain, "m/0 x.age\n# a comment\n\nm/1 x.age\n").unwrap();
-    let o = out(rewrap(w, w.s3, &keys, &["--manifest", plain.to_str().unwrap(), "s3://manifest/m/"]));
+    let o = out(rewrap(
+        w,
+        w.s3,
+        &keys,
+        &["--manifest", plain.to_str().unwrap(), "s3://manifest/m/"],
+    ));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let inventory = keys.path("inventory.csv");
     std::fs::write(
@@ -593,7 +800,16 @@ fn a_manifest_names_the_keys_plain_or_as_an_inventory() {
         "\"manifest\",\"m/2+x.age\",\"300\"\n\"manifest\",\"m/2+x.age\",\"300\"\n\"manifest\",\"m/3%20x.age\",\"300\"\n",
     )
     .unwrap();
-    let o = out(rewrap(w, w.s3, &keys, &["--manifest", inventory.to_str().unwrap(), "s3://manifest/m/"]));
+    let o = out(rewrap(
+        w,
+        w.s3,
+        &keys,
+        &[
+            "--manifest",
+            inventory.to_str().unwrap(),
+            "s3://manifest/m/",
+        ],
+    ));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let got: Vec<&str> = objs
         .iter()
@@ -602,9 +818,18 @@ fn a_manifest_names_the_keys_plain_or_as_an_inventory() {
     assert_eq!(got, ["new", "new", "new", "new", "old", "old"]);
     // A key outside the prefix, or for another bucket, is an error naming the line.
     std::fs::write(&plain, "other/k\n").unwrap();
-    let o = out(rewrap(w, w.s3, &keys, &["--manifest", plain.to_str().unwrap(), "s3://manifest/m/"]));
+    let o = out(rewrap(
+        w,
+        w.s3,
+        &keys,
+        &["--manifest", plain.to_str().unwrap(), "s3://manifest/m/"],
+    ));
     assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 1"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -614,7 +839,11 @@ fn versioned_buckets_keep_or_purge_exactly_the_version_read() {
     };
     for purge in [false, true] {
         let keys = Keys::new();
-        let bucket = if purge { "versions-purge" } else { "versions-keep" };
+        let bucket = if purge {
+            "versions-purge"
+        } else {
+            "versions-keep"
+        };
         let store = w.bucket(bucket, true);
         let objs = vec![
             make(&keys, "v/a.age", Kind::Age, 1000, 1),
@@ -622,11 +851,19 @@ fn versioned_buckets_keep_or_purge_exactly_the_version_read() {
             make(&keys, "v/c.age", Kind::Age, 10, 3),
         ];
         // An older version of a.age under the current one: no run may delete it.
-        let older = store.client().put("v/a.age", b"an older version", Cond::Always).unwrap().0;
+        let older = store
+            .client()
+            .put("v/a.age", b"an older version", Cond::Always)
+            .unwrap()
+            .0;
         put_all(&store, &objs);
         let versions = |key: &str| -> Vec<String> {
             let page = store.client().list_versions(key, None, None).unwrap();
-            page.versions.into_iter().filter(|v| v.key == key).map(|v| v.version).collect()
+            page.versions
+                .into_iter()
+                .filter(|v| v.key == key)
+                .map(|v| v.version)
+                .collect()
         };
         let before: Vec<Vec<String>> = objs.iter().map(|o| versions(&o.key)).collect();
         let mut args = vec!["s3://".to_string() + bucket + "/v/"];
@@ -648,15 +885,28 @@ fn versioned_buckets_keep_or_purge_exactly_the_version_read() {
             let replaced = before.first().unwrap();
             if purge {
                 assert!(!after.contains(replaced), "{}: {after:?}", o.key);
-                assert_eq!(after.len(), before.len(), "{}: {before:?} -> {after:?}", o.key);
+                assert_eq!(
+                    after.len(),
+                    before.len(),
+                    "{}: {before:?} -> {after:?}",
+                    o.key
+                );
             } else {
                 assert!(after.contains(replaced), "{}: {after:?}", o.key);
                 assert_eq!(after.len(), before.len() + 1, "{}", o.key);
             }
         }
         let a = versions("v/a.age");
-        assert!(a.contains(older.version.as_ref().unwrap()), "the older version is kept: {a:?}");
-        let o2 = out(pqwrap().envs(w.env()).args(["scan", "--json", "--versions", &format!("s3://{bucket}/v/")]));
+        assert!(
+            a.contains(older.version.as_ref().unwrap()),
+            "the older version is kept: {a:?}"
+        );
+        let o2 = out(pqwrap().envs(w.env()).args([
+            "scan",
+            "--json",
+            "--versions",
+            &format!("s3://{bucket}/v/"),
+        ]));
         assert_eq!(code(&o2), 0, "{}", text(&o2));
         let inv: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
         let classical = &inv["noncurrent_versions"]["by_protection"]["classical"]["files"];
@@ -667,7 +917,10 @@ fn versioned_buckets_keep_or_purge_exactly_the_version_read() {
             assert!(stderr.contains("3 replaced version(s) remain"), "{stderr}");
             assert_eq!(*classical, 3, "{inv}");
         }
-        assert_eq!(inv["noncurrent_versions"]["by_protection"]["not_encrypted"]["files"], 1, "{inv}");
+        assert_eq!(
+            inv["noncurrent_versions"]["by_protection"]["not_encrypted"]["files"], 1,
+            "{inv}"
+        );
     }
 }
 
@@ -680,14 +933,29 @@ fn bad_credentials_and_a_missing_bucket_exit_2() {
     w.bucket("creds", false);
     let o = out(rewrap(w, w.s3, &keys, &["s3://creds/"]).env("AWS_SECRET_ACCESS_KEY", "wrong"));
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("access denied"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("access denied"),
+        "{}",
+        text(&o)
+    );
     let o = out(rewrap(w, w.s3, &keys, &["s3://no-such-bucket-here/"]));
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no such bucket"), "{}", text(&o));
-    let o = out(pqwrap().envs(w.env()).env("AWS_ACCESS_KEY_ID", "nobody").args(["scan", "s3://creds/"]));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no such bucket"),
+        "{}",
+        text(&o)
+    );
+    let o = out(pqwrap()
+        .envs(w.env())
+        .env("AWS_ACCESS_KEY_ID", "nobody")
+        .args(["scan", "s3://creds/"]));
     assert_eq!(code(&o), 2, "{}", text(&o));
     // Plain http without AWS_ALLOW_HTTP.
     let o = out(rewrap(w, w.s3, &keys, &["s3://creds/"]).env_remove("AWS_ALLOW_HTTP"));
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("AWS_ALLOW_HTTP"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("AWS_ALLOW_HTTP"),
+        "{}",
+        text(&o)
+    );
 }

@@ -204,7 +204,10 @@ pub fn run(args: Args) -> Result<Status> {
         Some(p) if p.as_os_str() != "-" => {
             let created = match p.to_str() {
                 #[cfg(feature = "s3")]
-                Some(url) if crate::objects::target(std::slice::from_ref(p)).is_ok_and(|t| !matches!(t, Target::Local)) => {
+                Some(url)
+                    if crate::objects::target(std::slice::from_ref(p))
+                        .is_ok_and(|t| !matches!(t, Target::Local)) =>
+                {
                     crate::objects::report_object(url, jobs).map(|(r, loc)| {
                         report_key = Some((loc.bucket, loc.prefix));
                         r
@@ -278,13 +281,14 @@ pub fn run(args: Args) -> Result<Status> {
                 .map(|(_, k)| k)
                 .into_iter()
                 .collect();
-            let store = match crate::objects::connect(location, selection, &args.objects, exclude, jobs) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("pqwrap rewrap: {e:#}");
-                    return Ok(Status::Usage);
-                }
-            };
+            let store =
+                match crate::objects::connect(location, selection, &args.objects, exclude, jobs) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("pqwrap rewrap: {e:#}");
+                        return Ok(Status::Usage);
+                    }
+                };
             let outputs = Outputs {
                 report,
                 stdout_report,

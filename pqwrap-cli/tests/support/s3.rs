@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use pqwrap_rewrap::store::s3::{
-    Cond, Location, OldVersions, Retry, S3Config, S3Store, Selection,
-};
+use pqwrap_rewrap::store::s3::{Cond, Location, OldVersions, Retry, S3Config, S3Store, Selection};
 
 pub const KEY_ID: &str = "pqwrap-test-key";
 pub const SECRET: &str = "pqwrap-test-secret";
@@ -186,9 +184,7 @@ impl Weed {
             if let Some(p) = p {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
                 let deadline = Instant::now() + Duration::from_secs(15);
-                while Instant::now() < deadline
-                    && rustix::process::test_kill_process(p).is_ok()
-                {
+                while Instant::now() < deadline && rustix::process::test_kill_process(p).is_ok() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
@@ -256,7 +252,9 @@ impl Weed {
     pub fn bucket(&self, name: &str, versioned: bool) -> S3Store {
         let s = self.try_bucket(name).expect("the bucket is created");
         if versioned {
-            s.client().set_versioning(true).expect("versioning is enabled");
+            s.client()
+                .set_versioning(true)
+                .expect("versioning is enabled");
         }
         s
     }
@@ -411,7 +409,12 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(mut conn: TcpStream, upstream: u16, decide: &Decide, count: &AtomicU64) -> std::io::Result<()> {
+fn serve(
+    mut conn: TcpStream,
+    upstream: u16,
+    decide: &Decide,
+    count: &AtomicU64,
+) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = Vec::new();

@@ -205,7 +205,8 @@ impl Client {
     fn presign(&self, req: &Req<'_>) -> Result<Url, CredentialsError> {
         let c = self.creds.get()?;
         // The signer wants both sorted by name.
-        let mut query: Vec<(&str, &str)> = req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut query: Vec<(&str, &str)> =
+            req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         query.sort();
         let mut headers: Vec<(&str, &str)> =
             req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -252,8 +253,8 @@ impl Client {
                         return Ok(resp);
                     }
                     let e = xml::error_in(&resp.body).unwrap_or_default();
-                    let transient = matches!(resp.status, 429 | 500 | 502 | 503 | 504)
-                        || e.retryable();
+                    let transient =
+                        matches!(resp.status, 429 | 500 | 502 | 503 | 504) || e.retryable();
                     if transient && !last {
                         retried = true;
                         self.backoff(attempt);
@@ -286,7 +287,9 @@ impl Client {
             .min(self.retry.cap);
         // Full jitter: many workers retrying at once must not stay in step.
         let mut b = [0u8; 4];
-        let r = getrandom::fill(&mut b).map_or(0.5, |()| f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX));
+        let r = getrandom::fill(&mut b).map_or(0.5, |()| {
+            f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX)
+        });
         std::thread::sleep(exp.mul_f64(0.5 + r / 2.0));
     }
 
@@ -323,7 +326,10 @@ impl Client {
                 for (k, v) in headers.drain(..) {
                     b = b.header(k, v);
                 }
-                b.config().timeout_global(Some(req.timeout)).build().send(req.body)
+                b.config()
+                    .timeout_global(Some(req.timeout))
+                    .build()
+                    .send(req.body)
             }
         };
         let mut resp = result.map_err(Failure::Transport)?;
@@ -514,7 +520,10 @@ impl Client {
             .query("uploadId", id)
             .header("x-amz-copy-source", source)
             .header("x-amz-copy-source-if-match", pin.etag.clone())
-            .header("x-amz-copy-source-range", format!("bytes={start}-{}", end - 1));
+            .header(
+                "x-amz-copy-source-range",
+                format!("bytes={start}-{}", end - 1),
+            );
         // Copying a large range takes the server a while before it answers.
         req.timeout = Duration::from_secs(900);
         let r = self.send(&req, &[])?;

@@ -149,15 +149,23 @@ impl Provider {
     /// The first source of the chain that is configured in `env` (see the module
     /// documentation). `region` picks the regional STS endpoint.
     pub fn from_env(env: &Env, region: &str) -> Result<Provider, CredentialsError> {
-        if let (Some(k), Some(s)) = (var(env, "AWS_ACCESS_KEY_ID"), var(env, "AWS_SECRET_ACCESS_KEY")) {
+        if let (Some(k), Some(s)) = (
+            var(env, "AWS_ACCESS_KEY_ID"),
+            var(env, "AWS_SECRET_ACCESS_KEY"),
+        ) {
             let token = var(env, "AWS_SESSION_TOKEN").map(str::to_string);
             return Ok(Provider::fixed(Credentials::new(k.into(), s.into(), token)));
         }
         let sts = var(env, "AWS_ENDPOINT_URL_STS")
             .map(str::to_string)
             .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
-        let session = var(env, "AWS_ROLE_SESSION_NAME").unwrap_or("pqwrap").to_string();
-        if let (Some(f), Some(r)) = (var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"), var(env, "AWS_ROLE_ARN")) {
+        let session = var(env, "AWS_ROLE_SESSION_NAME")
+            .unwrap_or("pqwrap")
+            .to_string();
+        if let (Some(f), Some(r)) = (
+            var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"),
+            var(env, "AWS_ROLE_ARN"),
+        ) {
             return Ok(Provider::lazy(Source::WebIdentity {
                 role_arn: r.into(),
                 token_file: f.into(),
@@ -166,9 +174,14 @@ impl Provider {
             }));
         }
         if let Some(p) = profile(env)? {
-            if let (Some(k), Some(s)) = (p.get("aws_access_key_id"), p.get("aws_secret_access_key")) {
+            if let (Some(k), Some(s)) = (p.get("aws_access_key_id"), p.get("aws_secret_access_key"))
+            {
                 let token = p.get("aws_session_token").cloned();
-                return Ok(Provider::fixed(Credentials::new(k.clone(), s.clone(), token)));
+                return Ok(Provider::fixed(Credentials::new(
+                    k.clone(),
+                    s.clone(),
+                    token,
+                )));
             }
             if let (Some(f), Some(r)) = (p.get("web_identity_token_file"), p.get("role_arn")) {
                 return Ok(Provider::lazy(Source::WebIdentity {
@@ -178,9 +191,14 @@ impl Provider {
                     sts,
                 }));
             }
-            let what = ["source_profile", "credential_process", "sso_session", "sso_start_url"]
-                .into_iter()
-                .find(|k| p.contains_key(*k));
+            let what = [
+                "source_profile",
+                "credential_process",
+                "sso_session",
+                "sso_start_url",
+            ]
+            .into_iter()
+            .find(|k| p.contains_key(*k));
             if let Some(what) = what {
                 return Err(fail(
                     "profile",
@@ -263,7 +281,10 @@ fn profile(env: &Env) -> Result<Option<HashMap<String, String>>, CredentialsErro
     let mut merged = HashMap::new();
     let mut found = false;
     for (file, config) in [
-        (home_file(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"), false),
+        (
+            home_file(env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+            false,
+        ),
         (home_file(env, "AWS_CONFIG_FILE", ".aws/config"), true),
     ] {
         let Some(file) = file else { continue };
@@ -278,7 +299,10 @@ fn profile(env: &Env) -> Result<Option<HashMap<String, String>>, CredentialsErro
         }
     }
     if !found && var(env, "AWS_PROFILE").is_some() {
-        return Err(fail("profile", format!("no profile named {name:?} in the shared config or credentials file")));
+        return Err(fail(
+            "profile",
+            format!("no profile named {name:?} in the shared config or credentials file"),
+        ));
     }
     Ok(found.then_some(merged))
 }
@@ -326,7 +350,10 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn read_text(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>, what: &'static str) -> Result<String, CredentialsError> {
+fn read_text(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    what: &'static str,
+) -> Result<String, CredentialsError> {
     let mut resp = resp.map_err(|e| fail(what, e.to_string()))?;
     let status = resp.status().as_u16();
     let body = resp
@@ -383,7 +410,10 @@ fn fetch(source: &Source) -> Result<Credentials, CredentialsError> {
                 ("Version", "2011-06-15"),
                 ("WebIdentityToken", token.trim()),
             ];
-            let body = read_text(agent.post(sts.as_str()).send_form(form), "web identity (STS)")?;
+            let body = read_text(
+                agent.post(sts.as_str()).send_form(form),
+                "web identity (STS)",
+            )?;
             #[derive(Deserialize)]
             struct Resp {
                 #[serde(rename = "AssumeRoleWithWebIdentityResult")]
@@ -411,11 +441,17 @@ fn fetch(source: &Source) -> Result<Credentials, CredentialsError> {
             c.expires = r.result.c.expiration.parse().ok();
             Ok(c)
         }
-        Source::Container { url, auth, auth_file } => {
+        Source::Container {
+            url,
+            auth,
+            auth_file,
+        } => {
             let auth = match (auth_file, auth) {
                 (Some(f), _) => Some(Zeroizing::new(
                     std::fs::read_to_string(f)
-                        .map_err(|e| fail("container credentials", format!("{}: {e}", f.display())))?
+                        .map_err(|e| {
+                            fail("container credentials", format!("{}: {e}", f.display()))
+                        })?
                         .trim()
                         .to_string(),
                 )),
@@ -471,13 +507,20 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn environment_keys_come_first_and_profiles_are_read() {
         let p = Provider::from_env(
-            &env(&[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_SESSION_TOKEN", "T")]),
+            &env(&[
+                ("AWS_ACCESS_KEY_ID", "AK"),
+                ("AWS_SECRET_ACCESS_KEY", "SK"),
+                ("AWS_SESSION_TOKEN", "T"),
+            ]),
             "us-east-1",
         )
         .unwrap();
@@ -491,21 +534,46 @@ mod tests {
         std::fs::write(&creds, "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n[ops]\naws_access_key_id=O\naws_secret_access_key=OS\n").unwrap();
         std::fs::write(&config, "[default]\nregion = eu-west-1\n[profile ops]\nregion = ap-south-1\n[profile sso]\nsso_session = x\n").unwrap();
         let (cf, cg) = (creds.to_str().unwrap(), config.to_str().unwrap());
-        let base = [("AWS_SHARED_CREDENTIALS_FILE", cf), ("AWS_CONFIG_FILE", cg), ("AWS_EC2_METADATA_DISABLED", "true")];
+        let base = [
+            ("AWS_SHARED_CREDENTIALS_FILE", cf),
+            ("AWS_CONFIG_FILE", cg),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
         let e = env(&base);
-        assert_eq!(Provider::from_env(&e, "x").unwrap().get().unwrap().key_id(), "D");
+        assert_eq!(
+            Provider::from_env(&e, "x").unwrap().get().unwrap().key_id(),
+            "D"
+        );
         assert_eq!(region(&e), "eu-west-1");
         let mut e2 = e.clone();
         e2.insert("AWS_PROFILE".into(), "ops".into());
-        assert_eq!(Provider::from_env(&e2, "x").unwrap().get().unwrap().key_id(), "O");
+        assert_eq!(
+            Provider::from_env(&e2, "x")
+                .unwrap()
+                .get()
+                .unwrap()
+                .key_id(),
+            "O"
+        );
         assert_eq!(region(&e2), "ap-south-1");
         e2.insert("AWS_PROFILE".into(), "sso".into());
         let err = Provider::from_env(&e2, "x").unwrap_err().to_string();
         assert!(err.contains("sso_session"), "{err}");
         e2.insert("AWS_PROFILE".into(), "missing".into());
-        assert!(Provider::from_env(&e2, "x").unwrap_err().to_string().contains("missing"));
+        assert!(
+            Provider::from_env(&e2, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
         // Nothing anywhere, metadata disabled: a clear error, no request.
-        let none = env(&[("AWS_EC2_METADATA_DISABLED", "true"), ("HOME", d.path().join("nohome").to_str().unwrap())]);
-        assert!(matches!(Provider::from_env(&none, "x"), Err(CredentialsError::NotFound)));
+        let none = env(&[
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("HOME", d.path().join("nohome").to_str().unwrap()),
+        ]);
+        assert!(matches!(
+            Provider::from_env(&none, "x"),
+            Err(CredentialsError::NotFound)
+        ));
     }
 }

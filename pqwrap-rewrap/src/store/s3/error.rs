@@ -73,7 +73,13 @@ impl S3Error {
 
     /// Credentials refused or access denied.
     pub fn is_denied(&self) -> bool {
-        matches!(self, S3Error::Status { status: 401 | 403, .. }) || matches!(self, S3Error::Credentials(_))
+        matches!(
+            self,
+            S3Error::Status {
+                status: 401 | 403,
+                ..
+            }
+        ) || matches!(self, S3Error::Credentials(_))
     }
 
     /// The error as an `io::Error`, for blob reads.

@@ -150,7 +150,11 @@ impl Iterator for Pages<'_> {
             if self.done {
                 return None;
             }
-            match self.ctx.client.list(&self.prefix, self.token.as_deref(), None) {
+            match self
+                .ctx
+                .client
+                .list(&self.prefix, self.token.as_deref(), None)
+            {
                 Ok(page) => {
                     self.buf.extend(page.objects);
                     self.token = page.next.filter(|_| page.truncated);
@@ -219,7 +223,9 @@ impl Iterator for Manifest<'_> {
         }
         let Some(lines) = self.lines.as_mut() else {
             self.failed = true;
-            let e = File::open(&self.path).err().unwrap_or_else(|| io::Error::other("cannot open"));
+            let e = File::open(&self.path)
+                .err()
+                .unwrap_or_else(|| io::Error::other("cannot open"));
             return Some(Listed::Unreadable {
                 name: self.path.clone(),
                 error: io::Error::new(
@@ -429,16 +435,29 @@ mod tests {
 
     #[test]
     fn manifest_lines_plain_and_inventory() {
-        assert_eq!(manifest_key("a/b c.age", "bk"), Ok(Some("a/b c.age".into())));
+        assert_eq!(
+            manifest_key("a/b c.age", "bk"),
+            Ok(Some("a/b c.age".into()))
+        );
         assert_eq!(manifest_key("", "bk"), Ok(None));
         assert_eq!(manifest_key("# comment", "bk"), Ok(None));
         assert_eq!(manifest_key("x\r", "bk"), Ok(Some("x".into())));
         assert_eq!(
-            manifest_key(r#""bk","dir/my+file%2B1.age","123","2026-01-01T00:00:00.000Z""#, "bk"),
+            manifest_key(
+                r#""bk","dir/my+file%2B1.age","123","2026-01-01T00:00:00.000Z""#,
+                "bk"
+            ),
             Ok(Some("dir/my file+1.age".into()))
         );
-        assert_eq!(manifest_key(r#""bk","a""b""#, "bk"), Ok(Some("a\"b".into())));
-        assert!(manifest_key(r#""other","k""#, "bk").unwrap_err().contains("other"));
+        assert_eq!(
+            manifest_key(r#""bk","a""b""#, "bk"),
+            Ok(Some("a\"b".into()))
+        );
+        assert!(
+            manifest_key(r#""other","k""#, "bk")
+                .unwrap_err()
+                .contains("other")
+        );
         assert!(manifest_key(r#""bk""#, "bk").is_err());
         assert!(manifest_key(r#""bk","k"x"#, "bk").is_err());
         assert!(manifest_key(r#""bk","%FF""#, "bk").is_err());

@@ -101,8 +101,9 @@ pub enum UrlError {
 impl Location {
     /// Whether `s` is written like an object-store URL (`scheme://...`), as opposed to a path.
     pub fn looks_like_url(s: &str) -> bool {
-        s.split_once("://")
-            .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+        s.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+        })
     }
 
     /// Parses `s3://bucket[/prefix]`.
@@ -251,7 +252,9 @@ pub enum ConnectError {
     #[error("bucket {0}: no such bucket")]
     NoSuchBucket(String),
     /// Credentials refused, or no permission to list.
-    #[error("bucket {bucket}: access denied ({source}): check the credentials and that they may list and write the bucket")]
+    #[error(
+        "bucket {bucket}: access denied ({source}): check the credentials and that they may list and write the bucket"
+    )]
     Denied {
         /// The bucket.
         bucket: String,
@@ -534,13 +537,22 @@ mod tests {
         let l = Location::parse("s3://my-bucket").unwrap();
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("my-bucket", ""));
         assert_eq!(l.url_of("a/b"), "s3://my-bucket/a/b");
-        assert!(matches!(Location::parse("s3://ab/x"), Err(UrlError::Bucket(_))));
-        assert!(matches!(Location::parse("gs://abc/x"), Err(UrlError::Scheme(_))));
+        assert!(matches!(
+            Location::parse("s3://ab/x"),
+            Err(UrlError::Bucket(_))
+        ));
+        assert!(matches!(
+            Location::parse("gs://abc/x"),
+            Err(UrlError::Scheme(_))
+        ));
         assert!(Location::looks_like_url("s3://x"));
         assert!(!Location::looks_like_url("./s3:/x"));
         assert!(!Location::looks_like_url("dir/a://b"));
 
-        assert_eq!("3/4".parse::<Shard>().unwrap(), Shard { index: 3, count: 4 });
+        assert_eq!(
+            "3/4".parse::<Shard>().unwrap(),
+            Shard { index: 3, count: 4 }
+        );
         for bad in ["4/4", "1", "a/2", "0/0", "-1/3"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
@@ -556,18 +568,29 @@ mod tests {
 
     #[test]
     fn endpoints_from_the_environment() {
-        let env = |p: &[(&str, &str)]| -> Env { p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
+        let env = |p: &[(&str, &str)]| -> Env {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         let e = Endpoint::from_env(&env(&[("AWS_REGION", "eu-central-1")])).unwrap();
         assert_eq!(e.url.as_str(), "https://s3.eu-central-1.amazonaws.com/");
         assert!(!e.path_style);
-        let e = Endpoint::from_env(&env(&[("AWS_ENDPOINT_URL", "https://minio.local:9000")])).unwrap();
+        let e =
+            Endpoint::from_env(&env(&[("AWS_ENDPOINT_URL", "https://minio.local:9000")])).unwrap();
         assert!(e.path_style);
         assert_eq!(e.region, "us-east-1");
         assert!(matches!(
             Endpoint::from_env(&env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")])),
             Err(ConnectError::PlainHttp(_))
         ));
-        assert!(Endpoint::from_env(&env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), ("AWS_ALLOW_HTTP", "true")])).is_ok());
+        assert!(
+            Endpoint::from_env(&env(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                ("AWS_ALLOW_HTTP", "true")
+            ]))
+            .is_ok()
+        );
         assert!(matches!(
             Endpoint::from_env(&env(&[("AWS_ENDPOINT_URL", "not a url")])),
             Err(ConnectError::BadEndpoint(_))

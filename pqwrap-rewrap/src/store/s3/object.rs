@@ -66,8 +66,12 @@ impl ObjectBlob {
 
     /// Fetches `start..end` (not through the window), pinned.
     pub(crate) fn fetch(&self, start: u64, end: u64) -> Result<Vec<u8>, S3Error> {
-        let got = self.ctx.client.get(&self.key, Some((start, end)), Some(&read_pin(&self.pin)))?;
-        self.moved.fetch_add(got.bytes.len() as u64, Ordering::Relaxed);
+        let got = self
+            .ctx
+            .client
+            .get(&self.key, Some((start, end)), Some(&read_pin(&self.pin)))?;
+        self.moved
+            .fetch_add(got.bytes.len() as u64, Ordering::Relaxed);
         Ok(got.bytes)
     }
 }
@@ -121,7 +125,9 @@ pub struct ObjSource {
 
 impl std::fmt::Debug for ObjSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjSource").field("blob", &self.blob).finish_non_exhaustive()
+        f.debug_struct("ObjSource")
+            .field("blob", &self.blob)
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,7 +164,11 @@ impl Source for ObjSource {
 
 /// Opens an object: its first bytes (all of it when small and being re-wrapped) in one GET,
 /// which also tells its version and length.
-pub(crate) fn open(ctx: &Arc<Ctx>, entry: S3Entry, purpose: Purpose) -> Result<ObjSource, OpenError> {
+pub(crate) fn open(
+    ctx: &Arc<Ctx>,
+    entry: S3Entry,
+    purpose: Purpose,
+) -> Result<ObjSource, OpenError> {
     let small = entry.size.is_some_and(|s| s <= SMALL_MAX);
     let first = if small && purpose == Purpose::Rewrap {
         SMALL_MAX
@@ -191,7 +201,12 @@ pub(crate) fn open(ctx: &Arc<Ctx>, entry: S3Entry, purpose: Purpose) -> Result<O
     })
 }
 
-fn get_version(ctx: &Ctx, key: &str, version: &str, first: u64) -> Result<super::client::Got, S3Error> {
+fn get_version(
+    ctx: &Ctx,
+    key: &str,
+    version: &str,
+    first: u64,
+) -> Result<super::client::Got, S3Error> {
     let pin = Pin {
         etag: String::new(),
         version: Some(version.to_string()),

@@ -108,7 +108,8 @@ impl Upload {
             Err(e) => {
                 // An attempt may have started an upload whose answer was lost: abort it, or
                 // leave the marker for the next run to.
-                let cleaned = since.is_some_and(|t| abort_started(ctx, key, t, soon(), None).is_ok());
+                let cleaned =
+                    since.is_some_and(|t| abort_started(ctx, key, t, soon(), None).is_ok());
                 if cleaned {
                     up.remove_marker();
                 }
@@ -121,7 +122,9 @@ impl Upload {
         if retried && let Some(since) = since {
             abort_started(ctx, key, since, soon(), Some(&up.id))?;
         }
-        let (w, _) = ctx.client.put(&up.marker, &body(Some(&up.id), since), Cond::Always)?;
+        let (w, _) = ctx
+            .client
+            .put(&up.marker, &body(Some(&up.id), since), Cond::Always)?;
         up.marker_versions.push(w.version);
         Ok(up)
     }
@@ -144,7 +147,12 @@ impl Upload {
     }
 
     fn remove_marker(&self) {
-        let versions: Vec<&str> = self.marker_versions.iter().flatten().map(String::as_str).collect();
+        let versions: Vec<&str> = self
+            .marker_versions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         if versions.is_empty() {
             let _ = self.ctx.client.delete(&self.marker, None);
         }
@@ -243,9 +251,16 @@ fn staging(e: S3Error) -> FileError {
     FileError::io(Step::Write, e.into_io())
 }
 
-pub(crate) fn stage(ctx: &Arc<Ctx>, src: ObjSource, body: Body<'_>) -> Result<ObjStaged, FileError> {
+pub(crate) fn stage(
+    ctx: &Arc<Ctx>,
+    src: ObjSource,
+    body: Body<'_>,
+) -> Result<ObjStaged, FileError> {
     match body {
-        Body::PrefixCopy { prefix, tail_offset } => {
+        Body::PrefixCopy {
+            prefix,
+            tail_offset,
+        } => {
             let len = src.blob.len();
             if tail_offset > len {
                 return Err(FileError::Changed(Change::Shrank));
@@ -276,7 +291,10 @@ pub(crate) fn stage(ctx: &Arc<Ctx>, src: ObjSource, body: Body<'_>) -> Result<Ob
             let mut up = Upload::start(ctx, &src.key).map_err(staging)?;
             up.part(&part1).map_err(staging)?;
             let moved = part1.len() as u64;
-            let first = part1.get(..FIRST_KEPT.min(part1.len())).unwrap_or_default().to_vec();
+            let first = part1
+                .get(..FIRST_KEPT.min(part1.len()))
+                .unwrap_or_default()
+                .to_vec();
             drop(part1);
             let pin = src.blob.pin().clone();
             let mut off = tail_offset + first_n;
@@ -309,7 +327,9 @@ pub(crate) fn stage(ctx: &Arc<Ctx>, src: ObjSource, body: Body<'_>) -> Result<Ob
             let mut file = w
                 .into_inner()
                 .map_err(|e| FileError::io(Step::Write, e.into_error()))?;
-            let len = file.stream_position().map_err(|e| FileError::io(Step::Write, e))?;
+            let len = file
+                .stream_position()
+                .map_err(|e| FileError::io(Step::Write, e))?;
             let part = SPOOL_PART.max(len.div_ceil(MAX_PARTS - 1));
             let mut up = Upload::start(ctx, &src.key).map_err(staging)?;
             let mut first = Vec::new();
@@ -321,7 +341,10 @@ pub(crate) fn stage(ctx: &Arc<Ctx>, src: ObjSource, body: Body<'_>) -> Result<Ob
                 file.read_exact_at(&mut buf, off)
                     .map_err(|e| FileError::io(Step::Write, e))?;
                 if first.is_empty() {
-                    first = buf.get(..FIRST_KEPT.min(buf.len())).unwrap_or_default().to_vec();
+                    first = buf
+                        .get(..FIRST_KEPT.min(buf.len()))
+                        .unwrap_or_default()
+                        .to_vec();
                 }
                 up.part(&buf).map_err(staging)?;
                 off += n;
@@ -339,7 +362,10 @@ pub(crate) fn stage(ctx: &Arc<Ctx>, src: ObjSource, body: Body<'_>) -> Result<Ob
 }
 
 fn staged_bytes(src: ObjSource, bytes: Vec<u8>) -> ObjStaged {
-    let first = bytes.get(..FIRST_KEPT.min(bytes.len())).unwrap_or_default().to_vec();
+    let first = bytes
+        .get(..FIRST_KEPT.min(bytes.len()))
+        .unwrap_or_default()
+        .to_vec();
     ObjStaged {
         src,
         len: bytes.len() as u64,
@@ -353,7 +379,10 @@ fn staged_bytes(src: ObjSource, bytes: Vec<u8>) -> ObjStaged {
 /// Whether the object now starts with our new contents: after a refused or failed write whose
 /// earlier attempt may have landed.
 fn landed(ctx: &Ctx, key: &str, first: &[u8]) -> Option<Written> {
-    let got = ctx.client.get(key, Some((0, first.len().max(1) as u64)), None).ok()?;
+    let got = ctx
+        .client
+        .get(key, Some((0, first.len().max(1) as u64)), None)
+        .ok()?;
     (!first.is_empty() && got.bytes == first).then_some(Written {
         etag: Some(got.pin.etag),
         version: got.pin.version,
@@ -382,7 +411,9 @@ pub(crate) fn commit(ctx: &Arc<Ctx>, mut st: ObjStaged) -> CommitOutcome {
         Err(e) => match landed(ctx, &key, &st.first) {
             Some(w) => Ok(w),
             None if e.is_precondition() => Err(changed("the conditional write was refused", &e)),
-            None if e.is_not_found() && upload.is_none() => Err(FileError::Changed(Change::Removed)),
+            None if e.is_not_found() && upload.is_none() => {
+                Err(FileError::Changed(Change::Removed))
+            }
             None => Err(FileError::io(Step::Commit, e.into_io())),
         },
     };
@@ -412,18 +443,27 @@ pub(crate) fn commit(ctx: &Arc<Ctx>, mut st: ObjStaged) -> CommitOutcome {
     let back = if head_len == 0 {
         Ok(Vec::new())
     } else if pin.etag.is_empty() && pin.version.is_none() {
-        ctx.client.get(&key, Some((0, head_len)), None).map(|g| g.bytes)
+        ctx.client
+            .get(&key, Some((0, head_len)), None)
+            .map(|g| g.bytes)
     } else {
         let read = Pin {
             etag: pin.etag.clone(),
             version: pin.version.clone().filter(|v| v != "null"),
         };
-        ctx.client.get(&key, Some((0, head_len)), Some(&read)).map(|g| g.bytes)
+        ctx.client
+            .get(&key, Some((0, head_len)), Some(&read))
+            .map(|g| g.bytes)
     };
     let src_moved = st.src.blob.moved();
     let back = match back {
         Ok(b) => b,
-        Err(e) => return base(Err(FileError::io(Step::ReadBack, e.into_io())), moved + src_moved),
+        Err(e) => {
+            return base(
+                Err(FileError::io(Step::ReadBack, e.into_io())),
+                moved + src_moved,
+            );
+        }
     };
     moved += back.len() as u64 + src_moved;
     let read_back: Box<dyn Blob + Send> =
@@ -472,7 +512,11 @@ pub(crate) fn remove_leftover(ctx: &Arc<Ctx>, entry: S3Entry) -> Result<Leftover
         .since
         .as_deref()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .or_else(|| got.last_modified.as_deref().and_then(super::client::parse_http_date));
+        .or_else(|| {
+            got.last_modified
+                .as_deref()
+                .and_then(super::client::parse_http_date)
+        });
     if let Some(since) = since {
         abort_started(ctx, &marker.key, since, ctx.started, None).map_err(io)?;
     }
@@ -481,10 +525,11 @@ pub(crate) fn remove_leftover(ctx: &Arc<Ctx>, entry: S3Entry) -> Result<Leftover
     if let Ok(page) = ctx.client.list_versions(&entry.key, None, None) {
         for v in page.versions.iter().chain(&page.delete_markers) {
             if v.key == entry.key {
-                ctx.client.delete(&entry.key, Some(&v.version)).map_err(io)?;
+                ctx.client
+                    .delete(&entry.key, Some(&v.version))
+                    .map_err(io)?;
             }
         }
     }
     Ok(Leftover::Removed)
 }
-

@@ -160,7 +160,9 @@ struct Initiated {
 
 /// The `UploadId` of an InitiateMultipartUploadResult.
 pub fn upload_id(body: &[u8]) -> Option<String> {
-    parse::<Initiated>(body).map(|i| i.id).filter(|i| !i.is_empty())
+    parse::<Initiated>(body)
+        .map(|i| i.id)
+        .filter(|i| !i.is_empty())
 }
 
 #[derive(Deserialize)]
@@ -171,12 +173,16 @@ struct WithEtag {
 
 /// The `ETag` of a CopyPartResult.
 pub fn copy_part_etag(body: &[u8]) -> Option<String> {
-    parse::<WithEtag>(body).map(|c| c.etag).filter(|e| !e.is_empty())
+    parse::<WithEtag>(body)
+        .map(|c| c.etag)
+        .filter(|e| !e.is_empty())
 }
 
 /// The `ETag` of a CompleteMultipartUploadResult.
 pub fn complete_etag(body: &[u8]) -> Option<String> {
-    parse::<WithEtag>(body).map(|c| c.etag).filter(|e| !e.is_empty())
+    parse::<WithEtag>(body)
+        .map(|c| c.etag)
+        .filter(|e| !e.is_empty())
 }
 
 /// The body of CompleteMultipartUpload.
@@ -218,7 +224,9 @@ mod tests {
         assert_eq!(page.objects[0].etag.as_deref(), Some("\"x\""));
         assert!(page.truncated);
         assert_eq!(page.next.as_deref(), Some("tok"));
-        let empty = objects_page(b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>").unwrap();
+        let empty =
+            objects_page(b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
+                .unwrap();
         assert!(empty.objects.is_empty());
 
         let v = versions_page(
@@ -241,14 +249,19 @@ mod tests {
         .unwrap();
         assert_eq!(u.uploads[0].id, "u1");
 
-        let e = error_in(b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>m</Message></Error>").unwrap();
+        let e = error_in(
+            b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>m</Message></Error>",
+        )
+        .unwrap();
         assert!(e.retryable());
         assert!(error_in(b"<ListBucketResult/>").is_none());
         assert_eq!(
             upload_id(b"<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>id-1</UploadId></InitiateMultipartUploadResult>").as_deref(),
             Some("id-1")
         );
-        assert!(upload_id(b"<InitiateMultipartUploadResult></InitiateMultipartUploadResult>").is_none());
+        assert!(
+            upload_id(b"<InitiateMultipartUploadResult></InitiateMultipartUploadResult>").is_none()
+        );
         assert_eq!(
             complete_body(&[(1, "\"a\"".into())]),
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>&quot;a&quot;</ETag></Part></CompleteMultipartUpload>"
