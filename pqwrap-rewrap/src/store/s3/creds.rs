@@ -576,4 +576,157 @@ mod tests {
             Err(CredentialsError::NotFound)
         ));
     }
+
+    /// A loopback HTTP server answering each request with what `answer` gives for it; serves
+    /// `n` requests, then stops, returning the requests seen.
+    fn serve(
+        n: usize,
+        answer: fn(&str) -> (u16, String),
+    ) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = 0;
+                // The head, and a form body if one is announced.
+                loop {
+                    let k = c.read(&mut buf[got..]).unwrap();
+                    got += k;
+                    let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got >= end + 4 + len || k == 0 {
+                            break;
+                        }
+                    }
+                }
+                let req = String::from_utf8_lossy(&buf[..got]).to_string();
+                let (status, body) = answer(&req);
+                write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                seen.push(req);
+            }
+            seen
+        });
+        (port, t)
+    }
+
+    const JSON: &str = r#"{"AccessKeyId":"TMP","SecretAccessKey":"TS","Token":"TT","Expiration":"2099-01-01T00:00:00Z"}"#;
+
+    #[test]
+    fn container_metadata_web_identity_and_imds_on_loopback() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().to_str().unwrap().to_string();
+        // Container credentials, with the authorization token from a file.
+        let (port, t) = serve(1, |req| {
+            assert!(req.starts_with("GET /creds "), "{req}");
+            let lower = req.to_ascii_lowercase();
+            assert!(lower.contains("authorization: secret-token"), "{req}");
+            (200, JSON.into())
+        });
+        let tok = d.path().join("tok");
+        std::fs::write(&tok, "secret-token\n").unwrap();
+        let url = format!("http://127.0.0.1:{port}/creds");
+        let e = env(&[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                tok.to_str().unwrap(),
+            ),
+            ("HOME", &home),
+        ]);
+        let c = Provider::from_env(&e, "r").unwrap().get().unwrap();
+        assert_eq!(
+            (c.key_id(), c.secret(), c.token()),
+            ("TMP", "TS", Some("TT"))
+        );
+        t.join().unwrap();
+
+        // IMDSv2: a session token first, then the role, then its credentials.
+        let (port, t) = serve(3, |req| {
+            let lower = req.to_ascii_lowercase();
+            if req.starts_with("PUT /latest/api/token ") {
+                assert!(
+                    lower.contains("x-aws-ec2-metadata-token-ttl-seconds"),
+                    "{req}"
+                );
+                return (200, "imds-token".into());
+            }
+            assert!(
+                lower.contains("x-aws-ec2-metadata-token: imds-token"),
+                "{req}"
+            );
+            if req.starts_with("GET /latest/meta-data/iam/security-credentials/ ") {
+                return (200, "the-role\n".into());
+            }
+            let role = "GET /latest/meta-data/iam/security-credentials/the-role ";
+            assert!(req.starts_with(role), "{req}");
+            (200, JSON.into())
+        });
+        let url = format!("http://127.0.0.1:{port}/");
+        let e = env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url), ("HOME", &home)]);
+        let c = Provider::from_env(&e, "r").unwrap().get().unwrap();
+        assert_eq!(c.key_id(), "TMP");
+        assert_eq!(t.join().unwrap().len(), 3);
+
+        // Web identity: the token file's contents go to STS AssumeRoleWithWebIdentity.
+        let (port, t) = serve(1, |req| {
+            assert!(req.starts_with("POST / "), "{req}");
+            assert!(req.contains("Action=AssumeRoleWithWebIdentity"), "{req}");
+            assert!(req.contains("WebIdentityToken=k8s-jwt"), "{req}");
+            assert!(
+                req.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fr"),
+                "{req}"
+            );
+            let creds = "<Credentials><AccessKeyId>WI</AccessKeyId><SecretAccessKey>WS</SecretAccessKey>\
+                <SessionToken>WT</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>";
+            let body = format!(
+                "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>{creds}\
+                 </AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+            );
+            (200, body)
+        });
+        let jwt = d.path().join("jwt");
+        std::fs::write(&jwt, "k8s-jwt\n").unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let e = env(&[
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", jwt.to_str().unwrap()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_ENDPOINT_URL_STS", &url),
+            ("HOME", &home),
+        ]);
+        let c = Provider::from_env(&e, "r").unwrap().get().unwrap();
+        assert_eq!((c.key_id(), c.token()), ("WI", Some("WT")));
+        t.join().unwrap();
+
+        // A source that answers with an error is named in the message.
+        let (port, t) = serve(1, |_| (500, String::new()));
+        let url = format!("http://127.0.0.1:{port}/creds");
+        let e = env(&[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+            ("HOME", &home),
+        ]);
+        let err = Provider::from_env(&e, "r").unwrap().get().unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("container credentials") && err.contains("500"),
+            "{err}"
+        );
+        t.join().unwrap();
+    }
 }
