@@ -59,7 +59,9 @@ stop() {
 }
 case "\$1" in
 stop) stop ;;
-snapshot) stop; rm -rf "\$2"; cp -a weed-data "\$2" ;;
+snapshot)
+    echo ready > ready.txt && ./s3curl -T ready.txt "$AWS_ENDPOINT_URL/bench/ready" >/dev/null
+    stop; rm -rf "\$2"; cp -a weed-data "\$2" ;;
 start)
     stop
     if [ -n "\${2:-}" ]; then rm -rf weed-data && cp -a "\$2" weed-data; fi
@@ -73,7 +75,15 @@ start)
         </dev/null >>weed.log 2>&1 &
     echo \$! > weed.pid
     for _ in \$(seq 1 300); do
-        ./s3curl -X PUT "$AWS_ENDPOINT_URL/bench" >/dev/null 2>&1 && exit 0
+        code=\$(./s3curl -o /dev/null -w '%{http_code}' -X PUT "$AWS_ENDPOINT_URL/bench" 2>/dev/null || true)
+        case "\$code" in 200|409) break ;; esac
+        sleep 0.2
+    done
+    # A snapshot's objects are served once the volume server has registered again: wait for
+    # its probe object.
+    [ -z "\${2:-}" ] && exit 0
+    for _ in \$(seq 1 300); do
+        ./s3curl -o /dev/null "$AWS_ENDPOINT_URL/bench/ready" 2>/dev/null && exit 0
         sleep 0.2
     done
     echo "the server did not start" >&2; exit 1 ;;

@@ -20,7 +20,7 @@ use common::{age_bytes, code, native_bytes, plaintext, pqwrap, text, write_ident
 use pqwrap_core::age;
 use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
-use pqwrap_rewrap::store::s3::{Cond, PART_MIN, S3Store, SMALL_MAX};
+use pqwrap_rewrap::store::s3::{Cond, Meta, PART_MIN, S3Store, SMALL_MAX};
 use s3::{Fault, Proxy, Weed};
 
 /// Keys and key files of a test.
@@ -225,6 +225,33 @@ fn report_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Headers a replacement must carry over, as a client would set them.
+fn meta() -> Meta {
+    Meta(vec![
+        ("content-type".into(), "application/x-age-test".into()),
+        ("x-amz-meta-owner".into(), "team-a".into()),
+    ])
+}
+
+/// Puts `o` again with [`meta`], and returns a check that the current object still has it.
+fn put_with_meta<'a>(store: &'a S3Store, o: &'a Obj) -> impl Fn() + 'a {
+    store
+        .client()
+        .put_with(&o.key, &o.original, Cond::Always, &meta())
+        .unwrap();
+    move || {
+        let got = store.client().get(&o.key, Some((0, 1)), None).unwrap();
+        for kv in &meta().0 {
+            assert!(
+                got.meta.0.contains(kv),
+                "{}: {kv:?} lost: {:?}",
+                o.key,
+                got.meta
+            );
+        }
+    }
+}
+
 /// Multipart uploads in progress under the bucket, and pqwrap markers left.
 fn leftovers(store: &S3Store) -> (Vec<(String, String)>, Vec<String>) {
     let uploads = store.uploads_in_progress().unwrap();
@@ -270,6 +297,7 @@ fn a_mixed_bucket_is_rewrapped_and_every_object_checked() {
     let outside = make(&keys, "elsewhere/x.age", Kind::Age, 10, 99);
     put_all(&store, &objs);
     put_all(&store, std::slice::from_ref(&outside));
+    let kept = put_with_meta(&store, &objs[0]);
 
     let o = out(rewrap(
         w,
@@ -295,6 +323,7 @@ fn a_mixed_bucket_is_rewrapped_and_every_object_checked() {
         ),
         "old"
     );
+    kept();
 
     // The report names every object with its URL; re-wrapped ones say what they moved.
     let rep = report_lines(&std::fs::read(keys.path("r.jsonl")).unwrap());
@@ -376,6 +405,7 @@ fn objects_either_side_of_the_multipart_boundary() {
         (objs[0].original.len() as u64) < SMALL_MAX && (objs[1].original.len() as u64) > SMALL_MAX
     );
     put_all(&store, &objs);
+    let kept = put_with_meta(&store, &objs[2]);
     let o = out(rewrap(
         w,
         w.s3,
@@ -387,6 +417,7 @@ fn objects_either_side_of_the_multipart_boundary() {
         ],
     ));
     assert_eq!(code(&o), 0, "{}", text(&o));
+    kept();
     let s = states(w, "boundary", &objs, &keys, "after the run");
     assert_eq!(s["new"], objs.len(), "{s:?}");
     let rep = report_lines(&std::fs::read(keys.path("r.jsonl")).unwrap());
@@ -521,7 +552,11 @@ fn sigkill(objects: usize, large: usize, runs: usize) {
     }
     put_all(&store, &objs);
     // Somebody else's upload in progress under the prefix: never aborted.
-    let foreign = store.client().create_multipart("k/foreign").unwrap().0;
+    let foreign = store
+        .client()
+        .create_multipart("k/foreign", &Meta::default())
+        .unwrap()
+        .0;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut kills = 0;
     for run in 0..runs {

@@ -61,6 +61,65 @@ pub struct Got {
     pub total: u64,
     /// Its `Last-Modified` (the server's clock).
     pub last_modified: Option<String>,
+    /// What a replacement carries over.
+    pub meta: Meta,
+    /// How many tags the object has (`x-amz-tagging-count`): a replacement does not carry
+    /// them (they need requests of their own).
+    pub tags: u64,
+}
+
+/// The headers of an object that a replacement must carry over: its content headers, user
+/// metadata (`x-amz-meta-*`), storage class and server-side encryption settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Meta(pub Vec<(String, String)>);
+
+/// Content headers kept as they are.
+const CONTENT_HEADERS: [&str; 6] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "expires",
+];
+
+/// S3 headers kept as they are (SSE-C needs the customer's key: such objects cannot be read
+/// without it anyway).
+const AMZ_HEADERS: [&str; 5] = [
+    "x-amz-storage-class",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-website-redirect-location",
+];
+
+impl Meta {
+    fn of(headers: &ureq::http::HeaderMap) -> Meta {
+        let mut out = Vec::new();
+        for (name, value) in headers {
+            let n = name.as_str();
+            let keep = CONTENT_HEADERS.contains(&n)
+                || AMZ_HEADERS.contains(&n)
+                || n.starts_with("x-amz-meta-");
+            if keep && let Ok(v) = value.to_str() {
+                // `STANDARD` is the default; `AES256` is what unencrypted-by-request objects
+                // of a bucket with default encryption report: both are implied by the bucket.
+                if (n == "x-amz-storage-class" && v == "STANDARD")
+                    || (n == "x-amz-server-side-encryption" && v == "AES256")
+                {
+                    continue;
+                }
+                out.push((n.to_string(), v.to_string()));
+            }
+        }
+        out.sort();
+        Meta(out)
+    }
+
+    /// Whether there is nothing to carry over.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// What a write returned.
@@ -92,6 +151,8 @@ pub(crate) struct Resp {
     pub last_modified: Option<String>,
     pub date: Option<String>,
     pub content_length: Option<u64>,
+    pub meta: Meta,
+    pub tags: u64,
     pub body: Vec<u8>,
     /// True if an earlier attempt of this request may have reached the server.
     pub retried: bool,
@@ -105,8 +166,8 @@ pub(crate) struct Req<'a> {
     pub key: Option<&'a str>,
     /// Query parameters, sorted by name.
     pub query: Vec<(&'static str, String)>,
-    /// Headers to sign and send, lower-case names, sorted.
-    pub headers: Vec<(&'static str, String)>,
+    /// Headers to sign and send, lower-case names.
+    pub headers: Vec<(String, String)>,
     /// Headers sent unsigned (`range`).
     pub plain_headers: Vec<(&'static str, String)>,
     pub body: &'a [u8],
@@ -132,8 +193,15 @@ impl<'a> Req<'a> {
         self
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    fn meta(mut self, meta: &Meta) -> Self {
+        for (k, v) in &meta.0 {
+            self = self.header(k, v.clone());
+        }
         self
     }
 
@@ -208,8 +276,11 @@ impl Client {
         let mut query: Vec<(&str, &str)> =
             req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
         query.sort();
-        let mut headers: Vec<(&str, &str)> =
-            req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         headers.sort();
         let (query, headers) = (query.into_iter(), headers.into_iter());
         Ok(rusty_s3::signing::sign(
@@ -299,8 +370,8 @@ impl Client {
         let mut headers: Vec<(&str, &str)> = req
             .headers
             .iter()
-            .chain(&req.plain_headers)
-            .map(|(k, v)| (*k, v.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(req.plain_headers.iter().map(|(k, v)| (*k, v.as_str())))
             .collect();
         let len;
         let result = match req.method {
@@ -348,6 +419,10 @@ impl Client {
             h("date"),
         );
         let content_length = h("content-length").and_then(|v| v.parse().ok());
+        let meta = Meta::of(resp.headers());
+        let tags = h("x-amz-tagging-count")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let body = if req.method == Method::Head {
             Vec::new()
         } else {
@@ -367,6 +442,8 @@ impl Client {
             last_modified,
             date,
             content_length,
+            meta,
+            tags,
             body,
             retried: false,
         })
@@ -417,6 +494,8 @@ impl Client {
             what: "no ETag",
         })?;
         Ok(Got {
+            meta: resp.meta,
+            tags: resp.tags,
             last_modified: resp.last_modified,
             bytes: resp.body,
             pin: Pin {
@@ -455,9 +534,21 @@ impl Client {
 
     /// PUT of a whole object.
     pub fn put(&self, key: &str, body: &[u8], cond: Cond<'_>) -> Result<(Written, bool), S3Error> {
+        self.put_with(key, body, cond, &Meta::default())
+    }
+
+    /// PUT of a whole object with the headers `meta`.
+    pub fn put_with(
+        &self,
+        key: &str,
+        body: &[u8],
+        cond: Cond<'_>,
+        meta: &Meta,
+    ) -> Result<(Written, bool), S3Error> {
         let mut req = Req::new("PutObject", Method::Put, Some(key))
             .body(body)
-            .header("content-md5", content_md5(body));
+            .header("content-md5", content_md5(body))
+            .meta(meta);
         if let Cond::IfMatch(etag) = cond {
             req = req.header("if-match", etag.to_string());
         }
@@ -475,8 +566,10 @@ impl Client {
 
     /// Starts a multipart upload of `key`; returns its id, and whether the request was sent
     /// more than once (then an earlier attempt may have started another upload).
-    pub fn create_multipart(&self, key: &str) -> Result<(String, bool), S3Error> {
-        let req = Req::new("CreateMultipartUpload", Method::Post, Some(key)).query("uploads", "");
+    pub fn create_multipart(&self, key: &str, meta: &Meta) -> Result<(String, bool), S3Error> {
+        let req = Req::new("CreateMultipartUpload", Method::Post, Some(key))
+            .query("uploads", "")
+            .meta(meta);
         let r = self.send(&req, &[])?;
         let id = xml::upload_id(&r.body).ok_or(S3Error::BadResponse {
             op: "CreateMultipartUpload",

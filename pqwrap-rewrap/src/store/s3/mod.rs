@@ -42,7 +42,7 @@ use jiff::Timestamp;
 use rusty_s3::UrlStyle;
 use url::Url;
 
-pub use client::{Client, Cond, Got, Pin, Retry, Written};
+pub use client::{Client, Cond, Got, Meta, Pin, Retry, Written};
 pub use creds::{Credentials, CredentialsError, Env, Provider};
 pub use error::S3Error;
 pub use listing::{ManifestError, S3Entry};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::client::Pin;
+use super::client::{Meta, Pin};
 use super::error::S3Error;
 use super::listing::S3Entry;
 use super::{Ctx, READ_AHEAD, SMALL_MAX};
@@ -23,6 +23,8 @@ pub struct ObjectBlob {
     pin: Pin,
     window: Mutex<(u64, Vec<u8>)>,
     moved: AtomicU64,
+    pub(crate) meta: Meta,
+    pub(crate) tags: u64,
 }
 
 impl std::fmt::Debug for ObjectBlob {
@@ -45,6 +47,8 @@ impl ObjectBlob {
             pin,
             window: Mutex::new((0, first)),
             moved: AtomicU64::new(moved),
+            meta: Meta::default(),
+            tags: 0,
         }
     }
 
@@ -192,7 +196,9 @@ pub(crate) fn open(
     };
     let mut bytes = got.bytes;
     bytes.truncate(usize::try_from(got.total).unwrap_or(usize::MAX));
-    let blob = ObjectBlob::new(ctx.clone(), entry.key.clone(), got.total, got.pin, bytes);
+    let mut blob = ObjectBlob::new(ctx.clone(), entry.key.clone(), got.total, got.pin, bytes);
+    blob.meta = got.meta;
+    blob.tags = got.tags;
     Ok(ObjSource {
         ctx: ctx.clone(),
         name: entry.name,

@@ -76,7 +76,7 @@ struct Upload {
 }
 
 impl Upload {
-    fn start(ctx: &Arc<Ctx>, key: &str) -> Result<Upload, S3Error> {
+    fn start(ctx: &Arc<Ctx>, key: &str, meta: &super::client::Meta) -> Result<Upload, S3Error> {
         let marker = marker_key(ctx, key).map_err(|_| S3Error::BadResponse {
             op: "CreateMultipartUpload",
             what: "no randomness for the marker's name",
@@ -103,7 +103,7 @@ impl Upload {
             finished: true,
         };
         let soon = || jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
-        let (id, retried) = match ctx.client.create_multipart(key) {
+        let (id, retried) = match ctx.client.create_multipart(key, meta) {
             Ok(r) => r,
             Err(e) => {
                 // An attempt may have started an upload whose answer was lost: abort it, or
@@ -288,7 +288,7 @@ pub(crate) fn stage(
             let mut part1 = prefix.clone();
             part1.extend_from_slice(&head);
             drop(head);
-            let mut up = Upload::start(ctx, &src.key).map_err(staging)?;
+            let mut up = Upload::start(ctx, &src.key, &src.blob.meta).map_err(staging)?;
             up.part(&part1).map_err(staging)?;
             let moved = part1.len() as u64;
             let first = part1
@@ -331,7 +331,7 @@ pub(crate) fn stage(
                 .stream_position()
                 .map_err(|e| FileError::io(Step::Write, e))?;
             let part = SPOOL_PART.max(len.div_ceil(MAX_PARTS - 1));
-            let mut up = Upload::start(ctx, &src.key).map_err(staging)?;
+            let mut up = Upload::start(ctx, &src.key, &src.blob.meta).map_err(staging)?;
             let mut first = Vec::new();
             let mut off = 0;
             let mut buf = Vec::new();
@@ -398,7 +398,8 @@ pub(crate) fn commit(ctx: &Arc<Ctx>, mut st: ObjStaged) -> CommitOutcome {
     let res = match (&st.new, &upload) {
         (New::Bytes(b), None) => {
             moved += b.len() as u64;
-            ctx.client.put(&key, b, Cond::IfMatch(&old.etag))
+            let meta = &st.src.blob.meta;
+            ctx.client.put_with(&key, b, Cond::IfMatch(&old.etag), meta)
         }
         (_, Some(up)) => ctx.client.complete(&key, &up.id, &up.parts, &old.etag),
         (_, None) => Err(S3Error::BadResponse {
@@ -470,6 +471,12 @@ pub(crate) fn commit(ctx: &Arc<Ctx>, mut st: ObjStaged) -> CommitOutcome {
         Box::new(ObjectBlob::new(ctx.clone(), key.clone(), st.len, pin, back));
     let mut out = base(Ok(()), moved);
     out.read_back = Some(read_back);
+    if st.src.blob.tags > 0 {
+        out.warnings.push(format!(
+            "its {} tag(s) were not carried over to the new object",
+            st.src.blob.tags
+        ));
+    }
     // The replaced version stays in a versioned bucket: it still holds the old wrapping.
     if let (Some(was), Some(now)) = (&old.version, &written.version)
         && was != now
