@@ -58,7 +58,9 @@ use crate::store::{
 /// The smallest part a multipart upload may have (but its last): S3's 5 MiB.
 pub const PART_MIN: u64 = 5 << 20;
 /// The largest server-side copy made in one request.
-pub const COPY_PART: u64 = 512 << 20;
+pub const COPY_PART: u64 = 128 << 20;
+/// Server-side copies of one object in flight at once.
+pub const COPIES_AT_ONCE: usize = 8;
 /// Objects up to this size are read whole when re-wrapped (one GET, one PUT).
 pub const SMALL_MAX: u64 = PART_MIN + crate::format::HEAD_LEN as u64;
 /// Bytes read ahead of each ranged GET: the header and the first payload chunk of any format in

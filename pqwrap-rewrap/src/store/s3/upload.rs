@@ -11,7 +11,7 @@ use super::client::{Cond, Pin, Written};
 use super::error::S3Error;
 use super::listing::{S3Entry, marker_key};
 use super::object::{ObjSource, ObjectBlob};
-use super::{COPY_PART, Ctx, OldVersions, PART_MIN, READ_AHEAD, SMALL_MAX};
+use super::{COPIES_AT_ONCE, COPY_PART, Ctx, OldVersions, PART_MIN, READ_AHEAD, SMALL_MAX};
 use crate::blob::{Blob, read_exact_at};
 use crate::error::{Change, FileError, Step};
 use crate::format::Body;
@@ -136,13 +136,44 @@ impl Upload {
         Ok(())
     }
 
-    fn copy_part(&mut self, pin: &Pin, range: (u64, u64)) -> Result<(), S3Error> {
-        let n = self.parts.len() as u32 + 1;
-        let etag = self
-            .ctx
-            .client
-            .upload_part_copy(&self.key, &self.id, n, &self.key, pin, range)?;
-        self.parts.push((n, etag));
+    /// The rest of the object from `start` to `end` as server-side copies of [`COPY_PART`]
+    /// each, [`COPIES_AT_ONCE`] at a time: the server copies, the client only waits, and a
+    /// server copies several ranges faster than one long one.
+    fn copy_rest(&mut self, pin: &Pin, start: u64, end: u64) -> Result<(), S3Error> {
+        let first = self.parts.len() as u32 + 1;
+        let ranges: Vec<(u32, (u64, u64))> = (0..)
+            .map(|i| start + i * COPY_PART)
+            .take_while(|s| *s < end)
+            .enumerate()
+            .map(|(i, s)| (first + i as u32, (s, (s + COPY_PART).min(end))))
+            .collect();
+        for batch in ranges.chunks(COPIES_AT_ONCE) {
+            let done: Vec<Result<(u32, String), S3Error>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(n, range)| {
+                        let (ctx, key, id) = (&self.ctx, &self.key, &self.id);
+                        scope.spawn(move || {
+                            ctx.client
+                                .upload_part_copy(key, id, *n, key, pin, *range)
+                                .map(|etag| (*n, etag))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or(Err(S3Error::BadResponse {
+                            op: "UploadPartCopy",
+                            what: "the copying thread panicked",
+                        }))
+                    })
+                    .collect()
+            });
+            for d in done {
+                self.parts.push(d?);
+            }
+        }
         Ok(())
     }
 
@@ -297,12 +328,8 @@ pub(crate) fn stage(
                 .to_vec();
             drop(part1);
             let pin = src.blob.pin().clone();
-            let mut off = tail_offset + first_n;
-            while off < len {
-                let end = (off + COPY_PART).min(len);
-                up.copy_part(&pin, (off, end)).map_err(staging)?;
-                off = end;
-            }
+            up.copy_rest(&pin, tail_offset + first_n, len)
+                .map_err(staging)?;
             Ok(ObjStaged {
                 src,
                 new: New::Prefixed {
