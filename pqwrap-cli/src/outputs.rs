@@ -232,7 +232,9 @@ impl ReportFile {
     /// The file written to.
     pub fn file(&self) -> &File {
         match self {
-            ReportFile::New(f) | ReportFile::Upload(f, _) | ReportFile::Replacing { file: f, .. } => f,
+            ReportFile::New(f)
+            | ReportFile::Upload(f, _)
+            | ReportFile::Replacing { file: f, .. } => f,
         }
     }
 

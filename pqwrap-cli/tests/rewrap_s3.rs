@@ -4,6 +4,8 @@
 //!
 //! `cargo test -p pqwrap-cli --test rewrap_s3` runs the CI size; `-- --ignored` adds the big
 //! SIGKILL run.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 #[path = "support/s3.rs"]
