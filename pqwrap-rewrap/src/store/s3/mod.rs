@@ -95,6 +95,12 @@ pub enum UrlError {
     /// Not `s3://`.
     #[error("{0}: not an object-store URL (s3://BUCKET[/PREFIX])")]
     Scheme(String),
+    /// A service this store does not reach yet (`gs://`, `az://`).
+    #[error(
+        "{0}: {1} URLs are not supported: only s3:// (Amazon S3, or an S3-compatible service \
+         through AWS_ENDPOINT_URL)"
+    )]
+    Unsupported(String, &'static str),
     /// No bucket, or a bucket name S3 does not allow.
     #[error("{0}: the bucket name must be 3 to 63 characters of a-z, 0-9, '.' and '-'")]
     Bucket(String),
@@ -119,6 +125,12 @@ impl Location {
     /// ```
     pub fn parse(s: &str) -> Result<Location, UrlError> {
         let Some(rest) = s.strip_prefix("s3://") else {
+            if let Some(scheme) = ["gs://", "az://", "abfs://"]
+                .into_iter()
+                .find(|p| s.starts_with(p))
+            {
+                return Err(UrlError::Unsupported(s.to_string(), scheme));
+            }
             return Err(UrlError::Scheme(s.to_string()));
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -545,6 +557,10 @@ mod tests {
         ));
         assert!(matches!(
             Location::parse("gs://abc/x"),
+            Err(UrlError::Unsupported(_, "gs://"))
+        ));
+        assert!(matches!(
+            Location::parse("ftp://abc/x"),
             Err(UrlError::Scheme(_))
         ));
         assert!(Location::looks_like_url("s3://x"));
