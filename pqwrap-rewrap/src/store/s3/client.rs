@@ -17,6 +17,8 @@ use super::xml;
 const MAX_BODY: u64 = 64 << 20;
 /// How long a presigned request stays valid: long enough for a slow upload to start.
 const EXPIRES_SECS: u64 = 900;
+/// How long one attempt of a small request (no body to speak of) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How requests are retried.
 #[derive(Clone, Copy, Debug)]
@@ -184,7 +186,7 @@ impl<'a> Req<'a> {
             headers: Vec::new(),
             plain_headers: Vec::new(),
             body: &[],
-            timeout: Duration::from_secs(120),
+            timeout: REQUEST_TIMEOUT,
         }
     }
 
@@ -562,6 +564,16 @@ impl Client {
             },
             r.retried,
         ))
+    }
+
+    /// The longest a small request (CreateMultipartUpload, a marker's PUT) can go on with
+    /// all its retries, under this client's retry policy or the default one, whichever is
+    /// more patient (a killed run may have had either).
+    pub(crate) fn longest_small_request(&self) -> Duration {
+        let d = Retry::default();
+        let attempts = self.retry.attempts.max(d.attempts);
+        let cap = self.retry.cap.max(d.cap);
+        (REQUEST_TIMEOUT + cap) * attempts
     }
 
     /// Starts a multipart upload of `key`; returns its id, and whether the request was sent

@@ -21,9 +21,11 @@
 //!   marker object `<prefix>.pqwrap-uploads/<16 hex of the key's shard hash>-<random>` naming
 //!   the key, and writes it again with the upload id once the upload exists; the marker is
 //!   deleted when the upload is completed or aborted. A later run over the same prefix (and
-//!   shard) lists the markers first and aborts exactly the uploads they name — for a marker
-//!   without an id (killed between the two writes), the first upload of that key started after
-//!   the marker and before this run. Uploads without a marker are never touched.
+//!   shard) lists the markers first and aborts exactly the uploads they name, and the uploads
+//!   of that key that a retried CreateMultipartUpload may have started unseen: those begun
+//!   between the marker's two writes, or, for a marker without an id (killed between the two
+//!   writes), within the longest that call can take with its retries after the first write.
+//!   Uploads of keys no marker names, and those begun later, are never touched.
 //! - **Shards**: [`Shard`] `K/N` takes the keys whose [`shard_hash`] is `K` modulo `N`.
 
 mod client;

@@ -540,19 +540,30 @@ pub(crate) fn remove_leftover(ctx: &Arc<Ctx>, entry: S3Entry) -> Result<Leftover
         ctx.client.abort(&marker.key, id).map_err(io)?;
     }
     // Killed before the marker named the upload, or after a lost answer made it start two:
-    // the uploads of that key started after the marker and before this run are the killed
-    // worker's.
+    // the uploads of that key that the killed worker's CreateMultipartUpload (with its
+    // retries) started are its. They began after the marker's first write, and before its
+    // second one (the marker's Last-Modified) if there was one, else within the longest
+    // that call can take; never after this run began. Another writer's upload of the same
+    // key started later, even while this marker waited for a run, is left alone.
+    let written = got
+        .last_modified
+        .as_deref()
+        .and_then(super::client::parse_http_date);
     let since = marker
         .since
         .as_deref()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .or_else(|| {
-            got.last_modified
-                .as_deref()
-                .and_then(super::client::parse_http_date)
-        });
+        .or(written);
     if let Some(since) = since {
-        abort_started(ctx, &marker.key, since, ctx.started, None).map_err(io)?;
+        let slack = jiff::SignedDuration::from_secs(2);
+        let until = match (&marker.upload_id, written) {
+            (Some(_), Some(w)) => w + slack,
+            _ => jiff::SignedDuration::try_from(ctx.client.longest_small_request())
+                .ok()
+                .and_then(|d| since.checked_add(d + slack).ok())
+                .unwrap_or(ctx.started),
+        };
+        abort_started(ctx, &marker.key, since, until.min(ctx.started), None).map_err(io)?;
     }
     ctx.client.delete(&entry.key, None).map_err(io)?;
     // In a versioned bucket the marker's versions stay behind a delete marker: remove them.
