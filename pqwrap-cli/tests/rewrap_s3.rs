@@ -711,7 +711,7 @@ fn a_resumed_run_aborts_only_the_uploads_its_markers_account_for() {
     // Well before the run starts (its clock is the server's Date, to the second).
     std::thread::sleep(Duration::from_secs(2));
 
-    let o = out(rewrap(&w, w.s3, &keys, &["s3://markers/m/"]));
+    let o = out(rewrap(w, w.s3, &keys, &["s3://markers/m/"]));
     assert_eq!(code(&o), 0, "{}", text(&o));
     let (mut uploads, markers) = leftovers(&store);
     assert!(markers.is_empty(), "{markers:?}");
