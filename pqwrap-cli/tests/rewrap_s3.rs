@@ -108,7 +108,7 @@ fn make(keys: &Keys, key: &str, kind: Kind, size: usize, seed: u64) -> Obj {
             let fk = age::FileKey::generate().unwrap();
             let header =
                 age::Header::wrap_passphrase(&fk, &age::Passphrase::new("pw".into()), 10).unwrap();
-            let mut w = age::encrypt_writer(Vec::new(), &fk, &header, false).unwrap();
+            let mut w = age::encrypt_writer(Vec::new(), &fk, &header, age::Armor::Binary).unwrap();
             std::io::Write::write_all(&mut w, &data).unwrap();
             w.finish().unwrap()
         }
