@@ -3,6 +3,7 @@
 mod cmd;
 mod exit;
 mod keyfiles;
+mod objects;
 mod outputs;
 mod progress;
 mod render;

@@ -119,6 +119,9 @@ pub fn open_audit_log(path: &Path, guard: &Guard) -> Result<(File, AuditLog)> {
     Ok((file, log))
 }
 
+/// Uploads a finished report (to an object store).
+pub type UploadFn = Box<dyn FnOnce(File) -> Result<()>>;
+
 /// The report file of a run: new (created with `O_EXCL | O_NOFOLLOW`), or a temporary that
 /// replaces an earlier report when the run ends.
 pub enum ReportFile {
@@ -137,13 +140,24 @@ pub enum ReportFile {
         /// The path, for messages.
         shown: PathBuf,
     },
+    /// A temporary file handed to an upload by [`ReportFile::finish`] (a report object).
+    Upload(File, Option<UploadFn>),
 }
 
 /// Whether the first line of `file` is a record of a pqwrap report (or the file is empty).
 fn is_report(file: &File) -> bool {
+    let mut head = Vec::new();
+    if file.take(64 * 1024).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    is_report_bytes(&head)
+}
+
+/// Whether `head`, the first bytes of a file or object, starts with a record of a pqwrap
+/// report (or is empty).
+pub fn is_report_bytes(head: &[u8]) -> bool {
     let mut line = String::new();
-    let mut r = BufReader::new(file.take(64 * 1024));
-    if r.read_line(&mut line).is_err() {
+    if BufReader::new(head).read_line(&mut line).is_err() {
         return false;
     }
     if line.is_empty() {
@@ -218,7 +232,9 @@ impl ReportFile {
     /// The file written to.
     pub fn file(&self) -> &File {
         match self {
-            ReportFile::New(f) | ReportFile::Replacing { file: f, .. } => f,
+            ReportFile::New(f)
+            | ReportFile::Upload(f, _)
+            | ReportFile::Replacing { file: f, .. } => f,
         }
     }
 
@@ -229,6 +245,11 @@ impl ReportFile {
 
     /// Puts a replacing report in place of the earlier one.
     pub fn finish(mut self) -> Result<()> {
+        if let ReportFile::Upload(file, upload) = &mut self
+            && let Some(upload) = upload.take()
+        {
+            return upload(file.try_clone()?);
+        }
         if let ReportFile::Replacing {
             dir,
             temp,

@@ -64,6 +64,13 @@ pub fn summary(s: &Summary, dry_run: bool, report_error: Option<&str>) -> String
         };
         out.push_str(&format!("{word}: {cleaned}\n"));
     }
+    if s.versions_kept > 0 {
+        out.push_str(&format!(
+            "{} replaced version(s) remain in the bucket and still hold the old wrapping: \
+             delete them with --purge-old-versions (`pqwrap scan --versions` counts them)\n",
+            s.versions_kept
+        ));
+    }
     if s.bytes_transferred > 0 {
         out.push_str(&format!(
             "transferred   {}\n",

@@ -361,6 +361,14 @@ fn finish<S: Store>(ctx: &Ctx<'_, S>, outcomes: Vec<(Pending<'_>, CommitOutcome)
         {
             out.result = Err(FileError::Verify(e));
         }
+        // Only a verified replacement may take the old contents' last copy away.
+        if let Some(then) = out.after_check.take() {
+            if out.result.is_ok() {
+                out.result = then();
+            } else {
+                drop(then);
+            }
+        }
     }
     // Also those in place whose directory sync failed: re-wrapped for anyone who looks, so
     // the audit log must say so (as not confirmed durable), though they are reported failed.
@@ -397,6 +405,7 @@ fn finish<S: Store>(ctx: &Ctx<'_, S>, outcomes: Vec<(Pending<'_>, CommitOutcome)
         rec.warnings = &out.warnings;
         rec.bytes = Some(if result.is_ok() { out.bytes } else { p.size });
         rec.transferred = out.transferred;
+        rec.old_version_kept = out.kept_version.as_deref();
         ctx.events.record(&rec);
     }
 }

@@ -117,6 +117,8 @@ pub enum Step {
     ReadBack,
     /// Removing a replaced old version.
     Purge,
+    /// Committing a new object (a conditional write to an object store).
+    Commit,
 }
 
 impl Step {
@@ -137,6 +139,7 @@ impl Step {
             Step::Cleanup => "cannot remove leftover temporary",
             Step::ReadBack => "the committed file does not read back",
             Step::Purge => "re-wrapped, but the old version could not be deleted",
+            Step::Commit => "cannot commit the new object",
         }
     }
 }

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use pqwrap_rewrap::events::{AuditTrail, Events, JsonLines, Summary, Tee};
 use pqwrap_rewrap::format::FORMATS;
+use pqwrap_rewrap::store::Store;
 use pqwrap_rewrap::store::fs::{Durability, FsStore};
 use pqwrap_rewrap::{Classical, Job, JobError, JobOptions, Mode, Options, PayloadCheck, RunMode};
 
 use crate::exit::Status;
 use crate::keyfiles::{load_identities, load_recipients};
+use crate::objects::Target;
 use crate::outputs::{self, Guard, ReportFile};
 use crate::progress::Progress;
 
@@ -75,13 +77,15 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
 
-    /// Worker threads (default: the number of CPUs).
+    /// Worker threads (default: the number of CPUs; 32 for an object store, where each
+    /// worker is a request in flight).
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = super::io_util::nonzero)]
     jobs: Option<NonZeroUsize>,
 
-    /// Write one JSON object per file to FILE (`-` for standard output). FILE must not exist
-    /// yet, or be an earlier report (which is replaced when the run ends); it may not lie
-    /// inside a tree being re-wrapped, nor be a key file.
+    /// Write one JSON object per file to FILE (`-` for standard output, `s3://BUCKET/KEY` for
+    /// an object written when the run ends). FILE must not exist yet, or be an earlier report
+    /// (which is replaced when the run ends); it may not lie inside a tree being re-wrapped,
+    /// nor be a key file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
 
@@ -110,9 +114,13 @@ pub struct Args {
     #[arg(long, value_name = "MODE", default_value = "group")]
     sync: SyncMode,
 
-    /// Files and directories to re-wrap (directories recursively; symlinks not followed).
-    #[arg(value_name = "PATH", required = true)]
+    /// Files and directories to re-wrap (directories recursively; symlinks not followed), or
+    /// one object-store URL (`s3://BUCKET[/PREFIX]`).
+    #[arg(value_name = "PATH|URL", required = true)]
     paths: Vec<PathBuf>,
+
+    #[command(flatten)]
+    objects: crate::objects::RewrapArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -123,7 +131,22 @@ enum SyncMode {
 
 /// Runs `pqwrap rewrap`.
 pub fn run(args: Args) -> Result<Status> {
-    for p in &args.paths {
+    let target = match crate::objects::target(&args.paths) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pqwrap rewrap: {e:#}");
+            return Ok(Status::Usage);
+        }
+    };
+    let local = matches!(target, Target::Local);
+    if local && args.objects.any() {
+        eprintln!(
+            "pqwrap rewrap: --shard, --manifest and --purge-old-versions apply to object stores \
+             (s3://...), not to local paths"
+        );
+        return Ok(Status::Usage);
+    }
+    for p in args.paths.iter().filter(|_| local) {
         // The real reason: "no such file" would be wrong for a path we may not reach.
         if let Err(e) = std::fs::symlink_metadata(p) {
             eprintln!("pqwrap rewrap: {}: {e}", p.display());
@@ -165,15 +188,41 @@ pub fn run(args: Args) -> Result<Status> {
         .chain(&args.recipients_file)
         .map(PathBuf::as_path)
         .collect();
-    let guard = Guard::new(&args.paths, &keys);
-    let report = match &args.report {
-        Some(p) if p.as_os_str() != "-" => match ReportFile::create(p, &guard) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("pqwrap rewrap: {e:#}");
-                return Ok(Status::Usage);
-            }
+    let roots: &[PathBuf] = if local { &args.paths } else { &[] };
+    let guard = Guard::new(roots, &keys);
+    let jobs = args.jobs.map_or(
+        if local {
+            Options::default().jobs
+        } else {
+            crate::objects::DEFAULT_JOBS
         },
+        NonZeroUsize::get,
+    );
+    // A report object in the bucket being re-wrapped is never one of its candidates.
+    let mut report_key: Option<(String, String)> = None;
+    let report = match &args.report {
+        Some(p) if p.as_os_str() != "-" => {
+            let created = match p.to_str() {
+                #[cfg(feature = "s3")]
+                Some(url)
+                    if crate::objects::target(std::slice::from_ref(p))
+                        .is_ok_and(|t| !matches!(t, Target::Local)) =>
+                {
+                    crate::objects::report_object(url, jobs).map(|(r, loc)| {
+                        report_key = Some((loc.bucket, loc.prefix));
+                        r
+                    })
+                }
+                _ => ReportFile::create(p, &guard),
+            };
+            match created {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("pqwrap rewrap: {e:#}");
+                    return Ok(Status::Usage);
+                }
+            }
+        }
         _ => None,
     };
     // A dry run writes nothing, not even the log's first line.
@@ -187,20 +236,8 @@ pub fn run(args: Args) -> Result<Status> {
         },
         _ => None,
     };
-    let durability = match args.sync {
-        SyncMode::Group => Durability::Group,
-        SyncMode::PerFile => Durability::PerFile,
-    };
-    let mut store = FsStore::new(args.paths.clone(), durability);
-    for f in report
-        .iter()
-        .map(ReportFile::file)
-        .chain(audit.iter().map(|(f, _)| f))
-    {
-        store = store.exclude(f)?;
-    }
     let opts = Options {
-        jobs: args.jobs.map_or(Options::default().jobs, NonZeroUsize::get),
+        jobs,
         mode: if args.dry_run {
             RunMode::DryRun
         } else {
@@ -209,12 +246,57 @@ pub fn run(args: Args) -> Result<Status> {
         ..Options::default()
     };
     let stdout_report = matches!(&args.report, Some(p) if p.as_os_str() == "-");
-    let outputs = Outputs {
-        report,
-        stdout_report,
-        audit: audit.map(|(_, log)| AuditTrail::new(log)),
+    // Read only by the object-store arm.
+    let _ = &report_key;
+    let summary = match target {
+        Target::Local => {
+            let durability = match args.sync {
+                SyncMode::Group => Durability::Group,
+                SyncMode::PerFile => Durability::PerFile,
+            };
+            let mut store = FsStore::new(args.paths.clone(), durability);
+            for f in report
+                .iter()
+                .map(ReportFile::file)
+                .chain(audit.iter().map(|(f, _)| f))
+            {
+                store = store.exclude(f)?;
+            }
+            let outputs = Outputs {
+                report,
+                stdout_report,
+                audit: audit.map(|(_, log)| AuditTrail::new(log)),
+            };
+            execute(&store, &job, &opts, outputs, true)?
+        }
+        #[cfg(feature = "s3")]
+        Target::Object(location) => {
+            use pqwrap_rewrap::store::s3::Selection;
+            let selection = match &args.objects.manifest {
+                Some(m) => Selection::Manifest(m.clone()),
+                None => Selection::Prefix,
+            };
+            let exclude = report_key
+                .filter(|(b, _)| *b == location.bucket)
+                .map(|(_, k)| k)
+                .into_iter()
+                .collect();
+            let store =
+                match crate::objects::connect(location, selection, &args.objects, exclude, jobs) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("pqwrap rewrap: {e:#}");
+                        return Ok(Status::Usage);
+                    }
+                };
+            let outputs = Outputs {
+                report,
+                stdout_report,
+                audit: audit.map(|(_, log)| AuditTrail::new(log)),
+            };
+            execute(&store, &job, &opts, outputs, true)?
+        }
     };
-    let summary = execute(&store, &job, &opts, outputs, true)?;
     Ok(if summary.all_ok() {
         Status::Success
     } else {
@@ -249,8 +331,8 @@ impl Finished {
 
 /// Runs the job with a progress bar (if `progress` and stderr is a terminal), names each
 /// failed file on stderr, then prints the summary. Shared with `pqwrap demo`.
-pub fn execute(
-    store: &FsStore,
+pub fn execute<S: Store>(
+    store: &S,
     job: &Job,
     opts: &Options,
     outputs: Outputs,

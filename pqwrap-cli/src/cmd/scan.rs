@@ -22,8 +22,14 @@ pub struct Args {
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = super::io_util::nonzero)]
     jobs: Option<std::num::NonZeroUsize>,
 
-    /// Files and directories to scan (directories recursively; symlinks not followed).
-    #[arg(value_name = "PATH", required = true)]
+    /// Also count the noncurrent versions of a versioned bucket by protection: a re-wrapped
+    /// object's replaced version still holds its old wrapping (object stores only).
+    #[arg(long)]
+    versions: bool,
+
+    /// Files and directories to scan (directories recursively; symlinks not followed), or
+    /// one object-store URL (`s3://BUCKET[/PREFIX]`).
+    #[arg(value_name = "PATH|URL", required = true)]
     paths: Vec<PathBuf>,
 }
 
@@ -35,6 +41,21 @@ pub fn scan_paths(paths: &[PathBuf], jobs: usize) -> Result<inventory::Inventory
 
 /// Runs `pqwrap scan`.
 pub fn run(args: Args) -> Result<Status> {
+    let target = match crate::objects::target(&args.paths) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pqwrap scan: {e:#}");
+            return Ok(Status::Usage);
+        }
+    };
+    #[cfg(feature = "s3")]
+    if let crate::objects::Target::Object(location) = target {
+        return scan_objects(location, &args);
+    }
+    if args.versions {
+        eprintln!("pqwrap scan: --versions applies to object stores (s3://...)");
+        return Ok(Status::Usage);
+    }
     for p in &args.paths {
         // The real reason: "no such file" would be wrong for a path we may not reach.
         if let Err(e) = std::fs::symlink_metadata(p) {
@@ -53,6 +74,60 @@ pub fn run(args: Args) -> Result<Status> {
         writeln!(out)?;
     } else {
         out.write_all(crate::render::inventory(&inv).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(Status::Success)
+}
+
+/// `scan s3://...`: the inventory of the objects under the prefix, and with `--versions` that
+/// of the noncurrent versions too.
+#[cfg(feature = "s3")]
+fn scan_objects(location: pqwrap_rewrap::store::s3::Location, args: &Args) -> Result<Status> {
+    use pqwrap_rewrap::store::s3::Selection;
+    let jobs = args.jobs.map_or(crate::objects::DEFAULT_JOBS, |n| n.get());
+    let connect = |selection| {
+        crate::objects::connect(
+            location.clone(),
+            selection,
+            &crate::objects::RewrapArgs::default(),
+            Vec::new(),
+            jobs,
+        )
+    };
+    let store = match connect(Selection::Prefix) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pqwrap scan: {e:#}");
+            return Ok(Status::Usage);
+        }
+    };
+    let inv = inventory::scan(&store, FORMATS, jobs)?;
+    let versions = if args.versions {
+        let store = match connect(Selection::NoncurrentVersions) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("pqwrap scan: {e:#}");
+                return Ok(Status::Usage);
+            }
+        };
+        Some(inventory::scan(&store, FORMATS, jobs)?)
+    } else {
+        None
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut doc = inv.to_json();
+        if let (Some(v), Some(map)) = (&versions, doc.as_object_mut()) {
+            map.insert("noncurrent_versions".into(), v.to_json());
+        }
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(crate::render::inventory(&inv).as_bytes())?;
+        if let Some(v) = &versions {
+            writeln!(out, "\nnoncurrent versions (replaced, still readable):")?;
+            out.write_all(crate::render::inventory(v).as_bytes())?;
+        }
     }
     out.flush()?;
     Ok(Status::Success)

@@ -142,6 +142,10 @@ pub struct Record<'a> {
     /// Bytes that crossed the network for this entry (object stores).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transferred: Option<u64>,
+    /// The version this re-wrap replaced, still readable in a versioned bucket (it holds the
+    /// old wrapping until it is deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_version_kept: Option<&'a str>,
 }
 
 impl<'a> Record<'a> {
@@ -161,6 +165,7 @@ impl<'a> Record<'a> {
             note: None,
             bytes: None,
             transferred: None,
+            old_version_kept: None,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct Summary {
     pub bytes_rewrapped: u64,
     /// Bytes that crossed the network (object stores).
     pub bytes_transferred: u64,
+    /// Replaced versions that remain readable (versioned buckets, without purging).
+    pub versions_kept: u64,
 }
 
 impl Summary {
@@ -23,6 +25,9 @@ impl Summary {
             self.bytes_rewrapped += rec.bytes.unwrap_or(0);
         }
         self.bytes_transferred += rec.transferred.unwrap_or(0);
+        if rec.old_version_kept.is_some() && rec.outcome == Outcome::Rewrapped {
+            self.versions_kept += 1;
+        }
     }
 
     /// Entries with this outcome, whatever the reason.

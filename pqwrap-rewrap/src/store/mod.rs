@@ -4,6 +4,8 @@
 //! also re-write a file in place.
 
 pub mod fs;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 
@@ -113,7 +115,16 @@ pub struct CommitOutcome {
     /// commit (stores that can read their own writes back cheaply and may not be trusted to
     /// have stored what was sent).
     pub read_back: Option<Box<dyn Blob + Send>>,
+    /// Work left for once the read-back check passed (deleting the version replaced, in a
+    /// versioned bucket); its error fails the file, whose new contents stay committed.
+    pub after_check: Option<AfterCheck>,
+    /// The replaced version that remains readable (a versioned bucket keeps it): it still
+    /// holds the old wrapping.
+    pub kept_version: Option<String>,
 }
+
+/// See [`CommitOutcome::after_check`].
+pub type AfterCheck = Box<dyn FnOnce() -> Result<(), FileError> + Send>;
 
 /// What became of a leftover temporary.
 #[derive(Debug, PartialEq, Eq)]

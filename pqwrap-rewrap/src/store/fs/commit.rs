@@ -188,6 +188,8 @@ pub fn commit_batch<T>(
                 transferred: None,
                 warnings: s.warnings,
                 read_back: None,
+                after_check: None,
+                kept_version: None,
             };
             (payload, outcome)
         })
