@@ -13,7 +13,8 @@
 //! Tests that need a process of their own stay separate binaries: `rewrap_sigkill` (it
 //! calibrates kill times against a quiet machine), `powerloss` (a FUSE filesystem per case),
 //! `exec_sandbox` (Landlock and timing of revocation), `broker_service` and `broker_robust`
-//! (a broker server and its load figures).
+//! (a broker server and its load figures), `rewrap_s3` (a SeaweedFS server per test, and
+//! SIGKILLs of runs against it).
 
 // A failed unwrap in a test is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
