@@ -883,7 +883,7 @@ impl Broker {
                 already_submitted: own_used,
             }) {
                 drop(s);
-                return refuse(d.0, fields(own_used, own_max));
+                return refuse(d.0.to_string(), fields(own_used, own_max));
             }
             // Totals are the parent's: children narrowed from a token share its maxJobs.
             for a in &claims.ancestors {

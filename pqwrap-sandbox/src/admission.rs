@@ -7,7 +7,7 @@ use std::path::Path;
 
 use pqwrap_core::token::enforce::Allowed;
 use pqwrap_core::token::manifest::validate_abs_path;
-use pqwrap_core::token::{Denied, Request, TrustSet, VerifiedToken, Verifier};
+use pqwrap_core::token::{Denied, Reason, Request, TrustSet, VerifiedToken, Verifier};
 
 use crate::error::AdmissionError;
 use crate::revocation::{RevocationSource, Status};
@@ -92,7 +92,8 @@ pub fn admit(
     }) {
         // What runs is the token's own string (equal to the resolved one).
         Ok(Allowed::Exec(g)) => g.path().to_owned(),
-        Ok(_) => return Err(AdmissionError::Denied(Denied("not an exec grant".into()))),
+        // An exec request is only ever answered with an exec grant.
+        Ok(_) => return Err(AdmissionError::Denied(Denied(Reason::Shell))),
         Err(d) => return Err(AdmissionError::Denied(d)),
     };
     Ok(Admitted {

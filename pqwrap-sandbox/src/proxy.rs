@@ -223,7 +223,7 @@ fn serve(conn: TcpStream, caps: &Capabilities, journal: &Journal) {
     let (method, host, port) = (head.method, head.host.as_str(), head.port);
     if let Err(denied) = caps.check(&Request::Connect { host, port }) {
         let why = format!("{}: the token does not grant {host}:{port}", denied.0);
-        decide(false, Some(&head), Some(403), denied.0.clone());
+        decide(false, Some(&head), Some(403), denied.0.to_string());
         let _ = respond(&conn, 403, &why);
         return;
     }

@@ -19,23 +19,140 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::manifest::{self, Capabilities, FileMode, ManifestError};
+use super::manifest::{self, Capabilities, FileMode, ManifestError, PathProblem};
 use super::verify::VerifiedToken;
 
-/// A denial, with the reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied(pub String);
+/// A denied request: default deny, anything not granted. `Display` is `denied: ` and the
+/// reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub Reason);
 
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "denied: {}", self.0)
-    }
+/// Why a request is denied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A connection to a host and port no grant names.
+    #[error("connection to {host}:{port} is not granted")]
+    Connect {
+        /// The host asked for, lowercased.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// Clipboard access without a grant.
+    #[error("clipboard access is not granted")]
+    Clipboard,
+    /// A file request whose path is not absolute and canonical.
+    #[error("{access} {path:?} refused: {}; ask for the canonical path itself", problem.describe(path))]
+    NonCanonicalPath {
+        /// Read or write.
+        access: Access,
+        /// The path asked for.
+        path: String,
+        /// What is wrong with it.
+        problem: PathProblem,
+    },
+    /// A file under a grant whose mode does not allow the access.
+    #[error("{access} access to {path} is not granted (mode does not allow it)")]
+    Mode {
+        /// Read or write.
+        access: Access,
+        /// The path asked for.
+        path: String,
+    },
+    /// A file under no grant.
+    #[error("{path} is not under any granted path")]
+    NotGranted {
+        /// The path asked for.
+        path: String,
+    },
+    /// Shell use without a shell grant.
+    #[error("shell access is not granted")]
+    Shell,
+    /// A command path that is not absolute and canonical.
+    #[error("command {command:?} refused: {}; ask for the granted path itself", problem.describe(command))]
+    NonCanonicalCommand {
+        /// The command asked for.
+        command: String,
+        /// What is wrong with it.
+        problem: PathProblem,
+    },
+    /// Interactive use of a non-interactive shell grant.
+    #[error("interactive shell use is not granted")]
+    Interactive,
+    /// A command not in `allowedCommands`.
+    #[error("command {command} is not in allowedCommands")]
+    Command {
+        /// The command asked for.
+        command: String,
+    },
+    /// A quantum job without a quantum grant.
+    #[error("quantum job submission is not granted")]
+    Quantum,
+    /// A backend the grant does not list.
+    #[error("backend {0:?} is not granted")]
+    Backend(String),
+    /// An algorithm the grant does not list.
+    #[error("algorithm {0:?} is not granted")]
+    Algorithm(String),
+    /// More qubits than `maxQubits`.
+    #[error("{asked} qubits exceeds maxQubits {max}")]
+    Qubits {
+        /// Asked for.
+        asked: u64,
+        /// Granted.
+        max: u64,
+    },
+    /// More shots than `maxShots`.
+    #[error("{asked} shots exceeds maxShots {max}")]
+    Shots {
+        /// Asked for.
+        asked: u64,
+        /// Granted.
+        max: u64,
+    },
+    /// A longer runtime than `maxRuntime`.
+    #[error("runtime {}s exceeds maxRuntime {max_secs}s", asked.as_secs_f64())]
+    Runtime {
+        /// Asked for.
+        asked: Duration,
+        /// Granted, in seconds.
+        max_secs: u64,
+    },
+    /// The token's `maxJobs` are used up.
+    #[error("job quota used up ({used} of maxJobs {max} for this token)")]
+    Quota {
+        /// Jobs already submitted.
+        used: u64,
+        /// The token's `maxJobs`.
+        max: u64,
+    },
+    /// The token is expired or not yet valid at the time of the request.
+    #[error("token is expired or not yet valid")]
+    NotLive,
 }
 
-impl std::error::Error for Denied {}
+fn deny<T>(reason: Reason) -> Result<T, Denied> {
+    Err(Denied(reason))
+}
 
-fn deny<T>(msg: impl Into<String>) -> Result<T, Denied> {
-    Err(Denied(msg.into()))
+/// Read or write, in a [`Reason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A read request.
+    Read,
+    /// A write request.
+    Write,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        })
+    }
 }
 
 /// A quantum job an agent wants to submit.
@@ -226,7 +343,10 @@ impl Capabilities {
                 if self.network.iter().any(|g| g.host == h && g.port == *port) {
                     Ok(Allowed::Connect)
                 } else {
-                    deny(format!("connection to {h}:{port} is not granted"))
+                    deny(Reason::Connect {
+                        host: h,
+                        port: *port,
+                    })
                 }
             }
             Request::Exec {
@@ -237,7 +357,7 @@ impl Capabilities {
                 if self.clipboard {
                     Ok(Allowed::Clipboard)
                 } else {
-                    deny("clipboard access is not granted")
+                    deny(Reason::Clipboard)
                 }
             }
             Request::Submit {
@@ -251,11 +371,17 @@ impl Capabilities {
 
     /// A read (`want` = [`FileMode::Read`]) or write request for `p`.
     fn check_path<'a>(&'a self, p: &'a str, want: FileMode) -> Result<GrantedPath<'a>, Denied> {
-        let what = if want.can_write() { "write" } else { "read" };
+        let access = if want.can_write() {
+            Access::Write
+        } else {
+            Access::Read
+        };
         if let Some(problem) = manifest::path_problem(p) {
-            return deny(format!(
-                "{what} {p:?} refused: {problem}; ask for the canonical path itself"
-            ));
+            return deny(Reason::NonCanonicalPath {
+                access,
+                path: p.to_owned(),
+                problem,
+            });
         }
         let mut under_any = false;
         for g in &self.file_access {
@@ -271,25 +397,27 @@ impl Capabilities {
             }
         }
         if under_any {
-            deny(format!(
-                "{what} access to {p} is not granted (mode does not allow it)"
-            ))
+            deny(Reason::Mode {
+                access,
+                path: p.to_owned(),
+            })
         } else {
-            deny(format!("{p} is not under any granted path"))
+            deny(Reason::NotGranted { path: p.to_owned() })
         }
     }
 
     fn check_exec(&self, command: &str, interactive: bool) -> Result<GrantedCommand<'_>, Denied> {
         let Some(shell) = &self.shell else {
-            return deny("shell access is not granted");
+            return deny(Reason::Shell);
         };
         if let Some(problem) = manifest::path_problem(command) {
-            return deny(format!(
-                "command {command:?} refused: {problem}; ask for the granted path itself"
-            ));
+            return deny(Reason::NonCanonicalCommand {
+                command: command.to_owned(),
+                problem,
+            });
         }
         if interactive && !shell.interactive {
-            return deny("interactive shell use is not granted");
+            return deny(Reason::Interactive);
         }
         match shell
             .allowed_commands
@@ -297,46 +425,47 @@ impl Capabilities {
             .find(|c| c.as_str() == command)
         {
             Some(granted) => Ok(GrantedCommand { path: granted }),
-            None => deny(format!("command {command} is not in allowedCommands")),
+            None => deny(Reason::Command {
+                command: command.to_owned(),
+            }),
         }
     }
 
     fn check_submit(&self, job: &QuantumJob, already_submitted: u64) -> Result<(), Denied> {
         let Some(q) = &self.quantum else {
-            return deny("quantum job submission is not granted");
+            return deny(Reason::Quantum);
         };
         if !q.backends.contains(&job.backend) {
-            return deny(format!("backend {:?} is not granted", job.backend));
+            return deny(Reason::Backend(job.backend.clone()));
         }
         if !q.algorithms.contains(&job.algorithm) {
-            return deny(format!("algorithm {:?} is not granted", job.algorithm));
+            return deny(Reason::Algorithm(job.algorithm.clone()));
         }
         if job.qubits > q.max_qubits {
-            return deny(format!(
-                "{} qubits exceeds maxQubits {}",
-                job.qubits, q.max_qubits
-            ));
+            return deny(Reason::Qubits {
+                asked: job.qubits,
+                max: q.max_qubits,
+            });
         }
         if job.shots > q.max_shots {
-            return deny(format!(
-                "{} shots exceeds maxShots {}",
-                job.shots, q.max_shots
-            ));
+            return deny(Reason::Shots {
+                asked: job.shots,
+                max: q.max_shots,
+            });
         }
         if job.runtime.as_secs() > q.max_runtime_secs
             || (job.runtime.as_secs() == q.max_runtime_secs && job.runtime.subsec_nanos() > 0)
         {
-            return deny(format!(
-                "runtime {}s exceeds maxRuntime {}s",
-                job.runtime.as_secs_f64(),
-                q.max_runtime_secs
-            ));
+            return deny(Reason::Runtime {
+                asked: job.runtime,
+                max_secs: q.max_runtime_secs,
+            });
         }
         if !q.max_jobs.allows_another(already_submitted) {
-            return deny(format!(
-                "job quota used up ({already_submitted} of maxJobs {} for this token)",
-                q.max_jobs.get()
-            ));
+            return deny(Reason::Quota {
+                used: already_submitted,
+                max: q.max_jobs.get(),
+            });
         }
         Ok(())
     }
@@ -346,7 +475,7 @@ impl VerifiedToken {
     /// [`VerifiedToken::check`], after checking that the token is still live at `now`.
     pub fn check_at<'a>(&'a self, req: &Request<'a>, now: u64) -> Result<Allowed<'a>, Denied> {
         if !self.is_live_at(now) {
-            return deny("token is expired or not yet valid");
+            return deny(Reason::NotLive);
         }
         self.check(req)
     }

@@ -402,37 +402,72 @@ fn validate_name(field: &str, s: &str) -> Result<(), ManifestError> {
 /// components, no trailing `/` (except the root itself), no NUL, at most [`MAX_STR`] bytes.
 pub fn validate_abs_path(field: &str, p: &str) -> Result<(), ManifestError> {
     match path_problem(p) {
-        Some(problem) => Err(err(field, problem)),
+        Some(problem) => Err(err(field, problem.describe(p))),
         None => Ok(()),
+    }
+}
+
+/// Why a path is not absolute and canonical: the rule shared by the manifest (grants) and
+/// enforcement (requests), so both accept exactly the same strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathProblem {
+    /// The empty string.
+    Empty,
+    /// Longer than a manifest string may be.
+    TooLong,
+    /// Not starting with `/`.
+    NotAbsolute,
+    /// A NUL byte.
+    Nul,
+    /// An empty component (`//`) or a trailing `/`.
+    EmptyComponent,
+    /// A `.` component.
+    Dot,
+    /// A `..` component.
+    DotDot,
+}
+
+impl PathProblem {
+    /// The problem, said of the path `p`.
+    pub fn describe(self, p: &str) -> String {
+        match self {
+            PathProblem::Empty => "empty path".into(),
+            PathProblem::TooLong => format!("longer than {MAX_STR} bytes"),
+            PathProblem::NotAbsolute => format!("{p:?} is not an absolute path"),
+            PathProblem::Nul => "contains NUL".into(),
+            PathProblem::EmptyComponent => {
+                format!("{p:?} is not normalised (empty component or trailing '/')")
+            }
+            PathProblem::Dot => format!("{p:?} is not normalised (\".\" component)"),
+            PathProblem::DotDot => format!("{p:?} is not normalised (\"..\" component)"),
+        }
     }
 }
 
 /// Why `p` is not an absolute canonical path, or `None` if it is one. Shared by the
 /// manifest (grants) and enforcement (requests), so both accept exactly the same strings.
-pub(crate) fn path_problem(p: &str) -> Option<String> {
+pub(crate) fn path_problem(p: &str) -> Option<PathProblem> {
     if p.is_empty() {
-        return Some("empty path".into());
+        return Some(PathProblem::Empty);
     }
     if p.len() > MAX_STR {
-        return Some(format!("longer than {MAX_STR} bytes"));
+        return Some(PathProblem::TooLong);
     }
     if !p.starts_with('/') {
-        return Some(format!("{p:?} is not an absolute path"));
+        return Some(PathProblem::NotAbsolute);
     }
     if p.contains('\0') {
-        return Some("contains NUL".into());
+        return Some(PathProblem::Nul);
     }
     if p == "/" {
         return None;
     }
     for comp in p[1..].split('/') {
         match comp {
-            "" => {
-                return Some(format!(
-                    "{p:?} is not normalised (empty component or trailing '/')"
-                ));
-            }
-            "." | ".." => return Some(format!("{p:?} is not normalised ({comp:?} component)")),
+            "" => return Some(PathProblem::EmptyComponent),
+            "." => return Some(PathProblem::Dot),
+            ".." => return Some(PathProblem::DotDot),
             _ => {}
         }
     }

@@ -47,10 +47,12 @@ use thiserror::Error;
 
 pub use cbor::CborError;
 pub use claims::{Claims, Cti};
-pub use enforce::{Allowed, Denied, GrantedCommand, GrantedPath, QuantumJob, Request};
+pub use enforce::{
+    Access, Allowed, Denied, GrantedCommand, GrantedPath, QuantumJob, Reason, Request,
+};
 pub use keys::{Algorithm, KeyError, Kid, PublicKey, SigningKey};
 pub use manifest::{
-    Capabilities, FileGrant, FileMode, JobCeiling, Manifest, ManifestError, NetGrant,
+    Capabilities, FileGrant, FileMode, JobCeiling, Manifest, ManifestError, NetGrant, PathProblem,
 };
 pub use verify::{
     NarrowingVerifier, ParentToken, RevocationList, TrustSet, VerifiedToken, Verifier,
