@@ -156,7 +156,7 @@ pub enum TokenError {
     Policy(#[from] PolicyError),
     /// A narrowed token would be wider or longer-lived than its parent.
     #[error("narrowing refused: {0}")]
-    Wider(String),
+    Wider(narrow::Widening),
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Rng,
