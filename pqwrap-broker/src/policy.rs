@@ -271,7 +271,7 @@ impl Lines<'_> {
 }
 
 fn dur(l: &Lines<'_>, name: &str, v: &Spanned<String>) -> Result<Duration, PolicyError> {
-    parse_duration(name, v.get_ref()).map_err(|e| l.err(v.span().start, e.0))
+    parse_duration(name, v.get_ref()).map_err(|e| l.err(v.span().start, e.detail()))
 }
 
 fn id_of(
@@ -471,7 +471,7 @@ impl Policy {
             }
             if let Some(r) = &b.rate_limit {
                 let per = parse_duration("broker.rate_limit.per", &r.get_ref().per)
-                    .map_err(|e| l.err(r.span().start, e.0))?;
+                    .map_err(|e| l.err(r.span().start, e.detail()))?;
                 if r.get_ref().requests == 0 {
                     return Err(l.err(r.span().start, "broker.rate_limit.requests: at least 1"));
                 }
@@ -621,7 +621,7 @@ fn grant_of(t: &Spanned<toml::Table>) -> Result<Capabilities, String> {
     let doc = serde_json::json!({"agent": "policy", "capabilities": caps});
     Manifest::from_json(&doc.to_string())
         .map(|m| m.capabilities)
-        .map_err(|e| e.0)
+        .map_err(|e| e.detail())
 }
 
 /// What the policy grants for one request.

@@ -416,7 +416,7 @@ impl Broker {
         let ttl = match r.ttl.as_deref() {
             Some(t) => match parse_duration("ttl", t) {
                 Ok(d) => d,
-                Err(e) => return self.bad_request(peer, e.0),
+                Err(e) => return self.bad_request(peer, e.detail()),
             },
             None => manifest.ttl.unwrap_or(policy.default_ttl),
         };

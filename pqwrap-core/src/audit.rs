@@ -33,6 +33,7 @@ const SUFFIX_LEN: usize = 9 + 64 + 2;
 
 /// Why a log could not be read, written or verified.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum AuditError {
     /// Reading or writing the file failed.
     #[error(transparent)]

@@ -53,6 +53,7 @@ impl Checksum for Bech32Long {
 
 /// Why a key string or key file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The string is not Bech32 at all, or mixes upper and lower case.
     #[error("not a valid Bech32 string: {0}")]

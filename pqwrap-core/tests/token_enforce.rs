@@ -50,6 +50,10 @@ fn read_is_allowed_below_the_granted_path_only() {
         .may_read("/home/user/Documents/Contracts2/a.pdf")
         .unwrap_err();
     assert!(matches!(d.0, Reason::NotGranted { .. }), "{d}");
+    assert_eq!(
+        d.to_string(),
+        "denied: /home/user/Documents/Contracts2/a.pdf is not under any granted path"
+    );
     assert!(v.may_read("/home/user/Documents").is_err());
     assert!(v.may_read("/home/user/Documents/Contract").is_err());
 }

@@ -130,10 +130,8 @@ pub fn resolve_command(
             format!("{cwd}/{name}")
         };
         let path = without_dot_components(&joined);
-        validate_abs_path("command", &path).map_err(|e| {
-            let why = e.0.strip_prefix("command: ").unwrap_or(&e.0).to_owned();
-            AdmissionError::NotCanonical(why)
-        })?;
+        validate_abs_path("command", &path)
+            .map_err(|e| AdmissionError::NotCanonical(e.problem.to_string()))?;
         return if is_executable_file(Path::new(&path)) {
             Ok(path)
         } else {

@@ -60,6 +60,7 @@ fn labeled_expand(prk: &Hkdf<Sha256>, label: &[u8], info: &[u8], out: &mut [u8])
 
 /// Errors from HPKE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HpkeError {
     /// The ciphertext did not authenticate.
     #[error("HPKE open failed")]

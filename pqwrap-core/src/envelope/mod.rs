@@ -55,6 +55,7 @@ pub const TAG_LEN: usize = 16;
 
 /// Everything that can go wrong reading, writing or re-wrapping a native file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// The input does not start with the native magic.
     #[error("not a pqwrap native file (bad magic)")]

@@ -44,6 +44,7 @@ pub(crate) enum Value {
 
 /// Why bytes are not a deterministic CBOR item of the accepted subset.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CborError {
     /// The input ended inside an item.
     #[error("CBOR: truncated input")]

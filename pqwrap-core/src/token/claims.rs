@@ -96,24 +96,22 @@ impl Claims {
     }
 
     /// Decodes a claims map, strictly: unknown labels and wrong types are errors.
-    pub(crate) fn from_cbor(v: &Value) -> Result<Claims, String> {
+    pub(crate) fn from_cbor(v: &Value) -> Result<Claims, ClaimsError> {
         let Value::Map(entries) = v else {
-            return Err("claims: not a map".into());
+            return Err(ClaimsError::NotMap);
         };
         let mut iss = None;
         let (mut sub, mut aud) = (None, None);
         let (mut exp, mut nbf, mut iat) = (None, None, None);
         let (mut cti, mut cnf, mut caps, mut anc) = (None, None, None, Vec::new());
         let mut status = None;
-        let text = |name: &str, v: &Value| match v {
+        let text = |name: &'static str, v: &Value| match v {
             Value::Text(s) if !s.is_empty() && s.len() <= 256 => Ok(s.clone()),
-            _ => Err(format!("claims.{name}: not a text string of 1..=256 bytes")),
+            _ => Err(ClaimsError::Text(name)),
         };
-        let time = |name: &str, v: &Value| match v {
+        let time = |name: &'static str, v: &Value| match v {
             Value::Uint(n) => Ok(*n),
-            _ => Err(format!(
-                "claims.{name}: not an unsigned integer NumericDate"
-            )),
+            _ => Err(ClaimsError::Time(name)),
         };
         for (k, val) in entries {
             match k.as_i64() {
@@ -126,56 +124,53 @@ impl Claims {
                 Some(7) => cti = Some(cti_of("cti", val)?),
                 Some(8) => {
                     let Value::Map(m) = val else {
-                        return Err("claims.cnf: not a map".into());
+                        return Err(ClaimsError::CnfNotMap);
                     };
                     match m.as_slice() {
                         [(Value::Uint(1), key)] => {
-                            cnf = Some(
-                                PublicKey::from_cose_value(key)
-                                    .map_err(|e| format!("claims.cnf: {e}"))?,
-                            )
+                            cnf =
+                                Some(PublicKey::from_cose_value(key).map_err(ClaimsError::CnfKey)?)
                         }
-                        _ => return Err("claims.cnf: must be exactly {1: COSE_Key}".into()),
+                        _ => return Err(ClaimsError::CnfShape),
                     }
                 }
                 Some(LABEL_CAPS) => {
-                    caps = Some(Capabilities::from_cbor(val).map_err(|e| e.0)?);
+                    caps = Some(Capabilities::from_cbor(val).map_err(ClaimsError::Manifest)?);
                 }
                 Some(LABEL_ANC) => {
                     let Value::Array(a) = val else {
-                        return Err("claims.anc: not an array".into());
+                        return Err(ClaimsError::AncNotArray);
                     };
                     if a.is_empty() || a.len() > MAX_ANCESTORS {
-                        return Err(format!("claims.anc: must have 1..={MAX_ANCESTORS} entries"));
+                        return Err(ClaimsError::AncLength);
                     }
                     for x in a {
                         anc.push(cti_of("anc", x)?);
                     }
                 }
                 Some(LABEL_STATUS) => {
-                    status =
-                        Some(StatusRef::from_cbor(val).map_err(|e| format!("claims.status: {e}"))?);
+                    status = Some(StatusRef::from_cbor(val).map_err(ClaimsError::Status)?);
                 }
-                _ => return Err(format!("claims: unknown claim label {k:?}")),
+                _ => return Err(ClaimsError::UnknownLabel(format!("{k:?}"))),
             }
         }
-        let sub = sub.ok_or("claims.sub: missing")?;
-        validate_agent("claims.sub", &sub).map_err(|e| e.0)?;
+        let sub = sub.ok_or(ClaimsError::Missing("sub"))?;
+        validate_agent("claims.sub", &sub).map_err(ClaimsError::Manifest)?;
         let c = Claims {
             iss,
             sub,
-            aud: aud.ok_or("claims.aud: missing (audience is mandatory)")?,
-            exp: exp.ok_or("claims.exp: missing")?,
-            nbf: nbf.ok_or("claims.nbf: missing")?,
-            iat: iat.ok_or("claims.iat: missing")?,
-            cti: cti.ok_or("claims.cti: missing")?,
+            aud: aud.ok_or(ClaimsError::AudienceMissing)?,
+            exp: exp.ok_or(ClaimsError::Missing("exp"))?,
+            nbf: nbf.ok_or(ClaimsError::Missing("nbf"))?,
+            iat: iat.ok_or(ClaimsError::Missing("iat"))?,
+            cti: cti.ok_or(ClaimsError::Missing("cti"))?,
             cnf,
-            capabilities: caps.ok_or("claims.caps (-65537): missing")?,
+            capabilities: caps.ok_or(ClaimsError::Missing("caps (-65537)"))?,
             ancestors: anc,
             status,
         };
         if c.exp <= c.nbf {
-            return Err("claims: exp is not after nbf".into());
+            return Err(ClaimsError::Lifetime);
         }
         Ok(c)
     }
@@ -231,10 +226,66 @@ impl Claims {
     }
 }
 
-fn cti_of(name: &str, v: &Value) -> Result<Cti, String> {
+fn cti_of(name: &'static str, v: &Value) -> Result<Cti, ClaimsError> {
     match v {
-        Value::Bytes(b) => <Cti>::try_from(b.as_slice())
-            .map_err(|_| format!("claims.{name}: must be {CTI_LEN} bytes")),
-        _ => Err(format!("claims.{name}: not a byte string")),
+        Value::Bytes(b) => <Cti>::try_from(b.as_slice()).map_err(|_| ClaimsError::CtiLength(name)),
+        _ => Err(ClaimsError::NotBytes(name)),
     }
+}
+
+/// Why a token's (authenticated) claims are not acceptable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimsError {
+    /// The payload is not strict deterministic CBOR.
+    #[error("payload: {0}")]
+    Payload(super::cbor::CborError),
+    /// The claims are not a CBOR map.
+    #[error("claims: not a map")]
+    NotMap,
+    /// A text claim that is empty, too long or not text.
+    #[error("claims.{0}: not a text string of 1..=256 bytes")]
+    Text(&'static str),
+    /// A time claim that is not an unsigned integer.
+    #[error("claims.{0}: not an unsigned integer NumericDate")]
+    Time(&'static str),
+    /// `cnf` is not a map.
+    #[error("claims.cnf: not a map")]
+    CnfNotMap,
+    /// `cnf` is not exactly `{1: COSE_Key}`.
+    #[error("claims.cnf: must be exactly {{1: COSE_Key}}")]
+    CnfShape,
+    /// The `cnf` key does not parse.
+    #[error("claims.cnf: {0}")]
+    CnfKey(super::keys::KeyError),
+    /// The capabilities or the subject break the manifest rules.
+    #[error("{}", .0.detail())]
+    Manifest(super::manifest::ManifestError),
+    /// `anc` is not an array.
+    #[error("claims.anc: not an array")]
+    AncNotArray,
+    /// `anc` is empty or longer than [`MAX_ANCESTORS`].
+    #[error("claims.anc: must have 1..={MAX_ANCESTORS} entries")]
+    AncLength,
+    /// The `status` claim is malformed.
+    #[error("claims.status: {0}")]
+    Status(super::status::StatusError),
+    /// A claim label this profile does not define (as decoded).
+    #[error("claims: unknown claim label {0}")]
+    UnknownLabel(String),
+    /// A required claim is absent.
+    #[error("claims.{0}: missing")]
+    Missing(&'static str),
+    /// No audience: it is mandatory.
+    #[error("claims.aud: missing (audience is mandatory)")]
+    AudienceMissing,
+    /// `exp` is not after `nbf`.
+    #[error("claims: exp is not after nbf")]
+    Lifetime,
+    /// A cti that is not [`CTI_LEN`] bytes.
+    #[error("claims.{0}: must be {CTI_LEN} bytes")]
+    CtiLength(&'static str),
+    /// A cti that is not a byte string.
+    #[error("claims.{0}: not a byte string")]
+    NotBytes(&'static str),
 }

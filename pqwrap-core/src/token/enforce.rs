@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::manifest::{self, Capabilities, FileMode, ManifestError, PathProblem};
+use super::manifest::{self, Capabilities, FileMode, ManifestError, ManifestProblem, PathProblem};
 use super::verify::VerifiedToken;
 
 /// A denied request: default deny, anything not granted. `Display` is `denied: ` and the
 /// reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
+#[error("denied: {0}")]
 pub struct Denied(pub Reason);
 
 /// Why a request is denied.
@@ -184,11 +184,16 @@ impl QuantumJob {
             runtime: String,
         }
         if text.len() > manifest::MAX_MANIFEST_LEN {
-            return Err(ManifestError("job: too long".into()));
+            return Err(ManifestError {
+                field: "job".into(),
+                problem: ManifestProblem::TooLong(manifest::MAX_MANIFEST_LEN),
+            });
         }
         let de = &mut serde_json::Deserializer::from_str(text);
-        let r: Raw = serde_path_to_error::deserialize(de)
-            .map_err(|e| ManifestError(format!("job.{}: {}", e.path(), e.inner())))?;
+        let r: Raw = serde_path_to_error::deserialize(de).map_err(|e| ManifestError {
+            field: format!("job.{}", e.path()),
+            problem: ManifestProblem::Json(e.inner().to_string()),
+        })?;
         Ok(QuantumJob {
             runtime: manifest::parse_duration("job.runtime", &r.runtime)?,
             backend: r.backend,

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::cbor::{self, Value};
+use super::cbor::{self, CborError, Value};
 
 /// COSE key type AKP (RFC 9964).
 pub const KTY_AKP: i64 = 7;
@@ -113,6 +113,7 @@ impl FromStr for Algorithm {
 
 /// Why a key could not be made, read or used.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// Not one of ML-DSA-44/65/87.
     #[error("unknown algorithm {0:?} (expected ML-DSA-44, ML-DSA-65 or ML-DSA-87)")]
@@ -129,7 +130,22 @@ pub enum KeyError {
     },
     /// The key encoding is malformed; the message names the member.
     #[error("malformed key: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
+    /// A COSE_Key member this profile does not know (its label, as decoded).
+    #[error("malformed key: unexpected COSE_Key member {0}")]
+    UnexpectedMember(String),
+    /// A COSE_Key that is not strict deterministic CBOR.
+    #[error("malformed key: {0}")]
+    Cbor(CborError),
+    /// A JWK that is not JSON of the expected shape (the JSON decoder's message).
+    #[error("malformed key: JWK: {0}")]
+    Json(String),
+    /// A JWK member that is not unpadded base64url.
+    #[error("malformed key: {member}: not unpadded base64url")]
+    Base64 {
+        /// `pub`, `priv` or `kid`.
+        member: &'static str,
+    },
     /// A private JWK whose `pub` does not belong to its `priv`.
     #[error("the public key in the key file does not match its private seed")]
     Mismatch,
@@ -276,10 +292,10 @@ impl SigningKey {
         let jwk = Jwk::parse(text)?;
         let priv_b64 = jwk
             .private
-            .ok_or_else(|| KeyError::Malformed("priv: missing (not a private key)".into()))?;
+            .ok_or(KeyError::Malformed("priv: missing (not a private key)"))?;
         let seed_vec = Zeroizing::new(
             Base64UrlUnpadded::decode_vec(&priv_b64)
-                .map_err(|_| KeyError::Malformed("priv: not unpadded base64url".into()))?,
+                .map_err(|_| KeyError::Malformed("priv: not unpadded base64url"))?,
         );
         let seed: &[u8; SEED_LEN] =
             seed_vec
@@ -429,7 +445,7 @@ impl PublicKey {
     /// kid (2), if present, must equal the thumbprint.
     pub(crate) fn from_cose_value(v: &Value) -> Result<PublicKey, KeyError> {
         let Value::Map(entries) = v else {
-            return Err(KeyError::Malformed("COSE_Key is not a map".into()));
+            return Err(KeyError::Malformed("COSE_Key is not a map"));
         };
         let (mut kty, mut alg, mut pubk, mut kid) = (None, None, None, None);
         for (k, val) in entries {
@@ -438,33 +454,29 @@ impl PublicKey {
                 Some(3) => alg = val.as_i64(),
                 Some(-1) => match val {
                     Value::Bytes(b) => pubk = Some(b.as_slice()),
-                    _ => return Err(KeyError::Malformed("pub (-1) is not a byte string".into())),
+                    _ => return Err(KeyError::Malformed("pub (-1) is not a byte string")),
                 },
                 Some(2) => match val {
                     Value::Bytes(b) => kid = Some(b.as_slice()),
-                    _ => return Err(KeyError::Malformed("kid (2) is not a byte string".into())),
+                    _ => return Err(KeyError::Malformed("kid (2) is not a byte string")),
                 },
                 _ => {
-                    return Err(KeyError::Malformed(format!(
-                        "unexpected COSE_Key member {k:?}"
-                    )));
+                    return Err(KeyError::UnexpectedMember(format!("{k:?}")));
                 }
             }
         }
         if kty != Some(KTY_AKP) {
-            return Err(KeyError::Malformed("kty (1) must be 7 (AKP)".into()));
+            return Err(KeyError::Malformed("kty (1) must be 7 (AKP)"));
         }
         let alg = alg
             .and_then(Algorithm::from_cose_alg)
-            .ok_or_else(|| KeyError::Malformed("alg (3) must be -48, -49 or -50".into()))?;
-        let pubk = pubk.ok_or_else(|| KeyError::Malformed("pub (-1) missing".into()))?;
+            .ok_or(KeyError::Malformed("alg (3) must be -48, -49 or -50"))?;
+        let pubk = pubk.ok_or(KeyError::Malformed("pub (-1) missing"))?;
         let pk = PublicKey::from_bytes(alg, pubk)?;
         if let Some(kid) = kid
             && kid != pk.kid
         {
-            return Err(KeyError::Malformed(
-                "kid (2) is not the key's thumbprint".into(),
-            ));
+            return Err(KeyError::Malformed("kid (2) is not the key's thumbprint"));
         }
         Ok(pk)
     }
@@ -472,11 +484,9 @@ impl PublicKey {
     /// Parses the bytes of a COSE_Key (strict deterministic CBOR).
     pub fn from_cose_key(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         if bytes.len() > 4096 {
-            return Err(KeyError::Malformed(
-                "COSE_Key longer than 4096 bytes".into(),
-            ));
+            return Err(KeyError::Malformed("COSE_Key longer than 4096 bytes"));
         }
-        let v = cbor::decode(bytes).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let v = cbor::decode(bytes).map_err(KeyError::Cbor)?;
         PublicKey::from_cose_value(&v)
     }
 
@@ -511,24 +521,22 @@ impl PublicKey {
             let jwk = Jwk::parse(t)?;
             if jwk.private.is_some() {
                 return Err(KeyError::Malformed(
-                    "priv: a secret key was given where a public key is expected".into(),
+                    "priv: a secret key was given where a public key is expected",
                 ));
             }
-            let p = jwk
-                .public
-                .ok_or_else(|| KeyError::Malformed("pub: missing".into()))?;
+            let p = jwk.public.ok_or(KeyError::Malformed("pub: missing"))?;
             let pk = PublicKey::from_bytes(jwk.alg, &p)?;
             if let Some(kid) = jwk.kid
                 && kid != pk.jwk_thumbprint()
             {
                 return Err(KeyError::Malformed(
-                    "kid: is not the key's JWK thumbprint (RFC 7638)".into(),
+                    "kid: is not the key's JWK thumbprint (RFC 7638)",
                 ));
             }
             Ok(pk)
         } else {
             let bytes = Base64UrlUnpadded::decode_vec(t)
-                .map_err(|_| KeyError::Malformed("not a JWK and not base64url COSE_Key".into()))?;
+                .map_err(|_| KeyError::Malformed("not a JWK and not base64url COSE_Key"))?;
             PublicKey::from_cose_key(&bytes)
         }
     }
@@ -580,21 +588,18 @@ impl Jwk {
             kid: Option<String>,
         }
         if text.len() > 16 * 1024 {
-            return Err(KeyError::Malformed("JWK longer than 16 KiB".into()));
+            return Err(KeyError::Malformed("JWK longer than 16 KiB"));
         }
-        let raw: Raw = serde_json::from_str(text.trim())
-            .map_err(|e| KeyError::Malformed(format!("JWK: {e}")))?;
+        let raw: Raw =
+            serde_json::from_str(text.trim()).map_err(|e| KeyError::Json(e.to_string()))?;
         let private = raw.private.map(Zeroizing::new);
         if raw.kty != "AKP" {
-            return Err(KeyError::Malformed("kty: must be \"AKP\"".into()));
+            return Err(KeyError::Malformed("kty: must be \"AKP\""));
         }
         let alg: Algorithm = raw.alg.parse()?;
-        let b64 = |name: &str, s: Option<String>| -> Result<Option<Vec<u8>>, KeyError> {
-            s.map(|s| {
-                Base64UrlUnpadded::decode_vec(&s)
-                    .map_err(|_| KeyError::Malformed(format!("{name}: not unpadded base64url")))
-            })
-            .transpose()
+        let b64 = |member: &'static str, s: Option<String>| -> Result<Option<Vec<u8>>, KeyError> {
+            s.map(|s| Base64UrlUnpadded::decode_vec(&s).map_err(|_| KeyError::Base64 { member }))
+                .transpose()
         };
         Ok(Jwk {
             alg,

@@ -34,13 +34,129 @@ pub const MAX_LIST: usize = 256;
 /// Longest path, host, command or name accepted.
 pub const MAX_STR: usize = 4096;
 
-/// A manifest that is not acceptable; the message starts with the field's path.
+/// A manifest (or quantum job) that is not acceptable: the field, by its path in the JSON or
+/// CBOR (`capabilities.network[0].port`), and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("manifest: {0}")]
-pub struct ManifestError(pub String);
+#[error("manifest: {field}: {problem}")]
+pub struct ManifestError {
+    /// The field's path.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: ManifestProblem,
+}
 
-fn err(field: &str, msg: impl std::fmt::Display) -> ManifestError {
-    ManifestError(format!("{field}: {msg}"))
+/// What is wrong with a manifest field.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ManifestProblem {
+    /// The JSON decoder refused it (unknown or duplicated field, wrong type): its message.
+    #[error("{0}")]
+    Json(String),
+    /// Longer than the limit for the document or the string.
+    #[error("longer than {0} bytes")]
+    TooLong(usize),
+    /// A duration not in the accepted grammar (the text given).
+    #[error(
+        "{0:?} is not a positive whole number of seconds written as digits and d, h, m or s \
+         (e.g. \"3600s\", \"15m\", \"1h30m\")"
+    )]
+    Duration(String),
+    /// A duration of zero.
+    #[error("must be a positive whole number of seconds")]
+    ZeroDuration,
+    /// A file mode other than read, write or readwrite (the text given).
+    #[error("{0:?} is not read, write or readwrite")]
+    Mode(String),
+    /// A port outside 1..=65535 (the number given).
+    #[error("{0} is not a port in 1..=65535")]
+    Port(i64),
+    /// A port that is not a number in 1..=65535.
+    #[error("not a port in 1..=65535")]
+    NotAPort,
+    /// An empty string.
+    #[error("must not be empty")]
+    Empty,
+    /// Control characters in a string.
+    #[error("contains control characters")]
+    Control,
+    /// A path that is not absolute and canonical (the path given).
+    #[error("{}", .0.describe(.1))]
+    Path(PathProblem, String),
+    /// A host name longer than DNS allows.
+    #[error("host must be 1..=253 bytes")]
+    HostLength,
+    /// A host with an empty or over-long label (the host given).
+    #[error("{0:?}: empty or over-long label")]
+    HostLabel(String),
+    /// A host with characters outside lowercase letters, digits, `-` and `.`.
+    #[error("{0:?}: only lowercase letters, digits, '-' and '.' are allowed")]
+    HostCharacters(String),
+    /// A host label that starts or ends with `-`.
+    #[error("{0:?}: label starts or ends with '-'")]
+    HostHyphen(String),
+    /// More entries than [`MAX_LIST`].
+    #[error("more than {MAX_LIST} entries")]
+    TooManyEntries,
+    /// An entry that appears twice.
+    #[error("duplicate entry")]
+    Duplicate,
+    /// An empty command path.
+    #[error("empty command path")]
+    EmptyCommand,
+    /// A limit of zero where it must be positive.
+    #[error("must be positive")]
+    NotPositive,
+    /// A CBOR item that should be a map.
+    #[error("not a map")]
+    NotMap,
+    /// A CBOR file mode other than 1, 2 or 3.
+    #[error("not 1, 2 or 3")]
+    ModeNumber,
+    /// `clipboard` present but not `true` (absence means false).
+    #[error("present but not true")]
+    NotTrue,
+    /// A CBOR item that should be a bool.
+    #[error("not a bool")]
+    NotBool,
+    /// A CBOR item that should be an unsigned integer.
+    #[error("not an unsigned integer")]
+    NotUint,
+    /// A CBOR label the capability map does not define (as decoded).
+    #[error("unknown label {0}")]
+    UnknownLabel(String),
+    /// A CBOR array that is empty (empty lists are left out) or too long.
+    #[error("empty or too long (empty lists are left out)")]
+    ListLength,
+    /// A CBOR item that should be an array.
+    #[error("not an array")]
+    NotArray,
+    /// A CBOR item that should be a two-element array.
+    #[error("not a two-element array")]
+    NotPair,
+    /// A CBOR item that should be a text string (of bounded length).
+    #[error("not a text string (or too long)")]
+    NotText,
+    /// A CBOR item that should be an array of text strings.
+    #[error("not an array of text strings")]
+    NotTextArray,
+    /// A CBOR map that must have exactly the labels 1..=N.
+    #[error("must have exactly the labels 1..={0}")]
+    Labels(usize),
+}
+
+impl ManifestError {
+    /// `field: problem`, without the `manifest:` prefix of `Display` (for messages that
+    /// name their own context).
+    pub fn detail(&self) -> String {
+        format!("{}: {}", self.field, self.problem)
+    }
+}
+
+fn err(field: &str, problem: ManifestProblem) -> ManifestError {
+    ManifestError {
+        field: field.to_owned(),
+        problem,
+    }
 }
 
 /// What a file grant allows.
@@ -242,15 +358,7 @@ struct RawQuantum {
 /// `s`, largest unit first, each unit at most once, nothing else (no spaces, fractions or
 /// other units). The total must be positive; it is whole seconds by construction.
 pub fn parse_duration(field: &str, s: &str) -> Result<Duration, ManifestError> {
-    let bad = || {
-        err(
-            field,
-            format!(
-                "{s:?} is not a positive whole number of seconds written as digits and d, h, m \
-                 or s (e.g. \"3600s\", \"15m\", \"1h30m\")"
-            ),
-        )
-    };
+    let bad = || err(field, ManifestProblem::Duration(s.to_owned()));
     if s.is_empty() || s.len() > 64 {
         return Err(bad());
     }
@@ -278,7 +386,7 @@ pub fn parse_duration(field: &str, s: &str) -> Result<Duration, ManifestError> {
             .ok_or_else(bad)?;
     }
     if total == 0 {
-        return Err(err(field, "must be a positive whole number of seconds"));
+        return Err(err(field, ManifestProblem::ZeroDuration));
     }
     Ok(Duration::from_secs(total))
 }
@@ -301,13 +409,13 @@ impl Manifest {
         if text.len() > MAX_MANIFEST_LEN {
             return Err(err(
                 "(manifest)",
-                format!("longer than {MAX_MANIFEST_LEN} bytes"),
+                ManifestProblem::TooLong(MAX_MANIFEST_LEN),
             ));
         }
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            err(&path, e.into_inner())
+            err(&path, ManifestProblem::Json(e.into_inner().to_string()))
         })?;
         let c = raw.capabilities;
         let caps = Capabilities {
@@ -324,7 +432,7 @@ impl Manifest {
                         other => {
                             return Err(err(
                                 &format!("capabilities.fileAccess[{i}].mode"),
-                                format!("{other:?} is not read, write or readwrite"),
+                                ManifestProblem::Mode(other.to_owned()),
                             ));
                         }
                     };
@@ -343,7 +451,7 @@ impl Manifest {
                         .ok_or_else(|| {
                             err(
                                 &format!("capabilities.network[{i}].port"),
-                                format!("{} is not a port in 1..=65535", n.port),
+                                ManifestProblem::Port(n.port),
                             )
                         })?;
                     Ok(NetGrant { host: n.host, port })
@@ -387,13 +495,13 @@ pub(crate) fn validate_agent(field: &str, s: &str) -> Result<(), ManifestError> 
 
 fn validate_name(field: &str, s: &str) -> Result<(), ManifestError> {
     if s.is_empty() {
-        return Err(err(field, "must not be empty"));
+        return Err(err(field, ManifestProblem::Empty));
     }
     if s.len() > 256 {
-        return Err(err(field, "longer than 256 bytes"));
+        return Err(err(field, ManifestProblem::TooLong(256)));
     }
     if s.chars().any(char::is_control) {
-        return Err(err(field, "contains control characters"));
+        return Err(err(field, ManifestProblem::Control));
     }
     Ok(())
 }
@@ -402,7 +510,7 @@ fn validate_name(field: &str, s: &str) -> Result<(), ManifestError> {
 /// components, no trailing `/` (except the root itself), no NUL, at most [`MAX_STR`] bytes.
 pub fn validate_abs_path(field: &str, p: &str) -> Result<(), ManifestError> {
     match path_problem(p) {
-        Some(problem) => Err(err(field, problem.describe(p))),
+        Some(problem) => Err(err(field, ManifestProblem::Path(problem, p.to_owned()))),
         None => Ok(()),
     }
 }
@@ -478,23 +586,20 @@ pub(crate) fn path_problem(p: &str) -> Option<PathProblem> {
 /// 1..=63 bytes each, at most 253 in all) or a dotted IPv4 address.
 pub fn validate_host(field: &str, h: &str) -> Result<(), ManifestError> {
     if h.is_empty() || h.len() > 253 {
-        return Err(err(field, "host must be 1..=253 bytes"));
+        return Err(err(field, ManifestProblem::HostLength));
     }
     for label in h.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(err(field, format!("{h:?}: empty or over-long label")));
+            return Err(err(field, ManifestProblem::HostLabel(h.to_owned())));
         }
         if !label
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(err(
-                field,
-                format!("{h:?}: only lowercase letters, digits, '-' and '.' are allowed"),
-            ));
+            return Err(err(field, ManifestProblem::HostCharacters(h.to_owned())));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(err(field, format!("{h:?}: label starts or ends with '-'")));
+            return Err(err(field, ManifestProblem::HostHyphen(h.to_owned())));
         }
     }
     Ok(())
@@ -502,7 +607,7 @@ pub fn validate_host(field: &str, h: &str) -> Result<(), ManifestError> {
 
 fn check_list_len<T>(field: &str, v: &[T]) -> Result<(), ManifestError> {
     if v.len() > MAX_LIST {
-        return Err(err(field, format!("more than {MAX_LIST} entries")));
+        return Err(err(field, ManifestProblem::TooManyEntries));
     }
     Ok(())
 }
@@ -511,7 +616,7 @@ fn check_unique<T: Ord>(field: &str, items: impl Iterator<Item = T>) -> Result<(
     let mut seen = BTreeSet::new();
     for (i, x) in items.enumerate() {
         if !seen.insert(x) {
-            return Err(err(&format!("{field}[{i}]"), "duplicate entry"));
+            return Err(err(&format!("{field}[{i}]"), ManifestProblem::Duplicate));
         }
     }
     Ok(())
@@ -532,10 +637,7 @@ impl Capabilities {
         for (i, n) in self.network.iter().enumerate() {
             validate_host(&format!("{f}[{i}].host"), &n.host)?;
             if n.port == 0 {
-                return Err(err(
-                    &format!("{f}[{i}].port"),
-                    "0 is not a port in 1..=65535",
-                ));
+                return Err(err(&format!("{f}[{i}].port"), ManifestProblem::Port(0)));
             }
         }
         check_unique(f, self.network.iter().map(|n| (n.host.as_str(), n.port)))?;
@@ -544,7 +646,7 @@ impl Capabilities {
             check_list_len(f, &s.allowed_commands)?;
             for (i, c) in s.allowed_commands.iter().enumerate() {
                 if c.is_empty() {
-                    return Err(err(&format!("{f}[{i}]"), "empty command path"));
+                    return Err(err(&format!("{f}[{i}]"), ManifestProblem::EmptyCommand));
                 }
                 validate_abs_path(&format!("{f}[{i}]"), c)?;
             }
@@ -562,7 +664,10 @@ impl Capabilities {
                 check_unique(f, list.iter())?;
             }
             if q.max_runtime_secs == 0 {
-                return Err(err("capabilities.quantum.maxRuntime", "must be positive"));
+                return Err(err(
+                    "capabilities.quantum.maxRuntime",
+                    ManifestProblem::NotPositive,
+                ));
             }
         }
         Ok(())
@@ -666,7 +771,7 @@ impl Capabilities {
     /// Decodes and validates the CBOR form.
     pub(crate) fn from_cbor(v: &Value) -> Result<Capabilities, ManifestError> {
         let Value::Map(entries) = v else {
-            return Err(err("capabilities", "not a map"));
+            return Err(err("capabilities", ManifestProblem::NotMap));
         };
         let mut caps = Capabilities::default();
         for (k, val) in entries {
@@ -680,7 +785,9 @@ impl Capabilities {
                             Value::Uint(1) => FileMode::Read,
                             Value::Uint(2) => FileMode::Write,
                             Value::Uint(3) => FileMode::ReadWrite,
-                            _ => return Err(err(&format!("{f}.mode"), "not 1, 2 or 3")),
+                            _ => {
+                                return Err(err(&format!("{f}.mode"), ManifestProblem::ModeNumber));
+                            }
                         };
                         caps.file_access.push(FileGrant {
                             path: text(&format!("{f}.path"), p)?,
@@ -697,7 +804,7 @@ impl Capabilities {
                             Value::Uint(p) => u16::try_from(*p).ok().filter(|p| *p != 0),
                             _ => None,
                         }
-                        .ok_or_else(|| err(&format!("{f}.port"), "not a port in 1..=65535"))?;
+                        .ok_or_else(|| err(&format!("{f}.port"), ManifestProblem::NotAPort))?;
                         caps.network.push(NetGrant {
                             host: text(&format!("{f}.host"), h)?,
                             port,
@@ -706,7 +813,7 @@ impl Capabilities {
                 }
                 Value::Uint(3) => {
                     if *val != Value::Bool(true) {
-                        return Err(err("capabilities.clipboard", "present but not true"));
+                        return Err(err("capabilities.clipboard", ManifestProblem::NotTrue));
                     }
                     caps.clipboard = true;
                 }
@@ -717,7 +824,12 @@ impl Capabilities {
                         allowed_commands: texts(&format!("{f}.allowedCommands"), cmds)?,
                         interactive: match inter {
                             Value::Bool(b) => *b,
-                            _ => return Err(err(&format!("{f}.interactive"), "not a bool")),
+                            _ => {
+                                return Err(err(
+                                    &format!("{f}.interactive"),
+                                    ManifestProblem::NotBool,
+                                ));
+                            }
                         },
                     });
                 }
@@ -726,7 +838,7 @@ impl Capabilities {
                     let [b, a, qb, sh, jb, rt] = exact_map::<6>(f, val)?;
                     let uint = |v: &Value, name: &str| match v {
                         Value::Uint(n) => Ok(*n),
-                        _ => Err(err(&format!("{f}.{name}"), "not an unsigned integer")),
+                        _ => Err(err(&format!("{f}.{name}"), ManifestProblem::NotUint)),
                     };
                     caps.quantum = Some(QuantumGrant {
                         backends: texts(&format!("{f}.backends"), b)?,
@@ -737,7 +849,12 @@ impl Capabilities {
                         max_runtime_secs: uint(rt, "maxRuntime")?,
                     });
                 }
-                other => return Err(err("capabilities", format!("unknown label {other:?}"))),
+                other => {
+                    return Err(err(
+                        "capabilities",
+                        ManifestProblem::UnknownLabel(format!("{other:?}")),
+                    ));
+                }
             }
         }
         caps.validate()?;
@@ -748,8 +865,8 @@ impl Capabilities {
 fn nonempty_array<'a>(field: &str, v: &'a Value) -> Result<&'a [Value], ManifestError> {
     match v {
         Value::Array(a) if !a.is_empty() && a.len() <= MAX_LIST => Ok(a),
-        Value::Array(_) => Err(err(field, "empty or too long (empty lists are left out)")),
-        _ => Err(err(field, "not an array")),
+        Value::Array(_) => Err(err(field, ManifestProblem::ListLength)),
+        _ => Err(err(field, ManifestProblem::NotArray)),
     }
 }
 
@@ -757,16 +874,16 @@ fn pair<'a>(field: &str, v: &'a Value) -> Result<[&'a Value; 2], ManifestError> 
     match v {
         Value::Array(a) => match a.as_slice() {
             [x, y] => Ok([x, y]),
-            _ => Err(err(field, "not a two-element array")),
+            _ => Err(err(field, ManifestProblem::NotPair)),
         },
-        _ => Err(err(field, "not a two-element array")),
+        _ => Err(err(field, ManifestProblem::NotPair)),
     }
 }
 
 fn text(field: &str, v: &Value) -> Result<String, ManifestError> {
     match v {
         Value::Text(s) if s.len() <= MAX_STR => Ok(s.clone()),
-        _ => Err(err(field, "not a text string (or too long)")),
+        _ => Err(err(field, ManifestProblem::NotText)),
     }
 }
 
@@ -777,7 +894,7 @@ fn texts(field: &str, v: &Value) -> Result<Vec<String>, ManifestError> {
             .enumerate()
             .map(|(i, x)| text(&format!("{field}[{i}]"), x))
             .collect(),
-        _ => Err(err(field, "not an array of text strings")),
+        _ => Err(err(field, ManifestProblem::NotTextArray)),
     }
 }
 
@@ -788,20 +905,20 @@ fn exact_map<'a, const N: usize>(
 ) -> Result<[&'a Value; N], ManifestError> {
     let n = N;
     let Value::Map(entries) = v else {
-        return Err(err(field, "not a map"));
+        return Err(err(field, ManifestProblem::NotMap));
     };
     if entries.len() != n {
-        return Err(err(field, format!("must have exactly the labels 1..={n}")));
+        return Err(err(field, ManifestProblem::Labels(n)));
     }
     let mut out = Vec::with_capacity(entries.len());
     for (i, (k, val)) in entries.iter().enumerate() {
         if *k != Value::Uint(i as u64 + 1) {
-            return Err(err(field, format!("must have exactly the labels 1..={n}")));
+            return Err(err(field, ManifestProblem::Labels(n)));
         }
         out.push(val);
     }
     out.try_into()
-        .map_err(|_| err(field, format!("must have exactly the labels 1..={n}")))
+        .map_err(|_| err(field, ManifestProblem::Labels(n)))
 }
 
 /// The capability manifest example from the product brief (DESIGN.md), verbatim: the shape

@@ -46,13 +46,14 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use cbor::CborError;
-pub use claims::{Claims, Cti};
+pub use claims::{Claims, ClaimsError, Cti};
 pub use enforce::{
     Access, Allowed, Denied, GrantedCommand, GrantedPath, QuantumJob, Reason, Request,
 };
 pub use keys::{Algorithm, KeyError, Kid, PublicKey, SigningKey};
 pub use manifest::{
-    Capabilities, FileGrant, FileMode, JobCeiling, Manifest, ManifestError, NetGrant, PathProblem,
+    Capabilities, FileGrant, FileMode, JobCeiling, Manifest, ManifestError, ManifestProblem,
+    NetGrant, PathProblem,
 };
 pub use verify::{
     NarrowingVerifier, ParentToken, RevocationList, TrustSet, VerifiedToken, Verifier,
@@ -60,6 +61,7 @@ pub use verify::{
 
 /// Why a token could not be issued, parsed or verified.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Larger than [`verify::MAX_TOKEN_LEN`]; refused before parsing.
     #[error("token is {0} bytes, more than the 16 KiB limit")]
@@ -100,7 +102,7 @@ pub enum TokenError {
     BadSignature,
     /// The (authenticated) claims are malformed.
     #[error("{0}")]
-    Claims(String),
+    Claims(ClaimsError),
     /// `nbf` is in the future (beyond the leeway).
     #[error("token not valid before {nbf} (now {now})")]
     NotYetValid {
@@ -406,7 +408,8 @@ impl Issuer {
         claims.capabilities.validate()?;
         let payload = cbor::to_vec(&claims.to_cbor());
         // Re-decode so that nothing is signed that a verifier would refuse.
-        let back = cbor::decode(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
+        let back =
+            cbor::decode(&payload).map_err(|e| TokenError::Claims(ClaimsError::Payload(e)))?;
         Claims::from_cbor(&back).map_err(TokenError::Claims)?;
         let alg = self.key.algorithm();
         let kid = *self.key.public_key().kid();

@@ -235,7 +235,7 @@ impl Verifier {
             return Err(TokenError::BadSignature);
         }
         let claims_value = super::cbor::decode(&s.payload)
-            .map_err(|e| TokenError::Claims(format!("payload: {e}")))?;
+            .map_err(|e| TokenError::Claims(super::claims::ClaimsError::Payload(e)))?;
         let claims = Claims::from_cbor(&claims_value).map_err(TokenError::Claims)?;
         if claims.iat > now.saturating_add(self.leeway) {
             return Err(TokenError::IssuedInFuture {
