@@ -258,13 +258,26 @@ fn process<'a, S: Store>(
         }
     };
     head.truncate(n);
-    let Some(found) = format::detect_in(ctx.formats, &head) else {
+    let found = match format::detect_file_in(ctx.formats, &head, src.blob()) {
+        Ok(f) => f,
+        Err(e) => {
+            return failed(
+                events,
+                &name,
+                &Info::default(),
+                Some(size),
+                &FileError::Unreadable(e),
+            );
+        }
+    };
+    let Some(found) = found else {
         let mut rec = Record::new(&name, Outcome::Skipped)
             .because(Skip::NotEncrypted.reason(), String::new());
         rec.bytes = Some(size);
         return events.record(&rec);
     };
     let input = Input {
+        name: &name,
         blob: src.blob(),
         head: &head,
         in_place: store.in_place(),

@@ -310,8 +310,11 @@ pub fn detect(bytes: &[u8]) -> Option<FileType> {
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))?;
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    // A value or the MAC (`ENC[...]`), or `lastmodified`: so that a file cut short (whose
+    // metadata lost its end) is still recognised, and then fails clearly.
+    let sopsish = contains(b"lastmodified") || contains(b"ENC[AES256_GCM,");
     if bytes.get(first) == Some(&b'{') {
-        if !(contains(b"\"sops\"") && contains(b"\"lastmodified\"")) {
+        if !(contains(b"\"sops\"") && sopsish) {
             return None;
         }
         let text = std::str::from_utf8(bytes).ok()?;
@@ -327,15 +330,25 @@ pub fn detect(bytes: &[u8]) -> Option<FileType> {
                 .windows(prefix.len() + 1)
                 .any(|w| w.first() == Some(&b'\n') && w.get(1..) == Some(prefix))
     };
-    if line_starts(b"sops_lastmodified=") || line_starts(b"sops_mac=") {
+    let dotenv_meta = [
+        "lastmodified=",
+        "mac=",
+        "age__",
+        "key_groups__",
+        "pgp__",
+        "version=",
+    ];
+    if dotenv_meta
+        .iter()
+        .any(|k| line_starts(format!("sops_{k}").as_bytes()))
+        && sopsish
+    {
         return Some(FileType::Dotenv);
     }
     if line_starts(b"[sops]") {
         return Some(FileType::Ini);
     }
-    if (line_starts(b"sops:") || line_starts(b"\"sops\":") || line_starts(b"'sops':"))
-        && contains(b"lastmodified")
-    {
+    if (line_starts(b"sops:") || line_starts(b"\"sops\":") || line_starts(b"'sops':")) && sopsish {
         return Some(FileType::Yaml);
     }
     None
@@ -1135,7 +1148,15 @@ mod tests {
             detect(b"a: 1\nsops:\n    lastmodified: x\n"),
             Some(FileType::Yaml)
         );
-        assert_eq!(detect(b"A=1\nsops_mac=ENC[x]\n"), Some(FileType::Dotenv));
+        assert_eq!(
+            detect(b"A=1\nsops_mac=ENC[AES256_GCM,x]\n"),
+            Some(FileType::Dotenv)
+        );
+        assert_eq!(
+            detect(b"A=ENC[AES256_GCM,x]\nsops_age__list_0__map_enc=-----"),
+            Some(FileType::Dotenv)
+        );
+        assert_eq!(detect(b"sops_x=1\n"), None);
         assert_eq!(
             detect(b"[a]\nb = 1\n[sops]\nmac = x\n"),
             Some(FileType::Ini)

