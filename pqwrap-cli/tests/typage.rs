@@ -57,8 +57,7 @@ fn typage_keygen(dir: &Path) -> (PathBuf, String) {
     assert!(id.starts_with("AGE-SECRET-KEY-PQ-1"), "{id}");
     let path = dir.join("typage.key");
     std::fs::write(&path, format!("{id}\n")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     (path, v["recipient"].as_str().unwrap().to_string())
 }
 
@@ -135,7 +134,11 @@ fn what_pqwrap_rewrap_writes_opens_in_typage() {
     encrypt(&tree.join("binary.age"), &[&old], &data, false);
     encrypt(&tree.join("armored.age"), &[&old], &data, true);
     let vectors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/sops");
-    std::fs::copy(vectors.join("yaml-age2-pgp.sops.yaml"), tree.join("s.sops.yaml")).unwrap();
+    std::fs::copy(
+        vectors.join("yaml-age2-pgp.sops.yaml"),
+        tree.join("s.sops.yaml"),
+    )
+    .unwrap();
     let mut cmd = pqwrap();
     cmd.args(["rewrap", "-i", s(&old_file), "-r", &ty_rec]);
     cmd.args(["-i", s(&vectors.join("keys/a.txt"))]);

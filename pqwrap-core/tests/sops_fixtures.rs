@@ -328,3 +328,108 @@ fn new_recipients_that_do_not_fit_are_refused() {
     };
     assert!(matches!(f.rewrap(&dk, &one), Err(SopsError::Plan(_))));
 }
+
+/// The metadata block re-indented as formatters leave it: two spaces, and (`indentless`)
+/// sequences not indented under their key.
+fn reformatted(yaml: &str, indentless: bool) -> String {
+    let (values, meta) = yaml.split_at(yaml.find("\nsops:").unwrap() + 1);
+    let mut out = values.to_string();
+    for line in meta.split_inclusive('\n') {
+        // sops's columns 4, 8 (dashes), 10 (keys after a dash), 12 (block content) become
+        // 2, 4, 6, 8; indentless moves the dashes and what is under them back by 2 more.
+        let old = line.len() - line.trim_start_matches(' ').len();
+        let mut n = if old <= 8 { old / 2 } else { old - 4 };
+        if indentless && old >= 8 {
+            n -= 2;
+        }
+        out.push_str(&" ".repeat(n));
+        out.push_str(line.trim_start_matches(' '));
+    }
+    out
+}
+
+/// The age list of a one-group YAML fixture in flow style, as JSON-like text.
+fn flow_style(yaml: &str) -> String {
+    let start = yaml.find("    age:\n").unwrap();
+    let end = yaml.find("    lastmodified:").unwrap();
+    let mut items = Vec::new();
+    let mut rec = String::new();
+    let mut armor = String::new();
+    for line in yaml[start..end].lines().skip(1) {
+        let t = line.trim();
+        if let Some(r) = t.strip_prefix("- recipient: ") {
+            rec = r.to_string();
+        } else if t.starts_with("-----") || (!t.is_empty() && !t.starts_with("enc:")) {
+            armor.push_str(t);
+            armor.push_str("\\n");
+            if t.starts_with("-----END") {
+                items.push(format!("{{recipient: {rec}, enc: \"{armor}\"}}"));
+                armor.clear();
+            }
+        }
+    }
+    format!(
+        "{}    age: [{}]\n{}",
+        &yaml[..start],
+        items.join(", "),
+        &yaml[end..]
+    )
+}
+
+#[test]
+fn reformatted_metadata_keeps_its_layout() {
+    let base = String::from_utf8(fixture("yaml-age2-pgp.sops.yaml")).unwrap();
+    let targets = Targets {
+        groups: vec![vec![
+            Identity::generate_hybrid().unwrap().to_recipient(),
+            Identity::generate_hybrid().unwrap().to_recipient(),
+        ]],
+        pgp: PgpEntries::Keep,
+    };
+    let cases = [
+        (reformatted(&base, false), "\n    - recipient: age1pq1"),
+        (reformatted(&base, true), "\n  - recipient: age1pq1"),
+        (flow_style(&base), "{\"recipient\": \"age1pq1"),
+    ];
+    for (text, marker) in cases {
+        let f = SopsFile::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let dk = f.data_key(&old_keys()).unwrap();
+        f.verify_mac(&dk).unwrap();
+        let out = f.rewrap(&dk, &targets).unwrap();
+        out.verify(&out.bytes).unwrap();
+        let got = String::from_utf8(out.bytes.clone()).unwrap();
+        assert_eq!(got.matches(marker).count(), 2, "{got}");
+        assert_eq!(
+            without_age_entries(text.as_bytes(), FileType::Yaml),
+            without_age_entries(&out.bytes, FileType::Yaml)
+        );
+    }
+}
+
+/// A one-group file whose age and PGP entries are replaced by an AWS KMS entry.
+pub fn kms_only(yaml: &str) -> String {
+    let start = yaml.find("    age:\n").unwrap();
+    let end = yaml.find("    lastmodified:").unwrap();
+    let pgp = yaml.find("    pgp:\n").unwrap();
+    let pgp_end = yaml.find("    unencrypted_suffix:").unwrap();
+    let kms = "    kms:\n        - arn: arn:aws:kms:eu-west-1:111122223333:key/0000\n          created_at: \"2026-12-01T22:50:29Z\"\n          enc: AQICAHhJ\n          aws_profile: \"\"\n";
+    format!(
+        "{}{kms}{}{}",
+        &yaml[..start],
+        &yaml[end..pgp],
+        &yaml[pgp_end..]
+    )
+}
+
+#[test]
+fn cloud_kms_only_files_are_told_apart() {
+    let base = String::from_utf8(fixture("yaml-age2-pgp.sops.yaml")).unwrap();
+    let text = kms_only(&base);
+    let f = SopsFile::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(f.protection(), Protection::CloudKms);
+    assert_eq!(f.groups()[0].len(), 1);
+    assert!(matches!(
+        f.data_key(&old_keys()),
+        Err(SopsError::GroupLocked { .. })
+    ));
+}

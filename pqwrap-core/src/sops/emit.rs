@@ -165,9 +165,8 @@ struct BlockLayout {
 /// The layout of an existing block list of master keys, relative to the column of its key.
 fn list_layout(f: &SopsFile<'_>, list: NodeId, key_col: usize) -> Option<(usize, usize, usize)> {
     let b = f.bytes;
-    let span = f.doc.span(list)?;
     let first = *f.doc.items(list)?.first()?;
-    let dash = column(b, span.start);
+    let dash = column(b, item_dash(b, f.doc.span(first)?.start)?);
     let key = key_column(f, first)?;
     let enc = f.doc.get(first, "enc")?;
     let s = f.doc.scalar(enc.value)?;
@@ -181,6 +180,17 @@ fn list_layout(f: &SopsFile<'_>, list: NodeId, key_col: usize) -> Option<(usize,
         key.checked_sub(dash)?,
         content.checked_sub(key)?,
     ))
+}
+
+/// Where the `-` of the block sequence item starting at `item` is: the item must be the first
+/// thing on its line after its dash (`  - key: ...`).
+fn item_dash(b: &[u8], item: usize) -> Option<usize> {
+    let ls = line_start(b, item);
+    let prefix = b.get(ls..item)?;
+    let dash = prefix.iter().position(|c| *c == b'-')?;
+    let ok = prefix.get(..dash)?.iter().all(|c| *c == b' ')
+        && prefix.get(dash + 1..)?.iter().all(|c| *c == b' ');
+    ok.then_some(ls + dash)
 }
 
 fn block_entries(layout: BlockLayout, new: &[(String, String)]) -> String {
@@ -283,7 +293,7 @@ fn yaml_group(
     edits: &mut Edits,
 ) -> Result<(), SopsError> {
     let b = f.bytes;
-    let odd = SopsError::Unsupported("an age list laid out in a way pqwrap does not rewrite");
+    let odd = || SopsError::Unsupported("an age list laid out in a way pqwrap does not rewrite");
     let kcol = key_column(f, container).ok_or(SopsError::Metadata("has an empty key group"))?;
     // The layout for synthesized entries: that of another list of this group, or sops's.
     let sibling = [
@@ -293,11 +303,7 @@ fn yaml_group(
     .filter_map(|n| f.doc.get(container, n))
     .find_map(|e| {
         let kc = column(b, e.key_span.start);
-        list_layout(f, e.value, kc).filter(|_| {
-            f.doc
-                .span(e.value)
-                .is_some_and(|s| only_spaces(b, line_start(b, s.start)..s.start))
-        })
+        list_layout(f, e.value, kc)
     });
     let (dd, dk, kc) = sibling.unwrap_or((if grouped { 2 } else { kcol.max(2) }, 2, 2));
     let layout = BlockLayout {
@@ -314,16 +320,15 @@ fn yaml_group(
                     edits.replace(span.clone(), flow_entries(new).into_bytes());
                     return Ok(());
                 }
-                let start = line_start(b, span.start);
-                if !only_spaces(b, start..span.start) {
-                    return Err(odd);
-                }
-                let end = line_end(b, span.end.saturating_sub(1).max(span.start));
                 let first = *items
                     .first()
                     .ok_or(SopsError::Metadata("has an empty age list"))?;
+                // From the first item's dash (an indentless list's span starts elsewhere).
+                let fstart = f.doc.span(first).ok_or_else(odd)?.start;
+                let start = line_start(b, item_dash(b, fstart).ok_or_else(odd)?);
+                let end = line_end(b, span.end.saturating_sub(1).max(span.start));
                 let first_end = match items.get(1) {
-                    Some(second) => line_start(b, f.doc.span(*second).ok_or(odd)?.start),
+                    Some(second) => line_start(b, f.doc.span(*second).ok_or_else(odd)?.start),
                     None => end,
                 };
                 // The first entry's lines, from its dash (the list's start) on.
@@ -358,7 +363,11 @@ fn yaml_group(
             let at = match at {
                 Some(a) => a,
                 None => {
-                    let last = f.doc.entries(container).and_then(|e| e.last()).ok_or(odd)?;
+                    let last = f
+                        .doc
+                        .entries(container)
+                        .and_then(|e| e.last())
+                        .ok_or_else(odd)?;
                     let end = f
                         .doc
                         .span(last.value)
@@ -509,24 +518,27 @@ fn json_group(
                             v
                         }
                     };
-                    let mut out = open.to_vec();
                     let one = |r: &str, e: &str| json_templated(f, *first, fs.clone(), r, e);
+                    let mut out = Some(open.to_vec());
                     for (i, (r, e)) in new.iter().enumerate() {
-                        if i > 0 {
-                            out.extend_from_slice(&between);
-                        }
-                        match one(r, e) {
-                            Some(t) => out.extend_from_slice(t.as_bytes()),
-                            None => {
-                                return Ok(edits.replace(
-                                    vspan,
-                                    synth(&indent_at(b, age.key_span.start)).into_bytes(),
-                                ));
+                        match (out.as_mut(), one(r, e)) {
+                            (Some(o), Some(t)) => {
+                                if i > 0 {
+                                    o.extend_from_slice(&between);
+                                }
+                                o.extend_from_slice(t.as_bytes());
                             }
+                            _ => out = None,
                         }
                     }
-                    out.extend_from_slice(close);
-                    out
+                    match out {
+                        Some(mut o) => {
+                            o.extend_from_slice(close);
+                            o
+                        }
+                        // An entry shaped unlike sops's: written in sops's layout instead.
+                        None => synth(&indent_at(b, age.key_span.start)).into_bytes(),
+                    }
                 }
                 _ => synth(&indent_at(b, age.key_span.start)).into_bytes(),
             };
