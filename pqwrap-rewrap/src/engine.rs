@@ -245,20 +245,11 @@ fn process<'a, S: Store>(
         events.record(&rec);
     };
     let mut head = vec![0u8; HEAD_LEN];
-    let n = match read_head(src.blob(), &mut head) {
-        Ok(n) => n,
-        Err(e) => {
-            return failed(
-                events,
-                &name,
-                &Info::default(),
-                Some(size),
-                &FileError::Unreadable(e),
-            );
-        }
-    };
-    head.truncate(n);
-    let found = match format::detect_file_in(ctx.formats, &head, src.blob()) {
+    let found = read_head(src.blob(), &mut head).and_then(|n| {
+        head.truncate(n);
+        format::detect_file_in(ctx.formats, &head, src.blob())
+    });
+    let found = match found {
         Ok(f) => f,
         Err(e) => {
             return failed(

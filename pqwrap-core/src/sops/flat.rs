@@ -104,6 +104,9 @@ pub(crate) fn parse_dotenv(text: &[u8]) -> Result<(Doc, Vec<Comment>), SopsError
     Ok((doc, comments))
 }
 
+/// A section being read: its name and header, its entries, the keys seen.
+type Section = (String, Range<usize>, Vec<Entry>, HashSet<String>);
+
 /// The name go-ini gives keys outside any section.
 const DEFAULT_SECTION: &str = "DEFAULT";
 
@@ -112,12 +115,10 @@ const DEFAULT_SECTION: &str = "DEFAULT";
 pub(crate) fn parse_ini(text: &[u8]) -> Result<(Doc, Vec<Comment>), SopsError> {
     let mut doc = Doc::default();
     let mut sections: Vec<Entry> = Vec::new();
-    let mut current: Option<(String, Range<usize>, Vec<Entry>, HashSet<String>)> = None;
+    let mut current: Option<Section> = None;
     let mut comments = Vec::new();
     let mut names = HashSet::new();
-    let close = |doc: &mut Doc,
-                 sections: &mut Vec<Entry>,
-                 sec: Option<(String, Range<usize>, Vec<Entry>, HashSet<String>)>| {
+    let close = |doc: &mut Doc, sections: &mut Vec<Entry>, sec: Option<Section>| {
         if let Some((key, key_span, entries, _)) = sec {
             let span = key_span.start
                 ..entries

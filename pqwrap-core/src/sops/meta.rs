@@ -405,6 +405,14 @@ pub(crate) fn classify_flat(path: &str) -> Option<FlatKey> {
     })
 }
 
+/// A master key being gathered from flattened lines: (group, list, index), kind, id, enc.
+type FlatSlot = (
+    (Option<usize>, usize, usize),
+    KeyKind,
+    Option<String>,
+    Option<String>,
+);
+
 /// Reads flattened metadata: `lines` are the metadata keys (prefix removed) with their places.
 pub(crate) fn from_flat(lines: Vec<FlatLine>, ftype: FileType) -> Result<Metadata, SopsError> {
     if lines.is_empty() {
@@ -415,12 +423,7 @@ pub(crate) fn from_flat(lines: Vec<FlatLine>, ftype: FileType) -> Result<Metadat
     }
     let mut fields: Vec<(String, String, Range<usize>)> = Vec::new();
     // (group, kind, index) -> (id, enc)
-    let mut keys: Vec<(
-        (Option<usize>, usize, usize),
-        KeyKind,
-        Option<String>,
-        Option<String>,
-    )> = Vec::new();
+    let mut keys: Vec<FlatSlot> = Vec::new();
     for l in &lines {
         match classify_flat(&l.path).ok_or(meta_err("has a malformed flattened key"))? {
             FlatKey::Field(f) => fields.push((f, l.value.clone(), l.value_span.clone())),

@@ -656,10 +656,7 @@ impl<'a> SopsFile<'a> {
 
     /// Walks every value as sops's tree walk does: `f` gets each scalar with its path and
     /// whether the rules say it is encrypted.
-    fn walk(
-        &self,
-        f: &mut dyn FnMut(&doc::Scalar, &[&str], bool) -> Result<(), SopsError>,
-    ) -> Result<(), SopsError> {
+    fn walk(&self, f: &mut OnValue<'_>) -> Result<(), SopsError> {
         // Aliases are walked again where they are (as yaml.v3 expands them): bounded, so an
         // alias bomb is refused, not expanded.
         let mut budget: usize = 4 * self.doc.nodes.len() + 1024;
@@ -678,7 +675,7 @@ impl<'a> SopsFile<'a> {
         path: &mut Vec<&'s str>,
         budget: &mut usize,
         depth: usize,
-        f: &mut dyn FnMut(&doc::Scalar, &[&str], bool) -> Result<(), SopsError>,
+        f: &mut OnValue<'_>,
     ) -> Result<(), SopsError> {
         *budget = budget
             .checked_sub(1)
@@ -747,6 +744,9 @@ impl<'a> SopsFile<'a> {
         Ok(hex_upper(&h.finalize()))
     }
 }
+
+/// What a walk calls for each value: the scalar, its key path, whether it is encrypted.
+type OnValue<'f> = dyn FnMut(&doc::Scalar, &[&str], bool) -> Result<(), SopsError> + 'f;
 
 fn aad(path: &[&str]) -> String {
     let mut s = path.join(":");

@@ -112,9 +112,13 @@ impl Format for Sops {
     }
 
     fn is_own_output(&self, head: &[u8]) -> bool {
-        // A SOPS file is text: a temporary that holds text is what this format writes. (Only
-        // files named exactly like a temporary, whose lock nobody holds, get here.)
-        !head.is_empty() && !looks_binary(head)
+        // A SOPS file starts with its values: what this format writes has an encrypted value
+        // (or the start of one, cut off) in its first bytes. A leftover whose first key is
+        // long or unencrypted is not recognised, and left alone.
+        const ENC: &[u8] = b"ENC[AES256_GCM,";
+        !looks_binary(head)
+            && (head.windows(ENC.len()).any(|w| w == ENC)
+                || (5..ENC.len()).any(|n| head.ends_with(ENC.get(..n).unwrap_or_default())))
     }
 }
 
