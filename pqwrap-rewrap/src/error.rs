@@ -388,9 +388,9 @@ impl FileError {
             FileError::Verify(_) => Reason::VerifyFailed,
             FileError::Io { .. } | FileError::Audit(_) | FileError::CommitterGone => Reason::Io,
             FileError::Sops(e) => match e {
-                SopsError::GroupLocked { .. } | SopsError::BelowThreshold { .. } => {
-                    Reason::NoIdentity
-                }
+                SopsError::GroupLocked { .. }
+                | SopsError::NoAgeEntry { .. }
+                | SopsError::BelowThreshold { .. } => Reason::NoIdentity,
                 SopsError::Plan(_) => Reason::NoRecipients,
                 SopsError::Unsupported(_) => Reason::UnsupportedFormat,
                 SopsError::Verify(_) => Reason::VerifyFailed,

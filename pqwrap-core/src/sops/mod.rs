@@ -112,6 +112,18 @@ pub enum SopsError {
         /// How many groups the file has.
         groups: usize,
     },
+    /// The only key group has no age entry (PGP or cloud KMS keys only): no identity given to
+    /// pqwrap can open it.
+    #[error(
+        "key group {group} (of {groups}) has no age entry, only PGP or cloud KMS keys: pqwrap \
+         opens age entries only (add an age recipient with sops first)"
+    )]
+    NoAgeEntry {
+        /// 1-based.
+        group: usize,
+        /// How many groups the file has.
+        groups: usize,
+    },
     /// Fewer groups opened than the Shamir threshold needs.
     #[error("{opened} of {groups} key groups opened, {threshold} are needed for the data key")]
     BelowThreshold {
@@ -594,9 +606,22 @@ impl<'a> SopsFile<'a> {
         }
         let opened: Vec<Zeroizing<Vec<u8>>> = shares.iter().flatten().cloned().collect();
         let key: Zeroizing<[u8; DATA_KEY_LEN]> = if ngroups == 1 {
-            let k = opened.first().ok_or(SopsError::GroupLocked {
-                group: 1,
-                groups: 1,
+            let no_age = self
+                .meta
+                .groups
+                .iter()
+                .flatten()
+                .all(|k| k.kind != KeyKind::Age);
+            let k = opened.first().ok_or(if no_age {
+                SopsError::NoAgeEntry {
+                    group: 1,
+                    groups: 1,
+                }
+            } else {
+                SopsError::GroupLocked {
+                    group: 1,
+                    groups: 1,
+                }
             })?;
             Zeroizing::new(
                 k.as_slice()
