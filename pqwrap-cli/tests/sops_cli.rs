@@ -462,3 +462,101 @@ const ROTATED: [&str; 4] = [
     "dotenv-age2.sops.env",
     "json-2groups.sops.json",
 ];
+
+/// Files from other projects' test suites (test-vectors/sops/public): written by sops 3.5.0
+/// to 3.7.3, with the age keys those projects publish. `(file, name in the tree)`.
+const PUBLIC: [(&str, &str); 6] = [
+    ("sops-nix/secrets.yaml", "nix.yaml"),
+    ("helm-secrets/secrets.age.yaml", "helm.yaml"),
+    ("sops-nix/secrets.json", "nix-pgp.json"),
+    ("sops-nix/secrets.bin", "nix-pgp.bin"),
+    ("sops-nix/secrets.env", "nix-pgp.env"),
+    ("sops-nix/secrets.ini", "nix-pgp.ini"),
+];
+
+#[test]
+fn public_fixtures_from_other_projects_are_rewrapped_and_sops_still_decrypts_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let public = fixtures().join("public");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for (from, to) in PUBLIC {
+        std::fs::copy(public.join(from), repo.join(to)).unwrap();
+    }
+    // The published keys, in one file.
+    let old_keys = tmp.path().join("old.txt");
+    let mut all = String::new();
+    for k in ["sops-nix/age-keys.txt", "helm-secrets/key.txt"] {
+        all.push_str(&std::fs::read_to_string(public.join(k)).unwrap());
+    }
+    std::fs::write(&old_keys, all).unwrap();
+    let new = Identity::generate_hybrid().unwrap();
+    let new_keys = tmp.path().join("new.txt");
+    write_identities(&new_keys, &[&new]);
+
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&repo));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let scan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scan["by_protection"]["classical"]["files"], 6, "{scan}");
+
+    let o = run(pqwrap()
+        .arg("rewrap")
+        .arg("-i")
+        .arg(&old_keys)
+        .arg("-r")
+        .arg(new.to_recipient().to_string())
+        .arg(&repo));
+    assert_eq!(code(&o), 1, "the PGP-only files fail: {}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("re-wrapped    2"), "{err}");
+    assert!(
+        err.contains("PGP"),
+        "the summary names the kept PGP entries: {err}"
+    );
+    for (from, to) in PUBLIC {
+        let now = std::fs::read(repo.join(to)).unwrap();
+        let was = std::fs::read(public.join(from)).unwrap();
+        if to.contains("pgp") {
+            let line = err
+                .lines()
+                .find(|l| l.contains(to))
+                .unwrap_or_else(|| panic!("no message for {to}: {err}"));
+            assert!(
+                line.contains("failed") && line.contains("has no age entry"),
+                "{line}"
+            );
+            assert_eq!(now, was, "{to} was written");
+        } else {
+            assert_ne!(now, was, "{to}");
+            assert_eq!(
+                values_part(&now, Path::new(to)),
+                values_part(&was, Path::new(to)),
+                "{to}"
+            );
+        }
+    }
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&repo));
+    let scan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scan["by_protection"]["post_quantum"]["files"], 1, "{scan}");
+    assert_eq!(scan["by_protection"]["mixed"]["files"], 1, "{scan}");
+    assert_eq!(scan["by_protection"]["classical"]["files"], 4, "{scan}");
+
+    let Some(sops) = sops_or_skip(
+        "public_fixtures_from_other_projects_are_rewrapped_and_sops_still_decrypts_them",
+    ) else {
+        return;
+    };
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    for (from, to) in PUBLIC.iter().filter(|(_, to)| !to.contains("pgp")) {
+        let want = sops_decrypt(&sops, &public.join(from), &old_keys, &home)
+            .expect("sops opens the original");
+        let got = sops_decrypt(&sops, &repo.join(to), &new_keys, &home)
+            .unwrap_or_else(|e| panic!("sops cannot decrypt {to}: {e}"));
+        assert_eq!(got, want, "{to}");
+        assert!(
+            sops_decrypt(&sops, &repo.join(to), &old_keys, &home).is_err(),
+            "{to}"
+        );
+    }
+}

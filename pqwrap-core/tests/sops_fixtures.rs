@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use pqwrap_core::keys::{Identity, Recipient, parse_identities};
-use pqwrap_core::sops::{FileType, PgpEntries, Protection, SopsError, SopsFile, Targets};
+use pqwrap_core::sops::{
+    self, FileType, KeyKind, PgpEntries, Protection, SopsError, SopsFile, Targets,
+};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/sops")
@@ -430,6 +432,97 @@ fn cloud_kms_only_files_are_told_apart() {
     assert_eq!(f.groups()[0].len(), 1);
     assert!(matches!(
         f.data_key(&old_keys()),
-        Err(SopsError::GroupLocked { .. })
+        Err(SopsError::NoAgeEntry { .. })
     ));
+}
+
+/// Files from other projects' test suites (test-vectors/sops/public, see its README): written
+/// by sops 3.5.0, 3.7.1 and 3.7.3, long before this code, with the age keys their projects
+/// publish.
+fn public(name: &str) -> Vec<u8> {
+    std::fs::read(dir().join("public").join(name)).unwrap()
+}
+
+fn public_key(name: &str) -> Identity {
+    let text = String::from_utf8(public(name)).unwrap();
+    parse_identities(&text).unwrap().remove(0)
+}
+
+/// The age-wrapped public files, their type, the key that opens them, and what the file is
+/// after a re-wrap that keeps PGP entries.
+const PUBLIC_AGE: &[(&str, &str, Protection)] = &[
+    // Two X25519 age entries and two PGP entries, sops 3.7.1 (`kms: []` and the like).
+    (
+        "sops-nix/secrets.yaml",
+        "sops-nix/age-keys.txt",
+        Protection::Mixed,
+    ),
+    // One X25519 age entry, an `int` value, a multi-line value, sops 3.7.1.
+    (
+        "helm-secrets/secrets.age.yaml",
+        "helm-secrets/key.txt",
+        Protection::PostQuantum,
+    ),
+];
+
+#[test]
+fn public_fixtures_open_and_rewrap_byte_exactly() {
+    let new = Identity::generate_hybrid().unwrap();
+    for (name, key, after) in PUBLIC_AGE {
+        let bytes = public(name);
+        assert_eq!(sops::detect(&bytes), Some(FileType::Yaml), "{name}");
+        let f = SopsFile::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(f.protection(), Protection::Classical, "{name}");
+        let dk = f
+            .data_key(&[public_key(key)])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        f.verify_mac(&dk).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let targets = all_to(&new, 1);
+        let out = f
+            .rewrap(&dk, &targets)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        out.verify(&out.bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            without_age_entries(&bytes, FileType::Yaml),
+            without_age_entries(&out.bytes, FileType::Yaml),
+            "{name}: bytes outside the age entries changed"
+        );
+        let g = SopsFile::parse(&out.bytes).unwrap();
+        assert_eq!(g.protection(), *after, "{name}");
+        g.verify_mac(&g.data_key(std::slice::from_ref(&new)).unwrap())
+            .unwrap();
+        assert!(g.data_key(&[public_key(key)]).is_err(), "{name}");
+    }
+}
+
+#[test]
+fn public_pgp_only_fixtures_are_classical_and_do_not_open_with_age_keys() {
+    let age = public_key("sops-nix/age-keys.txt");
+    for (name, t) in [
+        ("sops-nix/secrets.json", FileType::Json),
+        ("sops-nix/secrets.bin", FileType::Binary),
+        ("sops-nix/secrets.env", FileType::Dotenv),
+        ("sops-nix/secrets.ini", FileType::Ini),
+    ] {
+        let bytes = public(name);
+        assert_eq!(sops::detect(&bytes), Some(t), "{name}");
+        let f = SopsFile::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(f.file_type(), t, "{name}");
+        assert_eq!(f.protection(), Protection::Classical, "{name}");
+        assert!(
+            f.groups()[0].iter().all(|k| k.kind == KeyKind::Pgp),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                f.data_key(std::slice::from_ref(&age)),
+                Err(SopsError::NoAgeEntry {
+                    group: 1,
+                    groups: 1
+                })
+            ),
+            "{name}"
+        );
+    }
 }
