@@ -151,17 +151,42 @@ fn what_pqwrap_rewrap_writes_opens_in_typage() {
         typage(&["decrypt", s(&ty_key), s(&tree.join(f)), s(&out)]).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), data, "{f}");
     }
-    // The SOPS file's new age entry is an armored age file typage opens: the 32-byte data key.
-    let yaml = std::fs::read_to_string(tree.join("s.sops.yaml")).unwrap();
-    let begin = yaml.find("-----BEGIN AGE ENCRYPTED FILE-----").unwrap();
-    let end = yaml.find("-----END AGE ENCRYPTED FILE-----").unwrap();
-    let armor: String = yaml[begin..end + 32]
-        .lines()
-        .map(|l| format!("{}\n", l.trim()))
-        .collect();
+    // The SOPS file's new age entry is an armored age file typage opens, to the data key that
+    // sops's own entry in the original wraps (opened by pqwrap decrypt with the old key).
+    let first_entry = |yaml: &str, to: &Path| {
+        let begin = yaml.find("-----BEGIN AGE ENCRYPTED FILE-----").unwrap();
+        let end = yaml.find("-----END AGE ENCRYPTED FILE-----").unwrap();
+        let armor: String = yaml[begin..end + 32]
+            .lines()
+            .map(|l| format!("{}\n", l.trim()))
+            .collect();
+        std::fs::write(to, armor).unwrap();
+    };
     let entry = dir.join("entry.age");
-    std::fs::write(&entry, armor).unwrap();
+    first_entry(
+        &std::fs::read_to_string(tree.join("s.sops.yaml")).unwrap(),
+        &entry,
+    );
     let out = dir.join("entry.out");
     typage(&["decrypt", s(&ty_key), s(&entry), s(&out)]).unwrap();
-    assert_eq!(std::fs::read(&out).unwrap().len(), 32);
+    let old_entry = dir.join("old-entry.age");
+    first_entry(
+        &std::fs::read_to_string(vectors.join("yaml-age2-pgp.sops.yaml")).unwrap(),
+        &old_entry,
+    );
+    let old_out = dir.join("old-entry.out");
+    let o = run(pqwrap().args([
+        "decrypt",
+        "-i",
+        s(&vectors.join("keys/a.txt")),
+        "-i",
+        s(&vectors.join("keys/b.txt")),
+        "-o",
+        s(&old_out),
+        s(&old_entry),
+    ]));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let data_key = std::fs::read(&old_out).unwrap();
+    assert_eq!(data_key.len(), 32);
+    assert_eq!(std::fs::read(&out).unwrap(), data_key);
 }
