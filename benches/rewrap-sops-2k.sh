@@ -2,7 +2,7 @@
 # Usage: benches/rewrap-sops-2k.sh DIR [RUNS]
 #
 # The SOPS re-wrap benchmark of BENCHMARKS.md, run in DIR: builds, once, 2,000 SOPS YAML
-# files of about 3 KiB, each encrypted by the real sops to 2 age X25519 recipients, then
+# files of about 5 KiB, each encrypted by the real sops to 2 age X25519 recipients, then
 # times in one hyperfine run, each from a fresh copy:
 #   - `pqwrap rewrap -j 2` over the whole tree, to a fresh post-quantum recipient;
 #   - a loop running one `pqwrap rewrap` process per file (the shape of every per-file tool);
