@@ -560,3 +560,51 @@ fn public_fixtures_from_other_projects_are_rewrapped_and_sops_still_decrypts_the
         );
     }
 }
+
+#[test]
+fn classical_recipients_from_sops_yaml_need_allow_classical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let file = repo.join("json-age2.sops.json");
+    std::fs::copy(fixtures().join("json-age2.sops.json"), &file).unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let classical = Identity::generate_x25519().unwrap();
+    std::fs::write(
+        repo.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {}\n", classical.to_recipient()),
+    )
+    .unwrap();
+    let rewrap = |extra: &[&str]| {
+        run(pqwrap()
+            .arg("rewrap")
+            .args(old_key_args())
+            .arg("--sops-config")
+            .arg(repo.join(".sops.yaml"))
+            .args(extra)
+            .arg(&repo))
+    };
+    let o = rewrap(&[]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("json-age2.sops.json"))
+        .unwrap_or_else(|| panic!("no message for the file: {err}"));
+    assert!(
+        line.contains("classical") && line.contains("--allow-classical"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "written without consent"
+    );
+    // With --allow-classical it is re-wrapped, and stays classical (scan says so).
+    let o = rewrap(&["--allow-classical"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_ne!(std::fs::read(&file).unwrap(), before);
+    let o = run(pqwrap().args(["scan", "--json"]).arg(&file));
+    let scan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(scan["by_protection"]["classical"]["files"], 1, "{scan}");
+}
