@@ -45,6 +45,13 @@ pub fn summary(s: &Summary, dry_run: bool, report_error: Option<&str>) -> String
             out.push_str(&format!("{word:<14}{k} ({})\n", by_reason(s, outcome)));
         }
     }
+    if s.still_classical > 0 {
+        out.push_str(&format!(
+            "{} file(s) still carry classical wraps besides the new ones (a SOPS file's PGP \
+             entries): they stay mixed; --remove-pgp drops PGP entries\n",
+            s.still_classical
+        ));
+    }
     let unverified = s.count_of(Outcome::Failed, Reason::Unverified);
     if unverified > 0 {
         out.push_str(&format!(

@@ -36,6 +36,16 @@ const BACKENDS: &[Backend] = &[
     backend("HKDF-SHA-256", "hkdf", "0.13.0"),
     backend("scrypt", "scrypt", "0.12.0"),
     backend("operating-system randomness", "getrandom", "0.3.4"),
+    // SOPS key groups: Shamir secret sharing over GF(2^8), its coefficients drawn from a
+    // ChaCha20 generator seeded by the operating system.
+    #[cfg(feature = "sops")]
+    backend("Shamir secret sharing (GF(2^8))", "vsss-rs", "6.0.1"),
+    #[cfg(feature = "sops")]
+    backend(
+        "ChaCha20 CSPRNG (Shamir coefficients)",
+        "chacha20",
+        "0.10.2",
+    ),
 ];
 
 const fn backend(

@@ -9,6 +9,8 @@ pub mod envelope;
 pub mod kem;
 pub mod keys;
 pub mod ocsf;
+#[cfg(feature = "sops")]
+pub mod sops;
 pub mod token;
 #[cfg(unix)]
 pub mod xattr;

@@ -245,8 +245,12 @@ fn process<'a, S: Store>(
         events.record(&rec);
     };
     let mut head = vec![0u8; HEAD_LEN];
-    let n = match read_head(src.blob(), &mut head) {
-        Ok(n) => n,
+    let found = read_head(src.blob(), &mut head).and_then(|n| {
+        head.truncate(n);
+        format::detect_file_in(ctx.formats, &head, src.blob())
+    });
+    let found = match found {
+        Ok(f) => f,
         Err(e) => {
             return failed(
                 events,
@@ -257,14 +261,14 @@ fn process<'a, S: Store>(
             );
         }
     };
-    head.truncate(n);
-    let Some(found) = format::detect_in(ctx.formats, &head) else {
+    let Some(found) = found else {
         let mut rec = Record::new(&name, Outcome::Skipped)
             .because(Skip::NotEncrypted.reason(), String::new());
         rec.bytes = Some(size);
         return events.record(&rec);
     };
     let input = Input {
+        name: &name,
         blob: src.blob(),
         head: &head,
         in_place: store.in_place(),

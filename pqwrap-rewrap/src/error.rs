@@ -7,6 +7,7 @@ use std::io;
 
 use pqwrap_core::age::AgeError;
 use pqwrap_core::envelope::EnvelopeError;
+use pqwrap_core::sops::SopsError;
 
 use crate::events::Reason;
 
@@ -47,6 +48,10 @@ pub enum Skip {
         "a mount point (a file mounted over this name): not replaced; re-wrap it where it is mounted from"
     )]
     MountPoint,
+    /// A SOPS file whose data key only cloud or Vault keys wrap: no public-key wrap in the
+    /// file for a quantum computer to break, and none that an age identity opens.
+    #[error("SOPS file wrapped by cloud KMS keys only: no age entry to re-wrap")]
+    CloudKmsOnly,
 }
 
 impl Skip {
@@ -61,6 +66,7 @@ impl Skip {
             Skip::TemporaryInUse | Skip::TemporaryNotOurs => Reason::TemporaryInUse,
             Skip::TemporaryDirectory => Reason::TemporaryDirectory,
             Skip::MountPoint => Reason::MountPoint,
+            Skip::CloudKmsOnly => Reason::CloudKms,
         }
     }
 }
@@ -308,6 +314,13 @@ pub enum FileError {
     /// The commit thread stopped.
     #[error("the commit thread stopped")]
     CommitterGone,
+    /// A SOPS file that cannot be read, opened, verified or rewritten.
+    #[error("SOPS: {0}")]
+    Sops(#[source] SopsError),
+    /// No new recipients for this file (with `--sops-config`, for files it does not cover;
+    /// a SOPS file with several key groups and only `-r`).
+    #[error("{0}")]
+    NoRecipients(String),
 }
 
 impl FileError {
@@ -341,6 +354,15 @@ impl FileError {
         }
     }
 
+    /// An age or native file in a job whose recipients come from SOPS creation rules only.
+    pub fn no_recipients() -> Self {
+        FileError::NoRecipients(
+            "no recipients for this file: --sops-config gives recipients to SOPS files only; \
+             add -r/-R for the others"
+                .into(),
+        )
+    }
+
     /// A native-envelope error met while reading a file.
     pub fn from_native(e: EnvelopeError) -> Self {
         match e {
@@ -365,6 +387,17 @@ impl FileError {
             FileError::ClassicalForNative(_) | FileError::Wrap(_) => Reason::Io,
             FileError::Verify(_) => Reason::VerifyFailed,
             FileError::Io { .. } | FileError::Audit(_) | FileError::CommitterGone => Reason::Io,
+            FileError::Sops(e) => match e {
+                SopsError::GroupLocked { .. }
+                | SopsError::NoAgeEntry { .. }
+                | SopsError::BelowThreshold { .. } => Reason::NoIdentity,
+                SopsError::Plan(_) => Reason::NoRecipients,
+                SopsError::Unsupported(_) => Reason::UnsupportedFormat,
+                SopsError::Verify(_) => Reason::VerifyFailed,
+                SopsError::Random | SopsError::Wrap(_) => Reason::Io,
+                _ => Reason::Corrupt,
+            },
+            FileError::NoRecipients(_) => Reason::NoRecipients,
         }
     }
 }

@@ -171,10 +171,11 @@ fn classify(
     let mut head = vec![0u8; HEAD_LEN];
     let n = read_head(src.blob(), &mut head)?;
     head.truncate(n);
-    let Some(found) = format::detect_in(formats, &head) else {
+    let Some(found) = format::detect_file_in(formats, &head, src.blob())? else {
         return Ok((None, Protection::NotEncrypted));
     };
     let input = Input {
+        name: src.name(),
         blob: src.blob(),
         head: &head,
         in_place: crate::format::InPlace::Unsupported,

@@ -1,8 +1,11 @@
 //! The keys and choices of a re-wrap job, shared by every format.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use pqwrap_core::keys::{Identity, Recipient};
+pub use pqwrap_core::sops::PgpEntries;
 
 use crate::error::JobError;
 
@@ -46,6 +49,17 @@ pub struct JobOptions {
     pub payload_check: PayloadCheck,
     /// Whether classical recipients are allowed.
     pub classical: Classical,
+    /// SOPS files: whether PGP entries are kept in the key groups that get new age entries.
+    pub pgp: PgpEntries,
+}
+
+/// New recipients decided file by file, one list per key group (SOPS creation rules): the
+/// hook through which a `.sops.yaml` decides each SOPS file's recipients.
+pub trait RecipientsFor: Send + Sync {
+    /// The new recipients of each key group of the file the store names `name`: `None` when
+    /// this source says nothing about such files, `Err` (for the report) when it should but
+    /// cannot (no rule matches, a recipient does not parse).
+    fn key_groups(&self, name: &Path) -> Option<Result<Vec<Vec<Recipient>>, String>>;
 }
 
 /// The keys of a job: the identities that open the files today (and, optionally, the new
@@ -70,6 +84,7 @@ pub struct Job {
     recipients: Vec<Recipient>,
     target_types: BTreeMap<&'static str, usize>,
     options: JobOptions,
+    per_file: Option<Arc<dyn RecipientsFor>>,
 }
 
 /// The stanza type age writes for a recipient.
@@ -88,12 +103,33 @@ impl Job {
         recipients: Vec<Recipient>,
         options: JobOptions,
     ) -> Result<Job, JobError> {
+        Self::build(identities, recipients, None, options)
+    }
+
+    /// A job whose SOPS files get the recipients `per_file` gives them; other files (and
+    /// SOPS files it says nothing about) get `recipients`, which may then be empty: such
+    /// files fail with a message saying that they have no recipients.
+    pub fn with_recipients_for(
+        identities: Vec<Identity>,
+        recipients: Vec<Recipient>,
+        per_file: Arc<dyn RecipientsFor>,
+        options: JobOptions,
+    ) -> Result<Job, JobError> {
+        Self::build(identities, recipients, Some(per_file), options)
+    }
+
+    fn build(
+        identities: Vec<Identity>,
+        recipients: Vec<Recipient>,
+        per_file: Option<Arc<dyn RecipientsFor>>,
+        options: JobOptions,
+    ) -> Result<Job, JobError> {
         let mut seen = std::collections::HashSet::new();
         let recipients: Vec<Recipient> = recipients
             .into_iter()
             .filter(|r| seen.insert(r.to_string()))
             .collect();
-        if recipients.is_empty() {
+        if recipients.is_empty() && per_file.is_none() {
             return Err(JobError::NoRecipients);
         }
         if options.classical == Classical::Refuse
@@ -117,7 +153,18 @@ impl Job {
             recipients,
             target_types,
             options,
+            per_file,
         })
+    }
+
+    /// The per-file recipients of SOPS files, if the job has a source of them.
+    pub fn recipients_for(&self, name: &Path) -> Option<Result<Vec<Vec<Recipient>>, String>> {
+        self.per_file.as_ref().and_then(|p| p.key_groups(name))
+    }
+
+    /// Whether the job has a per-file source of recipients.
+    pub fn has_recipients_for(&self) -> bool {
+        self.per_file.is_some()
     }
 
     /// Every identity given.

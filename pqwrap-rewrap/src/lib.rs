@@ -40,11 +40,12 @@ pub mod events;
 pub mod format;
 pub mod inventory;
 mod job;
+pub mod sops_config;
 pub mod store;
 
 pub use engine::{Options, RunMode, run};
 pub use error::{FileError, JobError, RewrapError, Skip};
 pub use events::{Events, Summary};
 pub use format::Format;
-pub use job::{Classical, Job, JobOptions, Mode, PayloadCheck};
+pub use job::{Classical, Job, JobOptions, Mode, PayloadCheck, PgpEntries, RecipientsFor};
 pub use store::Store;

@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use pqwrap_rewrap::events::{AuditTrail, Events, JsonLines, Summary, Tee};
 use pqwrap_rewrap::format::FORMATS;
+use pqwrap_rewrap::sops_config::SopsConfig;
 use pqwrap_rewrap::store::Store;
 use pqwrap_rewrap::store::fs::{Durability, FsStore};
-use pqwrap_rewrap::{Classical, Job, JobError, JobOptions, Mode, Options, PayloadCheck, RunMode};
+use pqwrap_rewrap::{
+    Classical, Job, JobError, JobOptions, Mode, Options, PayloadCheck, PgpEntries, RunMode,
+};
 
 use crate::exit::Status;
 use crate::keyfiles::{load_identities, load_recipients};
@@ -50,10 +53,10 @@ EXIT STATUS
   0 every encrypted file was re-wrapped or verified done; 1 some failed or could not be
   verified (see the summary and the report); 2 bad usage.";
 
-/// Re-wrap encrypted files to post-quantum recipients, in place (age and pqwrap files).
+/// Re-wrap encrypted files to post-quantum recipients, in place (age, pqwrap and SOPS files).
 #[derive(clap::Args)]
 #[command(after_long_help = AFTER_HELP)]
-#[command(group(clap::ArgGroup::new("to").required(true).multiple(true).args(["recipient", "recipients_file"])))]
+#[command(group(clap::ArgGroup::new("to").required(true).multiple(true).args(["recipient", "recipients_file", "sops_config"])))]
 pub struct Args {
     /// Identity file that opens the files today (the old key). Repeatable; any that matches
     /// is used.
@@ -114,6 +117,9 @@ pub struct Args {
     #[arg(long, value_name = "MODE", default_value = "group")]
     sync: SyncMode,
 
+    #[command(flatten)]
+    sops: SopsArgs,
+
     /// Files and directories to re-wrap (directories recursively; symlinks not followed), or
     /// one object-store URL (`s3://BUCKET[/PREFIX]`).
     #[arg(value_name = "PATH|URL", required = true)]
@@ -121,6 +127,21 @@ pub struct Args {
 
     #[command(flatten)]
     objects: crate::objects::RewrapArgs,
+}
+
+/// The options for SOPS files.
+#[derive(clap::Args)]
+struct SopsArgs {
+    /// SOPS files: take each file's new age recipients from the creation rules of this
+    /// `.sops.yaml` (path_regex, age, key_groups), as `sops updatekeys` does. Needed for
+    /// files with several key groups.
+    #[arg(long = "sops-config", value_name = "FILE")]
+    sops_config: Option<PathBuf>,
+
+    /// SOPS files: remove the PGP entries of every key group that gets new age entries
+    /// (kept, they still wrap the data key classically).
+    #[arg(long = "remove-pgp")]
+    remove_pgp: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -171,8 +192,27 @@ pub fn run(args: Args) -> Result<Status> {
         } else {
             Classical::Refuse
         },
+        pgp: if args.sops.remove_pgp {
+            PgpEntries::Remove
+        } else {
+            PgpEntries::Keep
+        },
     };
-    let job = match Job::new(identities, recipients, options) {
+    let sops_config = match &args.sops.sops_config {
+        Some(p) => match SopsConfig::load(p) {
+            Ok(c) => Some(std::sync::Arc::new(c)),
+            Err(e) => {
+                eprintln!("pqwrap rewrap: {e}");
+                return Ok(Status::Usage);
+            }
+        },
+        None => None,
+    };
+    let job = match sops_config {
+        Some(c) => Job::with_recipients_for(identities, recipients, c, options),
+        None => Job::new(identities, recipients, options),
+    };
+    let job = match job {
         Ok(j) => j,
         Err(e @ (JobError::NoRecipients | JobError::Classical(_))) => {
             eprintln!("pqwrap rewrap: {e}");
@@ -186,6 +226,7 @@ pub fn run(args: Args) -> Result<Status> {
         .identity
         .iter()
         .chain(&args.recipients_file)
+        .chain(&args.sops.sops_config)
         .map(PathBuf::as_path)
         .collect();
     let roots: &[PathBuf] = if local { &args.paths } else { &[] };

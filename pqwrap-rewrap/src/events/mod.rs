@@ -77,6 +77,10 @@ pub enum Reason {
     VerifyFailed,
     /// An I/O error while writing or committing.
     Io,
+    /// A SOPS file wrapped by cloud KMS keys only.
+    CloudKms,
+    /// No new recipients for this file (or not one per key group).
+    NoRecipients,
 }
 
 impl Reason {
@@ -100,6 +104,8 @@ impl Reason {
             Reason::Corrupt => "corrupt",
             Reason::VerifyFailed => "verification failed",
             Reason::Io => "I/O error",
+            Reason::CloudKms => "cloud KMS only",
+            Reason::NoRecipients => "no recipients for it",
         }
     }
 }

@@ -15,7 +15,13 @@ pub struct Summary {
     pub bytes_transferred: u64,
     /// Replaced versions that remain readable (versioned buckets, without purging).
     pub versions_kept: u64,
+    /// Files re-wrapped (or that would be) that still carry a classical wrap (a SOPS file's
+    /// PGP entries kept): they end mixed.
+    pub still_classical: u64,
 }
+
+/// Wraps a file can still carry after a re-wrap that a quantum computer breaks.
+const CLASSICAL_WRAPS: [&str; 4] = ["pgp", "age/X25519", "age/ssh", "age/plugin"];
 
 impl Summary {
     /// Counts one record.
@@ -23,6 +29,13 @@ impl Summary {
         *self.counts.entry((rec.outcome, rec.reason)).or_default() += 1;
         if matches!(rec.outcome, Outcome::Rewrapped | Outcome::WouldRewrap) {
             self.bytes_rewrapped += rec.bytes.unwrap_or(0);
+            if rec
+                .new_stanzas
+                .iter()
+                .any(|s| CLASSICAL_WRAPS.contains(&s.as_str()))
+            {
+                self.still_classical += 1;
+            }
         }
         self.bytes_transferred += rec.transferred.unwrap_or(0);
         if rec.old_version_kept.is_some() && rec.outcome == Outcome::Rewrapped {

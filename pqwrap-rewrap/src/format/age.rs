@@ -59,6 +59,9 @@ impl Format for Age {
     }
 
     fn plan<'a>(&'a self, job: &'a Job, found: &Detected, input: &Input<'_>) -> Plan<'a> {
+        if job.recipients().is_empty() {
+            return Plan::fail(Info::of(found.label), FileError::no_recipients());
+        }
         plan(job, found.armor, input)
     }
 

@@ -9,21 +9,24 @@
 mod age;
 mod native;
 mod openpgp;
+mod sops;
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use serde::Serialize;
 
 pub use self::age::Age;
 pub use self::native::Native;
 pub use self::openpgp::OpenPgp;
+pub use self::sops::Sops;
 
 use crate::blob::Blob;
 use crate::error::{FileError, Skip, VerifyError};
 use crate::job::Job;
 
 /// Every format, in detection order. Adding a format is one module and one line here.
-pub static FORMATS: &[&dyn Format] = &[&Native, &Age, &OpenPgp];
+pub static FORMATS: &[&dyn Format] = &[&Native, &Age, &OpenPgp, &Sops];
 
 /// Bytes read from the start of a file in one read: enough to recognise every format (age's
 /// armor may follow up to 1 KiB of whitespace) and, for most files, to hold the whole
@@ -40,6 +43,8 @@ pub enum FormatId {
     Native,
     /// OpenPGP messages: recognised, not supported.
     OpenPgp,
+    /// SOPS files (YAML, JSON, dotenv, INI, binary).
+    Sops,
     /// A format defined outside this crate.
     External,
 }
@@ -93,6 +98,28 @@ pub fn detect_in(formats: &[&'static dyn Format], head: &[u8]) -> Option<Detecte
     })
 }
 
+/// [`detect_in`], then the formats recognised anywhere in a file ([`Format::detect_file`],
+/// SOPS's metadata at the end), for a file no format recognised by its head.
+pub fn detect_file_in(
+    formats: &[&'static dyn Format],
+    head: &[u8],
+    blob: &dyn Blob,
+) -> io::Result<Option<Detected>> {
+    if let Some(d) = detect_in(formats, head) {
+        return Ok(Some(d));
+    }
+    for f in formats {
+        if let Some((label, armor)) = f.detect_file(head, blob)? {
+            return Ok(Some(Detected {
+                format: *f,
+                label,
+                armor,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether `head`, the first bytes (at most 64) of a file named like a temporary, is what a
 /// format writes at the start of a file: nothing yet, or all or part of the start of one.
 /// Only such a file is removed as the leftover of a killed run.
@@ -121,6 +148,8 @@ pub enum Protection {
     /// Passphrase-wrapped (age scrypt): no public-key wrap for a quantum computer to break; as
     /// strong as the passphrase.
     Passphrase,
+    /// Wrapped by cloud KMS keys only (SOPS): no public-key wrap in the file.
+    CloudKms,
     /// Recognised as encrypted, but the protection cannot be told (unknown stanza types,
     /// malformed header, unsupported format).
     Unknown,
@@ -130,11 +159,12 @@ pub enum Protection {
 
 impl Protection {
     /// Every variant, in display order.
-    pub const ALL: [Protection; 6] = [
+    pub const ALL: [Protection; 7] = [
         Protection::PostQuantum,
         Protection::Classical,
         Protection::Mixed,
         Protection::Passphrase,
+        Protection::CloudKms,
         Protection::Unknown,
         Protection::NotEncrypted,
     ];
@@ -146,6 +176,7 @@ impl Protection {
             Protection::Classical => "classical only",
             Protection::Mixed => "mixed",
             Protection::Passphrase => "passphrase",
+            Protection::CloudKms => "cloud KMS only",
             Protection::Unknown => "unknown",
             Protection::NotEncrypted => "not encrypted",
         }
@@ -162,9 +193,11 @@ pub enum InPlace {
     Unsupported,
 }
 
-/// What a format gets to look at: the file's bytes, the first of them already read, and what
-/// the store can do.
+/// What a format gets to look at: the file's name and bytes, the first of them already read,
+/// and what the store can do.
 pub struct Input<'s> {
+    /// The file's name as the store gives it (for formats whose recipients depend on it).
+    pub name: &'s Path,
     /// The file, of its snapshot's length.
     pub blob: &'s dyn Blob,
     /// Its first bytes (up to [`HEAD_LEN`]).
@@ -297,6 +330,19 @@ pub trait Format: Sync {
 
     /// Whether `head` is all or part of the start of a file this format writes.
     fn is_own_output(&self, head: &[u8]) -> bool;
+
+    /// For formats that show anywhere in a file rather than at its start (SOPS keeps its
+    /// metadata at the end): whether the file is this format, reading what it needs of
+    /// `blob` within a bound of its own. Called only for files no format recognised by their
+    /// head.
+    fn detect_file(
+        &self,
+        head: &[u8],
+        blob: &dyn Blob,
+    ) -> io::Result<Option<(&'static str, Armor)>> {
+        let _ = (head, blob);
+        Ok(None)
+    }
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

@@ -56,6 +56,9 @@ impl Format for Native {
     }
 
     fn plan<'a>(&'a self, job: &'a Job, _found: &Detected, input: &Input<'_>) -> Plan<'a> {
+        if job.recipients().is_empty() {
+            return Plan::fail(Info::of(LABEL), FileError::no_recipients());
+        }
         plan(job, input)
     }
 
