@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use broker_support::*;
+use common::skipped;
 
 fn code(o: &std::process::Output) -> i32 {
     o.status.code().unwrap_or(-1)

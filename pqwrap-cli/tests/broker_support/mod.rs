@@ -11,23 +11,6 @@ pub use crate::common::{BIN, pqwrap};
 
 pub use pqwrap_core::token::manifest::DESIGN_EXAMPLE;
 
-/// The loud banner of a test that could not run here.
-pub fn skipped(test: &str, because: &str) {
-    let lines = [
-        format!("SKIPPED {test}"),
-        format!("because {because}"),
-        "nothing was checked by this test (run it as root to check it)".to_string(),
-    ];
-    let w = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    let bar = "*".repeat(w + 8);
-    let mut banner = format!("\n{bar}\n");
-    for l in &lines {
-        banner.push_str(&format!("*** {l:<w$} ***\n"));
-    }
-    banner.push_str(&format!("{bar}\n"));
-    eprint!("{banner}");
-}
-
 /// Whether tests may switch users (root with setpriv); the reason when not.
 pub fn can_switch_users() -> Result<(), String> {
     if rustix::process::geteuid().as_raw() != 0 {

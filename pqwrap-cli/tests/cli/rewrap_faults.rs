@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 
 use crate::common::{
     BIN, Keys, OldKeys, code, decrypt, encrypt, keys, native, native_open, plaintext, pqwrap, rec,
-    report, run, text,
+    report, run, skipped, text,
 };
 use pqwrap_core::age;
 
@@ -35,25 +35,6 @@ fn pqwrap_as_nobody() -> Command {
         BIN,
     ]);
     c
-}
-
-/// The loud banner of a test that could not run here, written at once (tests run in
-/// parallel; one write keeps banners from interleaving).
-fn skipped(test: &str, because: &str) {
-    let because = because.lines().next().unwrap_or_default();
-    let lines = [
-        format!("SKIPPED {test}"),
-        format!("because {because}"),
-        "nothing was checked by this test (run it as root to check it)".to_string(),
-    ];
-    let w = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    let bar = "*".repeat(w + 8);
-    let mut banner = format!("\n{bar}\n");
-    for l in &lines {
-        banner.push_str(&format!("*** {l:<w$} ***\n"));
-    }
-    banner.push_str(&format!("{bar}\n"));
-    eprint!("{banner}");
 }
 
 /// A tmpfs mounted on a directory; unmounted on drop (also when the test panics).
