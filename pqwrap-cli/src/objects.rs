@@ -1,4 +1,5 @@
-//! Object stores on the command line: a URL where a path goes (`s3://bucket/prefix`), and the
+//! Object stores on the command line: a URL where a path goes (`s3://bucket/prefix`,
+//! `gs://bucket/prefix`, `az://container/prefix`), and the
 //! options that only make sense there. This is the one place that picks a store by scheme.
 
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use anyhow::{Result, bail};
 
 /// Options of `rewrap` for object stores.
 #[derive(clap::Args, Debug, Default)]
-#[command(next_help_heading = "Object stores (s3://BUCKET[/PREFIX])")]
+#[command(next_help_heading = "Object stores (s3://, gs://, az://BUCKET[/PREFIX])")]
 pub struct RewrapArgs {
     /// Take only the objects whose key hashes to shard K of N (0-based): N workers, each given
     /// its own K, cover the bucket exactly once. The hash is the first 8 bytes of SHA-256 of
@@ -38,8 +39,8 @@ pub enum Target {
     /// Local files and directories.
     Local,
     /// An object store.
-    #[cfg(feature = "s3")]
-    Object(pqwrap_rewrap::store::s3::Location),
+    #[cfg(any(feature = "s3", feature = "cloud"))]
+    Object(pqwrap_rewrap::store::bucket::Location),
 }
 
 /// Picks the store for the operands: all paths, or exactly one URL.
@@ -62,35 +63,43 @@ fn looks_like_url(s: &str) -> bool {
     })
 }
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "cloud"))]
 fn object_target(url: &str) -> Result<Target> {
-    Ok(Target::Object(pqwrap_rewrap::store::s3::Location::parse(
-        url,
-    )?))
+    use pqwrap_rewrap::store::bucket::{Location, Scheme};
+    let location = Location::parse(url)?;
+    let (built, feature) = match location.scheme {
+        Scheme::S3 => (cfg!(feature = "s3"), "s3"),
+        _ => (cfg!(feature = "cloud"), "cloud"),
+    };
+    if !built {
+        bail!("{url}: this pqwrap was built without support for it (cargo feature `{feature}`)");
+    }
+    Ok(Target::Object(location))
 }
 
-#[cfg(not(feature = "s3"))]
+#[cfg(not(any(feature = "s3", feature = "cloud")))]
 fn object_target(url: &str) -> Result<Target> {
-    bail!("{url}: this pqwrap was built without object-store support (cargo feature `s3`)")
+    bail!(
+        "{url}: this pqwrap was built without object-store support (cargo features `s3`, `cloud`)"
+    )
 }
 
 /// Requests in flight per process when the operand is an object store: object stores answer
 /// each request in milliseconds, so many are needed to keep one busy.
 pub const DEFAULT_JOBS: usize = 32;
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "cloud"))]
 pub use store::*;
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "cloud"))]
 mod store {
     use std::collections::HashMap;
     use std::fs::File;
     use std::io::{Read, Seek};
 
-    use anyhow::{Context, Result, bail};
-    use pqwrap_rewrap::store::s3::{
-        Location, OldVersions, Retry, S3Config, S3Store, Selection, Shard,
-    };
+    use anyhow::{Context, Result, anyhow, bail};
+    use pqwrap_rewrap::Store;
+    use pqwrap_rewrap::store::bucket::{Location, Scheme, Selection, Shard};
 
     use super::RewrapArgs;
     use crate::outputs::ReportFile;
@@ -100,45 +109,164 @@ mod store {
         std::env::vars().collect()
     }
 
-    /// Connects to the bucket; the error is for people (bad credentials, missing bucket...).
-    pub fn connect(
-        location: Location,
-        selection: Selection,
-        args: &RewrapArgs,
-        exclude: Vec<String>,
-        jobs: usize,
-    ) -> Result<S3Store> {
-        let shard = match &args.shard {
+    /// What a command does with the store it gets, whichever store that is.
+    pub trait WithStore {
+        /// What it returns.
+        type Out;
+        /// Does it.
+        fn with<S: Store>(self, store: &S) -> Self::Out;
+    }
+
+    /// What a store needs besides its location.
+    pub struct Request<'a> {
+        /// Which objects.
+        pub selection: Selection,
+        /// `--shard`, `--manifest`, `--purge-old-versions`.
+        pub args: &'a RewrapArgs,
+        /// Keys never taken (the run's report object).
+        pub exclude: Vec<String>,
+        /// Requests in flight (the S3 store's connection pool; object_store sizes its own).
+        #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+        pub jobs: usize,
+    }
+
+    /// Connects to the bucket or container and hands the store to `what`. The error is for
+    /// people (bad credentials, missing bucket, an option the service lacks...): a usage
+    /// error; `what`'s own result is returned as it is.
+    pub fn connect<W: WithStore>(location: Location, req: Request<'_>, what: W) -> Result<W::Out> {
+        let shard = match &req.args.shard {
             Some(s) => Some(s.parse::<Shard>()?),
             None => None,
         };
-        let config = S3Config {
-            location,
-            selection,
-            shard,
-            old_versions: if args.purge_old_versions {
-                OldVersions::Purge
-            } else {
-                OldVersions::Keep
-            },
-            exclude,
-            connections: jobs,
-            retry: retry_from_env(),
-        };
-        Ok(S3Store::connect(config, &env())?)
+        match location.scheme {
+            #[cfg(feature = "s3")]
+            Scheme::S3 => {
+                use pqwrap_rewrap::store::s3::{OldVersions, S3Config, S3Store};
+                let config = S3Config {
+                    location,
+                    selection: req.selection,
+                    shard,
+                    old_versions: if req.args.purge_old_versions {
+                        OldVersions::Purge
+                    } else {
+                        OldVersions::Keep
+                    },
+                    exclude: req.exclude,
+                    connections: req.jobs,
+                    retry: s3_retry(),
+                };
+                Ok(what.with(&S3Store::connect(config, &env())?))
+            }
+            #[cfg(feature = "cloud")]
+            Scheme::Gcs | Scheme::Azure => {
+                use pqwrap_rewrap::store::cloud::{CloudConfig, CloudStore};
+                let url = location.url_of(&location.prefix);
+                if req.args.purge_old_versions {
+                    bail!(
+                        "{url}: --purge-old-versions is supported on s3:// only: this store \
+                         does not delete versions"
+                    );
+                }
+                if req.selection == Selection::NoncurrentVersions {
+                    bail!("{url}: --versions is supported on s3:// only");
+                }
+                let config = CloudConfig {
+                    location,
+                    selection: req.selection,
+                    shard,
+                    exclude: req.exclude,
+                    attempts: attempts().unwrap_or(10),
+                };
+                Ok(what.with(&CloudStore::connect(config, &env())?))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(anyhow!(
+                "{}: this pqwrap was built without support for it",
+                location.url_of(&location.prefix)
+            )),
+        }
     }
 
-    /// `PQWRAP_S3_RETRIES` (attempts, the first included) overrides the default patience.
-    fn retry_from_env() -> Retry {
-        let mut r = Retry::default();
-        if let Some(n) = std::env::var("PQWRAP_S3_RETRIES")
+    /// `PQWRAP_S3_RETRIES` (attempts, the first included) overrides the default patience of
+    /// every object store.
+    fn attempts() -> Option<u32> {
+        std::env::var("PQWRAP_S3_RETRIES")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|n| *n > 0)
-        {
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3_retry() -> pqwrap_rewrap::store::s3::Retry {
+        let mut r = pqwrap_rewrap::store::s3::Retry::default();
+        if let Some(n) = attempts() {
             r.attempts = n;
         }
         r
+    }
+
+    /// Reads and writes whole objects: the run's report.
+    trait Objects: Send {
+        fn head(&self, key: &str, len: u64) -> Result<Option<Vec<u8>>>;
+        fn put(&self, key: &str, body: &[u8]) -> Result<()>;
+    }
+
+    #[cfg(feature = "s3")]
+    impl Objects for pqwrap_rewrap::store::s3::S3Store {
+        fn head(&self, key: &str, len: u64) -> Result<Option<Vec<u8>>> {
+            Ok(self.object_head(key, len)?)
+        }
+        fn put(&self, key: &str, body: &[u8]) -> Result<()> {
+            Ok(self.put_object(key, body)?)
+        }
+    }
+
+    #[cfg(feature = "cloud")]
+    impl Objects for pqwrap_rewrap::store::cloud::CloudStore {
+        fn head(&self, key: &str, len: u64) -> Result<Option<Vec<u8>>> {
+            Ok(self.object_head(key, len)?)
+        }
+        fn put(&self, key: &str, body: &[u8]) -> Result<()> {
+            Ok(self.put_object(key, body)?)
+        }
+    }
+
+    fn report_store(loc: &Location, jobs: usize) -> Result<Box<dyn Objects>> {
+        match loc.scheme {
+            #[cfg(feature = "s3")]
+            Scheme::S3 => {
+                use pqwrap_rewrap::store::s3::{OldVersions, S3Config, S3Store};
+                Ok(Box::new(S3Store::connect(
+                    S3Config {
+                        location: loc.clone(),
+                        selection: Selection::Prefix,
+                        shard: None,
+                        old_versions: OldVersions::Keep,
+                        exclude: Vec::new(),
+                        connections: jobs.min(4),
+                        retry: s3_retry(),
+                    },
+                    &env(),
+                )?))
+            }
+            #[cfg(feature = "cloud")]
+            Scheme::Gcs | Scheme::Azure => {
+                use pqwrap_rewrap::store::cloud::{CloudConfig, CloudStore};
+                let _ = jobs;
+                Ok(Box::new(CloudStore::connect(
+                    CloudConfig {
+                        location: loc.clone(),
+                        selection: Selection::Prefix,
+                        shard: None,
+                        exclude: Vec::new(),
+                        attempts: attempts().unwrap_or(10),
+                    },
+                    &env(),
+                )?))
+            }
+            #[allow(unreachable_patterns)]
+            _ => bail!("this pqwrap was built without support for it"),
+        }
     }
 
     /// A report written to an object at the end of the run (`--report s3://bucket/key`): the
@@ -150,24 +278,9 @@ mod store {
             bail!("--report {url}: name an object (s3://BUCKET/KEY), not a prefix");
         }
         let key = loc.prefix.clone();
-        let store = S3Store::connect(
-            S3Config {
-                location: Location {
-                    prefix: key.clone(),
-                    ..loc.clone()
-                },
-                selection: Selection::Prefix,
-                shard: None,
-                old_versions: OldVersions::Keep,
-                exclude: Vec::new(),
-                connections: jobs.min(4),
-                retry: retry_from_env(),
-            },
-            &env(),
-        )
-        .with_context(|| format!("--report {url}"))?;
+        let store = report_store(&loc, jobs).with_context(|| format!("--report {url}"))?;
         if let Some(head) = store
-            .object_head(&key, 64 << 10)
+            .head(&key, 64 << 10)
             .with_context(|| format!("--report {url}"))?
             && !crate::outputs::is_report_bytes(&head)
         {
@@ -183,7 +296,7 @@ mod store {
             let mut body = Vec::new();
             f.read_to_end(&mut body)?;
             store
-                .put_object(&key, &body)
+                .put(&key, &body)
                 .with_context(|| format!("cannot write the report {url}"))
         });
         Ok((ReportFile::Upload(file, Some(upload)), loc))

@@ -163,7 +163,7 @@ pub fn run(args: Args) -> Result<Status> {
     if local && args.objects.any() {
         eprintln!(
             "pqwrap rewrap: --shard, --manifest and --purge-old-versions apply to object stores \
-             (s3://...), not to local paths"
+             (s3://, gs://, az://), not to local paths"
         );
         return Ok(Status::Usage);
     }
@@ -244,7 +244,7 @@ pub fn run(args: Args) -> Result<Status> {
     let report = match &args.report {
         Some(p) if p.as_os_str() != "-" => {
             let created = match p.to_str() {
-                #[cfg(feature = "s3")]
+                #[cfg(any(feature = "s3", feature = "cloud"))]
                 Some(url)
                     if crate::objects::target(std::slice::from_ref(p))
                         .is_ok_and(|t| !matches!(t, Target::Local)) =>
@@ -310,9 +310,9 @@ pub fn run(args: Args) -> Result<Status> {
             };
             execute(&store, &job, &opts, outputs, true)?
         }
-        #[cfg(feature = "s3")]
+        #[cfg(any(feature = "s3", feature = "cloud"))]
         Target::Object(location) => {
-            use pqwrap_rewrap::store::s3::Selection;
+            use pqwrap_rewrap::store::bucket::Selection;
             let selection = match &args.objects.manifest {
                 Some(m) => Selection::Manifest(m.clone()),
                 None => Selection::Prefix,
@@ -322,20 +322,29 @@ pub fn run(args: Args) -> Result<Status> {
                 .map(|(_, k)| k)
                 .into_iter()
                 .collect();
-            let store =
-                match crate::objects::connect(location, selection, &args.objects, exclude, jobs) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("pqwrap rewrap: {e:#}");
-                        return Ok(Status::Usage);
-                    }
-                };
             let outputs = Outputs {
                 report,
                 stdout_report,
                 audit: audit.map(|(_, log)| AuditTrail::new(log)),
             };
-            execute(&store, &job, &opts, outputs, true)?
+            let request = crate::objects::Request {
+                selection,
+                args: &args.objects,
+                exclude,
+                jobs,
+            };
+            let run = Execute {
+                job: &job,
+                opts: &opts,
+                outputs,
+            };
+            match crate::objects::connect(location, request, run) {
+                Ok(finished) => finished?,
+                Err(e) => {
+                    eprintln!("pqwrap rewrap: {e:#}");
+                    return Ok(Status::Usage);
+                }
+            }
         }
     };
     Ok(if summary.all_ok() {
@@ -343,6 +352,23 @@ pub fn run(args: Args) -> Result<Status> {
     } else {
         Status::Failure
     })
+}
+
+/// [`execute`] on whichever object store the URL names.
+#[cfg(any(feature = "s3", feature = "cloud"))]
+struct Execute<'a> {
+    job: &'a Job,
+    opts: &'a Options,
+    outputs: Outputs,
+}
+
+#[cfg(any(feature = "s3", feature = "cloud"))]
+impl crate::objects::WithStore for Execute<'_> {
+    type Out = Result<Finished>;
+
+    fn with<S: Store>(self, store: &S) -> Result<Finished> {
+        execute(store, self.job, self.opts, self.outputs, true)
+    }
 }
 
 /// Where a run's records go besides standard error.

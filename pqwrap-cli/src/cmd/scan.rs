@@ -48,12 +48,14 @@ pub fn run(args: Args) -> Result<Status> {
             return Ok(Status::Usage);
         }
     };
-    #[cfg(feature = "s3")]
+    #[cfg(any(feature = "s3", feature = "cloud"))]
     if let crate::objects::Target::Object(location) = target {
         return scan_objects(location, &args);
     }
     if args.versions {
-        eprintln!("pqwrap scan: --versions applies to object stores (s3://...)");
+        eprintln!(
+            "pqwrap scan: --versions applies to object stores (s3://...), not to local paths"
+        );
         return Ok(Status::Usage);
     }
     for p in &args.paths {
@@ -81,36 +83,45 @@ pub fn run(args: Args) -> Result<Status> {
 
 /// `scan s3://...`: the inventory of the objects under the prefix, and with `--versions` that
 /// of the noncurrent versions too.
-#[cfg(feature = "s3")]
-fn scan_objects(location: pqwrap_rewrap::store::s3::Location, args: &Args) -> Result<Status> {
-    use pqwrap_rewrap::store::s3::Selection;
+#[cfg(any(feature = "s3", feature = "cloud"))]
+fn scan_objects(location: pqwrap_rewrap::store::bucket::Location, args: &Args) -> Result<Status> {
+    use pqwrap_rewrap::store::bucket::Selection;
+
+    /// The inventory of whichever store the URL names.
+    struct Scan(usize);
+    impl crate::objects::WithStore for Scan {
+        type Out = Result<inventory::Inventory>;
+        fn with<S: pqwrap_rewrap::Store>(self, store: &S) -> Self::Out {
+            Ok(inventory::scan(store, FORMATS, self.0)?)
+        }
+    }
+
     let jobs = args.jobs.map_or(crate::objects::DEFAULT_JOBS, |n| n.get());
-    let connect = |selection| {
-        crate::objects::connect(
-            location.clone(),
+    let no_options = crate::objects::RewrapArgs::default();
+    let scan = |selection| {
+        let request = crate::objects::Request {
             selection,
-            &crate::objects::RewrapArgs::default(),
-            Vec::new(),
+            args: &no_options,
+            exclude: Vec::new(),
             jobs,
-        )
+        };
+        crate::objects::connect(location.clone(), request, Scan(jobs))
     };
-    let store = match connect(Selection::Prefix) {
-        Ok(s) => s,
+    let inv = match scan(Selection::Prefix) {
+        Ok(inv) => inv?,
         Err(e) => {
             eprintln!("pqwrap scan: {e:#}");
             return Ok(Status::Usage);
         }
     };
-    let inv = inventory::scan(&store, FORMATS, jobs)?;
     let versions = if args.versions {
-        let store = match connect(Selection::NoncurrentVersions) {
-            Ok(s) => s,
+        match scan(Selection::NoncurrentVersions) {
+            Ok(inv) => Some(inv?),
             Err(e) => {
                 eprintln!("pqwrap scan: {e:#}");
                 return Ok(Status::Usage);
             }
-        };
-        Some(inventory::scan(&store, FORMATS, jobs)?)
+        }
     } else {
         None
     };

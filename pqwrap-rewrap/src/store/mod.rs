@@ -3,6 +3,10 @@
 //! change), stages a replacement, and commits staged replacements durably; a filesystem can
 //! also re-write a file in place.
 
+#[cfg(any(feature = "s3", feature = "cloud"))]
+pub mod bucket;
+#[cfg(feature = "cloud")]
+pub mod cloud;
 pub mod fs;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -3,14 +3,13 @@
 //! the keys of a manifest, or the noncurrent versions; each filtered by shard.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::xml::{Object, Version};
 use super::{Ctx, Selection, shard_hash};
 use crate::store::Listed;
+use crate::store::bucket::ManifestKeys;
 
 /// One listed object (or marker).
 #[derive(Clone, Debug)]
@@ -23,31 +22,6 @@ pub struct S3Entry {
     pub size: Option<u64>,
     /// A version to read instead of the current one (`scan --versions`).
     pub version: Option<String>,
-}
-
-/// Why a manifest cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ManifestError {
-    /// The file could not be read.
-    #[error("manifest {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-    /// A line is not a key nor an S3 Inventory CSV row.
-    #[error("manifest {path}, line {line}: {what}")]
-    Line {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: u64,
-        /// What is wrong.
-        what: String,
-    },
 }
 
 type Item = Listed<S3Entry>;
@@ -65,7 +39,17 @@ pub(crate) fn list<'a>(
             Kind::Objects,
             exclude,
         ))),
-        Selection::Manifest(path) => Box::new(markers.chain(Manifest::open(ctx, path.clone()))),
+        Selection::Manifest(path) => Box::new(
+            markers.chain(
+                ManifestKeys::open(
+                    path.clone(),
+                    &ctx.location,
+                    ctx.shard,
+                    Some(ctx.marker_prefix()),
+                )
+                .map(|k| manifest_item(ctx, k)),
+            ),
+        ),
         Selection::NoncurrentVersions => Box::new(Versions::new(ctx)),
     }
 }
@@ -173,176 +157,23 @@ impl Iterator for Pages<'_> {
 }
 
 /// The keys of a manifest file, read line by line.
-struct Manifest<'a> {
-    ctx: &'a Ctx,
-    path: PathBuf,
-    lines: Option<io::Lines<BufReader<File>>>,
-    line: u64,
-    last: Option<String>,
-    failed: bool,
-}
-
-impl<'a> Manifest<'a> {
-    fn open(ctx: &'a Ctx, path: PathBuf) -> Self {
-        let lines = File::open(&path).map(|f| BufReader::new(f).lines());
-        let (lines, failed) = match lines {
-            Ok(l) => (Some(l), false),
-            Err(_) => (None, false),
-        };
-        Manifest {
-            ctx,
-            path,
-            lines,
-            line: 0,
-            last: None,
-            failed,
-        }
-    }
-
-    fn bad(&mut self, what: String) -> Item {
-        Listed::Unreadable {
-            name: self.path.clone(),
-            error: io::Error::new(
-                io::ErrorKind::InvalidData,
-                ManifestError::Line {
-                    path: self.path.clone(),
-                    line: self.line,
-                    what,
-                },
-            ),
-        }
+/// A manifest's key as a candidate whose size is not known (a missing one fails: it was asked
+/// for), or its error.
+fn manifest_item(ctx: &Ctx, key: Result<String, crate::store::bucket::ManifestError>) -> Item {
+    match key {
+        Ok(key) => Listed::Candidate(S3Entry {
+            name: ctx.name(&key),
+            key,
+            size: None,
+            version: None,
+        }),
+        Err(e) => Listed::Unreadable {
+            name: e.path().to_path_buf(),
+            error: e.into_io(),
+        },
     }
 }
 
-impl Iterator for Manifest<'_> {
-    type Item = Item;
-
-    fn next(&mut self) -> Option<Item> {
-        if self.failed {
-            return None;
-        }
-        let Some(lines) = self.lines.as_mut() else {
-            self.failed = true;
-            let e = File::open(&self.path)
-                .err()
-                .unwrap_or_else(|| io::Error::other("cannot open"));
-            return Some(Listed::Unreadable {
-                name: self.path.clone(),
-                error: io::Error::new(
-                    e.kind(),
-                    ManifestError::Io {
-                        path: self.path.clone(),
-                        source: e,
-                    },
-                ),
-            });
-        };
-        loop {
-            let line = match lines.next()? {
-                Ok(l) => l,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Listed::Unreadable {
-                        name: self.path.clone(),
-                        error: e,
-                    });
-                }
-            };
-            self.line += 1;
-            let key = match manifest_key(&line, &self.ctx.location.bucket) {
-                Ok(Some(k)) => k,
-                Ok(None) => continue,
-                Err(what) => return Some(self.bad(what)),
-            };
-            // An inventory of all versions lists a key once per version, one after another.
-            if self.last.as_deref() == Some(key.as_str()) {
-                continue;
-            }
-            self.last = Some(key.clone());
-            if !key.starts_with(&self.ctx.location.prefix) {
-                return Some(self.bad(format!(
-                    "key {key:?} is not under the prefix {:?}",
-                    self.ctx.location.prefix
-                )));
-            }
-            if key.starts_with(&self.ctx.marker_prefix()) {
-                continue;
-            }
-            if let Some(s) = self.ctx.shard
-                && !s.takes(&key)
-            {
-                continue;
-            }
-            return Some(Listed::Candidate(S3Entry {
-                name: self.ctx.name(&key),
-                key,
-                size: None,
-                version: None,
-            }));
-        }
-    }
-}
-
-/// The key of one manifest line: `None` for a blank line or a `#` comment. A line starting
-/// with `"` is an S3 Inventory CSV row (`"bucket","key",...`, the key URL-encoded); any other
-/// line is a key as it is.
-pub(crate) fn manifest_key(line: &str, bucket: &str) -> Result<Option<String>, String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.trim().is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    if !line.starts_with('"') {
-        return Ok(Some(line.to_string()));
-    }
-    let fields = csv_fields(line).ok_or("not a well-formed CSV row")?;
-    let (b, k) = match fields.as_slice() {
-        [b, k, ..] => (b, k),
-        _ => return Err("an inventory row needs the bucket and key columns".into()),
-    };
-    if b != bucket {
-        return Err(format!("the row is for bucket {b:?}, not {bucket:?}"));
-    }
-    // Inventory keys are form-URL-encoded: `+` is a space.
-    let plus = k.replace('+', " ");
-    let key = percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .map_err(|_| "the key is not UTF-8 once decoded".to_string())?
-        .into_owned();
-    if key.is_empty() {
-        return Err("empty key".into());
-    }
-    Ok(Some(key))
-}
-
-/// The fields of a CSV row whose every field is quoted (as S3 Inventory writes them).
-fn csv_fields(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        if chars.next()? != '"' {
-            return None;
-        }
-        let mut field = String::new();
-        loop {
-            match chars.next()? {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => break,
-                c => field.push(c),
-            }
-        }
-        out.push(field);
-        match chars.next() {
-            None => return Some(out),
-            Some(',') => {}
-            Some(_) => return None,
-        }
-    }
-}
-
-/// The noncurrent versions under the prefix (not delete markers), page by page.
 struct Versions<'a> {
     ctx: &'a Ctx,
     key_marker: Option<String>,
@@ -427,39 +258,4 @@ pub(crate) fn marker_key(ctx: &Ctx, key: &str) -> Result<String, getrandom::Erro
         shard_hash(key),
         u64::from_le_bytes(r)
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_lines_plain_and_inventory() {
-        assert_eq!(
-            manifest_key("a/b c.age", "bk"),
-            Ok(Some("a/b c.age".into()))
-        );
-        assert_eq!(manifest_key("", "bk"), Ok(None));
-        assert_eq!(manifest_key("# comment", "bk"), Ok(None));
-        assert_eq!(manifest_key("x\r", "bk"), Ok(Some("x".into())));
-        assert_eq!(
-            manifest_key(
-                r#""bk","dir/my+file%2B1.age","123","2026-01-01T00:00:00.000Z""#,
-                "bk"
-            ),
-            Ok(Some("dir/my file+1.age".into()))
-        );
-        assert_eq!(
-            manifest_key(r#""bk","a""b""#, "bk"),
-            Ok(Some("a\"b".into()))
-        );
-        assert!(
-            manifest_key(r#""other","k""#, "bk")
-                .unwrap_err()
-                .contains("other")
-        );
-        assert!(manifest_key(r#""bk""#, "bk").is_err());
-        assert!(manifest_key(r#""bk","k"x"#, "bk").is_err());
-        assert!(manifest_key(r#""bk","%FF""#, "bk").is_err());
-    }
 }

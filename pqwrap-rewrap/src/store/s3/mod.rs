@@ -37,17 +37,20 @@ mod upload;
 mod xml;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use rusty_s3::UrlStyle;
 use url::Url;
 
+pub use crate::store::bucket::{
+    Location, ManifestError, OldVersions, Scheme, Selection, Shard, ShardError, UrlError,
+    shard_hash,
+};
 pub use client::{Client, Cond, Got, Meta, Pin, Retry, Written};
 pub use creds::{Credentials, CredentialsError, Env, Provider};
 pub use error::S3Error;
-pub use listing::{ManifestError, S3Entry};
+pub use listing::S3Entry;
 pub use object::{ObjSource, ObjectBlob};
 pub use upload::ObjStaged;
 
@@ -70,172 +73,6 @@ pub const SMALL_MAX: u64 = PART_MIN + crate::format::HEAD_LEN as u64;
 pub const READ_AHEAD: u64 = 256 << 10;
 /// Where the markers of multipart uploads go, after the prefix.
 pub const MARKER_DIR: &str = ".pqwrap-uploads/";
-
-/// Which service a URL names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Scheme {
-    /// `s3://`: Amazon S3 or an S3-compatible service (`AWS_ENDPOINT_URL`).
-    S3,
-}
-
-/// A bucket and a key prefix: `s3://bucket/prefix`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    /// The service.
-    pub scheme: Scheme,
-    /// The bucket.
-    pub bucket: String,
-    /// The key prefix (may be empty).
-    pub prefix: String,
-}
-
-/// Why a URL is not an object-store location.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// Not `s3://`.
-    #[error("{0}: not an object-store URL (s3://BUCKET[/PREFIX])")]
-    Scheme(String),
-    /// A service this store does not reach yet (`gs://`, `az://`).
-    #[error(
-        "{0}: {1} URLs are not supported: only s3:// (Amazon S3, or an S3-compatible service \
-         through AWS_ENDPOINT_URL)"
-    )]
-    Unsupported(String, &'static str),
-    /// No bucket, or a bucket name S3 does not allow.
-    #[error("{0}: the bucket name must be 3 to 63 characters of a-z, 0-9, '.' and '-'")]
-    Bucket(String),
-}
-
-impl Location {
-    /// Whether `s` is written like an object-store URL (`scheme://...`), as opposed to a path.
-    pub fn looks_like_url(s: &str) -> bool {
-        s.split_once("://").is_some_and(|(scheme, _)| {
-            !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
-        })
-    }
-
-    /// Parses `s3://bucket[/prefix]`.
-    ///
-    /// ```
-    /// use pqwrap_rewrap::store::s3::Location;
-    /// let l = Location::parse("s3://backups/2024/").unwrap();
-    /// assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("backups", "2024/"));
-    /// assert!(Location::parse("s3://B!/x").is_err());
-    /// assert!(Location::parse("/archive").is_err());
-    /// ```
-    pub fn parse(s: &str) -> Result<Location, UrlError> {
-        let Some(rest) = s.strip_prefix("s3://") else {
-            if let Some(scheme) = ["gs://", "az://", "abfs://"]
-                .into_iter()
-                .find(|p| s.starts_with(p))
-            {
-                return Err(UrlError::Unsupported(s.to_string(), scheme));
-            }
-            return Err(UrlError::Scheme(s.to_string()));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-            && !bucket.starts_with(['.', '-'])
-            && !bucket.ends_with(['.', '-']);
-        if !ok {
-            return Err(UrlError::Bucket(s.to_string()));
-        }
-        Ok(Location {
-            scheme: Scheme::S3,
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
-
-    /// `s3://bucket/key`, for reports.
-    pub fn url_of(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
-    }
-}
-
-/// `K/N`: this worker's share of a bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// This worker's index, `0..count`.
-    pub index: u64,
-    /// How many workers share the bucket.
-    pub count: u64,
-}
-
-/// Why `--shard` is not `K/N`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0:?}: a shard is K/N with N at least 1 and K from 0 to N-1")]
-pub struct ShardError(String);
-
-impl FromStr for Shard {
-    type Err = ShardError;
-
-    fn from_str(s: &str) -> Result<Shard, ShardError> {
-        let err = || ShardError(s.to_string());
-        let (k, n) = s.split_once('/').ok_or_else(err)?;
-        let index: u64 = k.trim().parse().map_err(|_| err())?;
-        let count: u64 = n.trim().parse().map_err(|_| err())?;
-        if count == 0 || index >= count {
-            return Err(err());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl Shard {
-    /// Whether `key` belongs to this shard.
-    pub fn takes(&self, key: &str) -> bool {
-        shard_hash(key) % self.count == self.index
-    }
-
-    fn takes_hash(&self, hash: u64) -> bool {
-        hash % self.count == self.index
-    }
-}
-
-/// The stable hash that assigns keys to shards: the first 8 bytes of SHA-256 of the key's
-/// UTF-8 bytes, as a big-endian integer. The same key lands in the same shard on every
-/// machine, in every version of pqwrap.
-///
-/// ```
-/// // Shard K/N takes the keys with shard_hash(key) % N == K.
-/// let h = pqwrap_rewrap::store::s3::shard_hash("backups/a.age");
-/// assert_eq!(h, pqwrap_rewrap::store::s3::shard_hash("backups/a.age"));
-/// ```
-pub fn shard_hash(key: &str) -> u64 {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(key.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
-    u64::from_be_bytes(b)
-}
-
-/// Which objects a run takes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Selection {
-    /// Every object under the prefix.
-    Prefix,
-    /// The keys named by a manifest file: a key per line, or an S3 Inventory CSV.
-    Manifest(PathBuf),
-    /// The noncurrent versions under the prefix (for `scan --versions`; read only).
-    NoncurrentVersions,
-}
-
-/// What becomes of the version a re-wrap replaced, in a versioned bucket.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum OldVersions {
-    /// Kept, and reported: it still holds the old wrapping.
-    #[default]
-    Keep,
-    /// Deleted (exactly the version read) once the new version is verified.
-    Purge,
-}
 
 /// Where and how to reach the service.
 #[derive(Debug)]
@@ -547,44 +384,6 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_shards_and_hashes() {
-        let l = Location::parse("s3://my-bucket").unwrap();
-        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("my-bucket", ""));
-        assert_eq!(l.url_of("a/b"), "s3://my-bucket/a/b");
-        assert!(matches!(
-            Location::parse("s3://ab/x"),
-            Err(UrlError::Bucket(_))
-        ));
-        assert!(matches!(
-            Location::parse("gs://abc/x"),
-            Err(UrlError::Unsupported(_, "gs://"))
-        ));
-        assert!(matches!(
-            Location::parse("ftp://abc/x"),
-            Err(UrlError::Scheme(_))
-        ));
-        assert!(Location::looks_like_url("s3://x"));
-        assert!(!Location::looks_like_url("./s3:/x"));
-        assert!(!Location::looks_like_url("dir/a://b"));
-
-        assert_eq!(
-            "3/4".parse::<Shard>().unwrap(),
-            Shard { index: 3, count: 4 }
-        );
-        for bad in ["4/4", "1", "a/2", "0/0", "-1/3"] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad}");
-        }
-        // The documented hash, pinned: SHA-256("a") starts ca978112ca1bbdca.
-        assert_eq!(shard_hash("a"), 0xca97_8112_ca1b_bdca);
-        // Every key in exactly one shard.
-        let shards: Vec<Shard> = (0..4).map(|i| Shard { index: i, count: 4 }).collect();
-        for k in 0..1000 {
-            let key = format!("k{k}");
-            assert_eq!(shards.iter().filter(|s| s.takes(&key)).count(), 1);
-        }
-    }
 
     #[test]
     fn endpoints_from_the_environment() {
