@@ -22,7 +22,8 @@ pub struct RewrapArgs {
     pub manifest: Option<PathBuf>,
 
     /// In a versioned bucket, delete the version each re-wrap replaced (exactly that version
-    /// id, once the new version is verified): until then it still holds the old wrapping.
+    /// id, once the new version is verified): until then it still holds the old wrapping
+    /// (s3:// only).
     #[arg(long)]
     pub purge_old_versions: bool,
 }

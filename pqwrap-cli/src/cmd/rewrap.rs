@@ -85,8 +85,8 @@ pub struct Args {
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = super::io_util::nonzero)]
     jobs: Option<NonZeroUsize>,
 
-    /// Write one JSON object per file to FILE (`-` for standard output, `s3://BUCKET/KEY` for
-    /// an object written when the run ends). FILE must not exist yet, or be an earlier report
+    /// Write one JSON object per file to FILE (`-` for standard output, `s3://BUCKET/KEY` (or
+    /// `gs://`, `az://`) for an object written when the run ends). FILE must not exist yet, or be an earlier report
     /// (which is replaced when the run ends); it may not lie inside a tree being re-wrapped,
     /// nor be a key file.
     #[arg(long, value_name = "FILE.json")]
@@ -121,7 +121,8 @@ pub struct Args {
     sops: SopsArgs,
 
     /// Files and directories to re-wrap (directories recursively; symlinks not followed), or
-    /// one object-store URL (`s3://BUCKET[/PREFIX]`).
+    /// one object-store URL (`s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]`,
+    /// `az://CONTAINER[/PREFIX]`).
     #[arg(value_name = "PATH|URL", required = true)]
     paths: Vec<PathBuf>,
 

@@ -23,12 +23,13 @@ pub struct Args {
     jobs: Option<std::num::NonZeroUsize>,
 
     /// Also count the noncurrent versions of a versioned bucket by protection: a re-wrapped
-    /// object's replaced version still holds its old wrapping (object stores only).
+    /// object's replaced version still holds its old wrapping (s3:// only).
     #[arg(long)]
     versions: bool,
 
     /// Files and directories to scan (directories recursively; symlinks not followed), or
-    /// one object-store URL (`s3://BUCKET[/PREFIX]`).
+    /// one object-store URL (`s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]`,
+    /// `az://CONTAINER[/PREFIX]`).
     #[arg(value_name = "PATH|URL", required = true)]
     paths: Vec<PathBuf>,
 }
@@ -53,9 +54,7 @@ pub fn run(args: Args) -> Result<Status> {
         return scan_objects(location, &args);
     }
     if args.versions {
-        eprintln!(
-            "pqwrap scan: --versions applies to object stores (s3://...), not to local paths"
-        );
+        eprintln!("pqwrap scan: --versions applies to s3:// buckets, not to local paths");
         return Ok(Status::Usage);
     }
     for p in &args.paths {
@@ -81,7 +80,7 @@ pub fn run(args: Args) -> Result<Status> {
     Ok(Status::Success)
 }
 
-/// `scan s3://...`: the inventory of the objects under the prefix, and with `--versions` that
+/// `scan s3://...` (`gs://`, `az://`): the inventory of the objects under the prefix, and with `--versions` that
 /// of the noncurrent versions too.
 #[cfg(any(feature = "s3", feature = "cloud"))]
 fn scan_objects(location: pqwrap_rewrap::store::bucket::Location, args: &Args) -> Result<Status> {

@@ -154,3 +154,71 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(etag: &str, version: Option<&str>) -> Pin {
+        Pin {
+            etag: Some(etag.into()),
+            version: version.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn each_service_pins_what_its_precondition_compares() {
+        let read = pin("\"0x8DC\"", Some("1733100000000000"));
+        let az = Service::Azure.update(&read);
+        assert_eq!((az.e_tag.as_deref(), az.version), (Some("\"0x8DC\""), None));
+        let gs = Service::Gcs.update(&read);
+        assert_eq!(
+            (gs.e_tag, gs.version.as_deref()),
+            (None, Some("1733100000000000"))
+        );
+        assert_eq!(
+            Service::Azure.read_pin(&read),
+            (Some("\"0x8DC\"".into()), None)
+        );
+        assert_eq!(
+            Service::Gcs.read_pin(&read),
+            (None, Some("1733100000000000".into()))
+        );
+    }
+
+    #[test]
+    fn only_azure_version_ids_say_a_version_was_kept() {
+        let (old, new) = (pin("a", Some("v1")), pin("b", Some("v2")));
+        assert_eq!(Service::Azure.kept_version(&old, &new), Some("v1".into()));
+        assert_eq!(
+            Service::Azure.kept_version(&pin("a", None), &pin("b", None)),
+            None
+        );
+        // A new generation says nothing of whether the bucket keeps the old one.
+        assert_eq!(Service::Gcs.kept_version(&old, &new), None);
+    }
+
+    #[test]
+    fn plain_http_needs_the_service_s_own_setting() {
+        let env = |p: &[(&str, &str)]| -> Env {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let e = Service::Gcs
+            .build("bkt", &env(&[("GOOGLE_BASE_URL", "http://127.0.0.1:1")]), 1)
+            .unwrap_err();
+        assert!(e.to_string().contains("GOOGLE_ALLOW_HTTP"), "{e}");
+        let e = Service::Azure
+            .build(
+                "ctr",
+                &env(&[
+                    ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+                    ("AZURE_STORAGE_ENDPOINT", "http://127.0.0.1:1"),
+                ]),
+                1,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("AZURE_ALLOW_HTTP"), "{e}");
+    }
+}
