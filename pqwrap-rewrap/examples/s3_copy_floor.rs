@@ -56,9 +56,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t0 = Instant::now();
     let (pin, len) = client.head(&key)?.ok_or("no such object")?;
+    // S3 numbers parts 1 to 10,000.
+    let n_parts = u32::try_from(len.div_ceil(part))
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or("the object needs 1 to 10,000 parts of this size")?;
     let (id, _) = client.create_multipart(&key, &Meta::default())?;
-    let ranges: Vec<(u32, (u64, u64))> = (0..len.div_ceil(part))
-        .map(|i| (i as u32 + 1, (i * part, ((i + 1) * part).min(len))))
+    let ranges: Vec<(u32, (u64, u64))> = (0..n_parts)
+        .map(|i| {
+            let start = u64::from(i) * part;
+            (i + 1, (start, (start + part).min(len)))
+        })
         .collect();
     let t1 = Instant::now();
     // In batches of `at_once`, each waited for whole before the next, as the store does.
@@ -79,7 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().expect("a copying thread panicked"))
+                    .map(|h| {
+                        h.join().unwrap_or(Err(S3Error::BadResponse {
+                            op: "UploadPartCopy",
+                            what: "the copying thread panicked",
+                        }))
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
         })
