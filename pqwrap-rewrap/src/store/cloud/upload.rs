@@ -193,6 +193,15 @@ pub(crate) fn commit(ctx: &std::sync::Arc<Ctx>, st: CloudStaged) -> CommitOutcom
     let src_moved = st.src.blob.moved();
     let back = match back {
         Ok(b) => b,
+        // Someone wrote the object after our commit: theirs stands, and ours is gone.
+        Err(e) if e.is_precondition() || e.is_not_found() => {
+            return base(
+                Err(FileError::Changed(Change::Precondition(format!(
+                    "written again by someone else after the commit, before its read-back: {e}"
+                )))),
+                moved + src_moved,
+            );
+        }
         Err(e) => {
             return base(
                 Err(FileError::io(Step::ReadBack, e.into_io())),
