@@ -3,6 +3,7 @@
 //! with capped exponential backoff and jitter on throttling and transient failures.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -244,7 +245,18 @@ impl Client {
     ) -> Result<Client, S3Error> {
         let bucket = Bucket::new(endpoint, style, bucket.to_string(), region.to_string())
             .map_err(|e| S3Error::Endpoint(e.to_string()))?;
+        // rustls with the aws-lc-rs provider, set on this agent rather than process-wide so
+        // a library user's own choice is left alone; server certificates are checked
+        // against the Mozilla roots bundled by webpki-roots.
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::WebPki)
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -851,5 +863,99 @@ mod tests {
         assert_eq!(encode_key("a b/ü+x.age"), "a%20b/%C3%BC%2Bx.age");
         // RFC 1864's example digest shape: base64 of 16 bytes.
         assert_eq!(content_md5(b"").len(), 24);
+    }
+
+    /// A self-signed certificate for 127.0.0.1 (P-256, valid until 2126) and its key, made
+    /// with `openssl req -x509 -newkey ec -addext subjectAltName=IP:127.0.0.1
+    /// -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth`:
+    /// a well-formed server certificate that no public root vouches for. Test-only.
+    const SELF_SIGNED_CERT: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBvjCCAWSgAwIBAgIUBcmILQw4F5ItqIEseJE0p3J0vkwwCgYIKoZIzj0EAwIw\n\
+IjEgMB4GA1UEAwwXcHF3cmFwLXRlc3Qtc2VsZi1zaWduZWQwIBcNMjYxMjAyMDQx\n\
+NjAzWhgPMjEyNjExMDgwNDE2MDNaMCIxIDAeBgNVBAMMF3Bxd3JhcC10ZXN0LXNl\n\
+bGYtc2lnbmVkMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEjUvTtvrT8wbj4LH1\n\
+qtUvpmNirVfH0shI8AyIA5gn8Cv++sCHmSzwIVNKwJdElJ7uHt2cP/cOUcIdPiLI\n\
+r8bY2aN2MHQwHQYDVR0OBBYEFE4sg1HPjjk1meKm0BRamiDKTSamMB8GA1UdIwQY\n\
+MBaAFE4sg1HPjjk1meKm0BRamiDKTSamMA8GA1UdEQQIMAaHBH8AAAEwDAYDVR0T\n\
+AQH/BAIwADATBgNVHSUEDDAKBggrBgEFBQcDATAKBggqhkjOPQQDAgNIADBFAiAe\n\
+/0DTZv/hBApXo6sNiA9HJMbEs0Z1i6XyVYu02URjbwIhALhi8JFjIEXssaS29c3f\n\
+04lL+XXxy9IM5bz0tVSGr2bR\n\
+-----END CERTIFICATE-----";
+    const SELF_SIGNED_KEY: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTaAowYUCIltn4izy\n\
+WIn3ETDASb/rYgynypfuZ8emTbShRANCAASNS9O2+tPzBuPgsfWq1S+mY2KtV8fS\n\
+yEjwDIgDmCfwK/76wIeZLPAhU0rAl0SUnu4e3Zw/9w5Rwh0+IsivxtjZ\n\
+-----END PRIVATE KEY-----";
+
+    /// An `https://` endpoint gets TLS that verifies the server: a loopback server with a
+    /// self-signed certificate is refused, the error naming the certificate, and the client
+    /// offered the hybrid X25519MLKEM768 key exchange, which only the aws-lc-rs provider has.
+    #[test]
+    fn https_refuses_an_unknown_certificate_and_offers_hybrid_key_exchange() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let cert = CertificateDer::from_pem_slice(SELF_SIGNED_CERT.as_bytes()).expect("cert");
+        let key = PrivateKeyDer::from_pem_slice(SELF_SIGNED_KEY.as_bytes()).expect("key");
+        let server_config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config"),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local address").port();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("accept");
+            tcp.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("read timeout");
+            let mut conn = rustls::ServerConnection::new(server_config).expect("connection");
+            // Runs until the client aborts the handshake (or, wrongly, completes it).
+            let outcome = conn.complete_io(&mut tcp).map(|_| ());
+            let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+            (outcome, group)
+        });
+
+        let endpoint = Url::parse(&format!("https://127.0.0.1:{port}/")).expect("endpoint");
+        let creds = Provider::fixed(super::super::creds::Credentials::new(
+            "AKIDEXAMPLE".to_string(),
+            "not-a-secret".to_string(),
+            None,
+        ));
+        let once = Retry {
+            attempts: 1,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
+        let client = Client::new(
+            endpoint,
+            UrlStyle::Path,
+            "bucket",
+            "us-east-1",
+            creds,
+            1,
+            once,
+        )
+        .expect("client");
+        let err = client
+            .get("key", None, None)
+            .expect_err("a certificate no trusted root signed must be refused");
+        let shown = err.to_string();
+        assert!(
+            matches!(err, S3Error::Transport { .. })
+                && shown.contains("invalid peer certificate")
+                && shown.contains("UnknownIssuer"),
+            "{shown}"
+        );
+
+        let (outcome, group) = server.join().expect("server thread");
+        assert!(outcome.is_err(), "the handshake must not complete");
+        assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
     }
 }
