@@ -349,7 +349,17 @@ impl Client {
                 }
                 Err(Failure::Creds(e)) => return Err(S3Error::Credentials(e)),
                 Err(Failure::Transport(e)) => {
-                    if last {
+                    // A certificate the client refuses will be refused again: fail at once.
+                    let refused = match &e {
+                        ureq::Error::Rustls(r) => Some(r),
+                        // Handshake errors reach ureq through the stream's I/O.
+                        ureq::Error::Io(io) => {
+                            io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+                        }
+                        _ => None,
+                    }
+                    .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+                    if last || refused {
                         return Err(S3Error::Transport {
                             op: req.op,
                             source: Box::new(e),
@@ -919,7 +929,11 @@ yEjwDIgDmCfwK/76wIeZLPAhU0rAl0SUnu4e3Zw/9w5Rwh0+IsivxtjZ\n\
             // Runs until the client aborts the handshake (or, wrongly, completes it).
             let outcome = conn.complete_io(&mut tcp).map(|_| ());
             let group = conn.negotiated_key_exchange_group().map(|g| g.name());
-            (outcome, group)
+            // The next connection: the test's sentinel, unless the client tried again.
+            let (mut next, _) = listener.accept().expect("accept");
+            let mut first = [0u8; 1];
+            let _ = std::io::Read::read(&mut next, &mut first);
+            (outcome, group, first[0])
         });
 
         let endpoint = Url::parse(&format!("https://127.0.0.1:{port}/")).expect("endpoint");
@@ -928,8 +942,9 @@ yEjwDIgDmCfwK/76wIeZLPAhU0rAl0SUnu4e3Zw/9w5Rwh0+IsivxtjZ\n\
             "not-a-secret".to_string(),
             None,
         ));
-        let once = Retry {
-            attempts: 1,
+        // Patient about everything else: a refused certificate is still not retried.
+        let patient = Retry {
+            attempts: 5,
             base: Duration::ZERO,
             cap: Duration::ZERO,
         };
@@ -940,7 +955,7 @@ yEjwDIgDmCfwK/76wIeZLPAhU0rAl0SUnu4e3Zw/9w5Rwh0+IsivxtjZ\n\
             "us-east-1",
             creds,
             1,
-            once,
+            patient,
         )
         .expect("client");
         let err = client
@@ -954,8 +969,14 @@ yEjwDIgDmCfwK/76wIeZLPAhU0rAl0SUnu4e3Zw/9w5Rwh0+IsivxtjZ\n\
             "{shown}"
         );
 
-        let (outcome, group) = server.join().expect("server thread");
+        let mut sentinel = std::net::TcpStream::connect(("127.0.0.1", port)).expect("sentinel");
+        std::io::Write::write_all(&mut sentinel, b"S").expect("sentinel byte");
+        let (outcome, group, next) = server.join().expect("server thread");
         assert!(outcome.is_err(), "the handshake must not complete");
         assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
+        assert_eq!(
+            next, b'S',
+            "the refused certificate was retried (a TLS record came next)"
+        );
     }
 }
