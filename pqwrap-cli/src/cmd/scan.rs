@@ -95,6 +95,13 @@ fn scan_objects(location: pqwrap_rewrap::store::bucket::Location, args: &Args) -
         }
     }
 
+    if args.versions && location.scheme != pqwrap_rewrap::store::bucket::Scheme::S3 {
+        eprintln!(
+            "pqwrap scan: {}: --versions is supported on s3:// only",
+            location.url_of(&location.prefix)
+        );
+        return Ok(Status::Usage);
+    }
     let jobs = args.jobs.map_or(crate::objects::DEFAULT_JOBS, |n| n.get());
     let no_options = crate::objects::RewrapArgs::default();
     let scan = |selection| {
