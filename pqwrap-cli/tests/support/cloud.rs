@@ -628,6 +628,17 @@ impl Server {
         }
     }
 
+    /// Azure: stages a block of `key` without committing it (Put Block), as an interrupted
+    /// block upload leaves it.
+    pub fn stage_block(&self, container: &str, key: &str, bytes: &[u8]) {
+        assert_eq!(self.service, Service::Azure, "blocks are Azure's");
+        let id = base64::engine::general_purpose::STANDARD.encode(b"block-0000");
+        let path = format!("{container}/{}", encode_path(key));
+        let query = format!("comp=block&blockid={}", encode_all(&id));
+        let (st, _, body) = self.azure("PUT", &path, &query, &[], bytes).unwrap();
+        assert_eq!(st, 201, "Put Block: {}", String::from_utf8_lossy(&body));
+    }
+
     /// An object's bytes, `None` if there is none.
     pub fn get(&self, container: &str, key: &str) -> Option<Vec<u8>> {
         let (st, body) = match self.service {
@@ -686,15 +697,20 @@ impl Server {
         }
     }
 
-    /// The keys under `prefix`, sorted, following every page.
+    /// The keys under `prefix`, sorted, following every page (on Azure with the blobs that
+    /// have only uncommitted blocks).
     pub fn list(&self, container: &str, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
         let mut next: Option<String> = None;
         loop {
             match self.service {
                 Service::Azure => {
-                    let mut q =
-                        format!("restype=container&comp=list&prefix={}", encode_all(prefix));
+                    // Blobs that exist only as staged, uncommitted blocks are listed too:
+                    // what an interrupted block upload would leave.
+                    let mut q = format!(
+                        "restype=container&comp=list&include=uncommittedblobs&prefix={}",
+                        encode_all(prefix)
+                    );
                     if let Some(m) = &next {
                         q.push_str(&format!("&marker={}", encode_all(m)));
                     }
