@@ -426,6 +426,88 @@ fn csv_fields(line: &str) -> Option<Vec<String>> {
     }
 }
 
+/// What an object store answers to `Store::write_in_place`: objects are replaced, never
+/// edited (formats plan a replacement when the store says in-place is unsupported).
+pub(crate) fn no_in_place() -> crate::error::FileError {
+    crate::error::FileError::io(
+        crate::error::Step::WriteInPlace,
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "objects cannot be written in place",
+        ),
+    )
+}
+
+/// The bytes of an object last fetched, and where they start: reads inside them cost no
+/// request, and a read outside fetches at least `ahead` bytes from where it starts, so that a
+/// header and its first payload chunk come in one request.
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    window: std::sync::Mutex<(u64, Vec<u8>)>,
+    len: u64,
+    ahead: u64,
+}
+
+impl ReadAhead {
+    /// A window over an object of `len` bytes, holding `first` from its start.
+    pub(crate) fn new(len: u64, ahead: u64, first: Vec<u8>) -> Self {
+        ReadAhead {
+            window: std::sync::Mutex::new((0, first)),
+            len,
+            ahead,
+        }
+    }
+
+    /// Whether every byte of the object is in the window.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub(crate) fn is_whole(&self) -> bool {
+        let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        w.0 == 0 && w.1.len() as u64 >= self.len
+    }
+
+    /// `Blob::read_at`, with `fetch(start, end)` for the bytes the window lacks.
+    pub(crate) fn read_at(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        fetch: impl FnOnce(u64, u64) -> io::Result<Vec<u8>>,
+    ) -> io::Result<usize> {
+        if offset >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let in_window = offset >= w.0 && offset < w.0 + w.1.len() as u64;
+        if !in_window {
+            let want = (buf.len() as u64).max(self.ahead);
+            let fetched = fetch(offset, (offset + want).min(self.len))?;
+            if fetched.is_empty() {
+                return Ok(0);
+            }
+            *w = (offset, fetched);
+        }
+        let at = usize::try_from(offset - w.0).unwrap_or(usize::MAX);
+        let src = w.1.get(at..).unwrap_or_default();
+        let n = src.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(src.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    /// `start..end` if the window holds all of it.
+    #[cfg_attr(not(feature = "cloud"), allow(dead_code))]
+    pub(crate) fn copy_if_held(&self, out: &mut Vec<u8>, start: u64, end: u64) -> bool {
+        let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        if start >= w.0 && end <= w.0 + w.1.len() as u64 {
+            let from = usize::try_from(start - w.0).unwrap_or(usize::MAX);
+            let to = usize::try_from(end - w.0).unwrap_or(usize::MAX);
+            out.extend_from_slice(w.1.get(from..to).unwrap_or_default());
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +584,28 @@ mod tests {
         assert!(manifest_key(r#""bk""#, "bk").is_err());
         assert!(manifest_key(r#""bk","k"x"#, "bk").is_err());
         assert!(manifest_key(r#""bk","%FF""#, "bk").is_err());
+    }
+
+    #[test]
+    fn a_read_ahead_window_fetches_only_what_it_lacks() {
+        let object: Vec<u8> = (0..=255).collect();
+        let w = ReadAhead::new(256, 100, object[..10].to_vec());
+        let fetched = std::cell::RefCell::new(Vec::new());
+        let fetch = |s: u64, e: u64| {
+            fetched.borrow_mut().push((s, e));
+            Ok(object[s as usize..e as usize].to_vec())
+        };
+        let mut buf = [0u8; 8];
+        assert_eq!(w.read_at(&mut buf, 2, fetch).unwrap(), 8);
+        assert_eq!(buf, [2, 3, 4, 5, 6, 7, 8, 9]);
+        assert!(fetched.borrow().is_empty());
+        assert_eq!(w.read_at(&mut buf, 200, fetch).unwrap(), 8);
+        assert_eq!(buf[0], 200);
+        assert_eq!(*fetched.borrow(), vec![(200, 256)]);
+        assert_eq!(w.read_at(&mut buf, 256, fetch).unwrap(), 0);
+        let mut out = Vec::new();
+        assert!(w.copy_if_held(&mut out, 250, 256) && out == object[250..]);
+        assert!(!w.copy_if_held(&mut out, 0, 10) && !w.is_whole());
     }
 
     #[test]

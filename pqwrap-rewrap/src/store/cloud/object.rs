@@ -5,8 +5,8 @@
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as ObjPath;
 use object_store::{Attributes, GetOptions, GetRange, ObjectStoreExt};
@@ -15,6 +15,7 @@ use super::service::Pin;
 use super::{CloudEntry, CloudError, Ctx, READ_AHEAD, SMALL_MAX};
 use crate::blob::Blob;
 use crate::error::{Change, FileError};
+use crate::store::bucket::ReadAhead;
 use crate::store::{OpenError, Purpose, Source};
 
 /// What a GET returned.
@@ -64,7 +65,7 @@ pub struct CloudBlob {
     path: ObjPath,
     len: u64,
     pin: Pin,
-    window: Mutex<(u64, Vec<u8>)>,
+    window: ReadAhead,
     moved: AtomicU64,
 }
 
@@ -86,7 +87,7 @@ impl CloudBlob {
             path,
             len,
             pin,
-            window: Mutex::new((0, first)),
+            window: ReadAhead::new(len, READ_AHEAD, first),
             moved: AtomicU64::new(moved),
         }
     }
@@ -104,15 +105,8 @@ impl CloudBlob {
     /// Appends `start..end` of the object to `out`: from the window where it holds them, else
     /// with one pinned GET.
     pub(crate) fn read_into(&self, out: &mut Vec<u8>, start: u64, end: u64) -> io::Result<()> {
-        {
-            let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-            let (at, bytes) = (&w.0, &w.1);
-            if start >= *at && end <= at + bytes.len() as u64 {
-                let from = usize::try_from(start - at).unwrap_or(usize::MAX);
-                let to = usize::try_from(end - at).unwrap_or(usize::MAX);
-                out.extend_from_slice(bytes.get(from..to).unwrap_or_default());
-                return Ok(());
-            }
+        if self.window.copy_if_held(out, start, end) {
+            return Ok(());
         }
         if start >= end {
             return Ok(());
@@ -143,27 +137,8 @@ impl Blob for CloudBlob {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if offset >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let in_window = offset >= w.0 && offset < w.0 + w.1.len() as u64;
-        if !in_window {
-            let want = (buf.len() as u64).max(READ_AHEAD);
-            let end = (offset + want).min(self.len);
-            let fetched = self.fetch(offset, end)?;
-            if fetched.is_empty() {
-                return Ok(0);
-            }
-            *w = (offset, fetched);
-        }
-        let at = usize::try_from(offset - w.0).unwrap_or(usize::MAX);
-        let src = w.1.get(at..).unwrap_or_default();
-        let n = src.len().min(buf.len());
-        buf.get_mut(..n)
-            .unwrap_or_default()
-            .copy_from_slice(src.get(..n).unwrap_or_default());
-        Ok(n)
+        self.window
+            .read_at(buf, offset, |start, end| self.fetch(start, end))
     }
 }
 

@@ -362,14 +362,7 @@ impl Store for S3Store {
         _src: &ObjSource,
         _apply: &mut ApplyInPlace<'_>,
     ) -> Result<Option<String>, FileError> {
-        // Formats plan a replacement when the store says in-place is unsupported.
-        Err(FileError::io(
-            crate::error::Step::WriteInPlace,
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "objects cannot be written in place",
-            ),
-        ))
+        Err(crate::store::bucket::no_in_place())
     }
 
     fn remove_leftover(

@@ -3,8 +3,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use super::client::{Meta, Pin};
 use super::error::S3Error;
@@ -12,6 +12,7 @@ use super::listing::S3Entry;
 use super::{Ctx, READ_AHEAD, SMALL_MAX};
 use crate::blob::Blob;
 use crate::error::{Change, FileError};
+use crate::store::bucket::ReadAhead;
 use crate::store::{OpenError, Purpose, Source};
 
 /// An object's bytes, of the length it had when first read, every read pinned to that
@@ -21,7 +22,7 @@ pub struct ObjectBlob {
     key: String,
     len: u64,
     pin: Pin,
-    window: Mutex<(u64, Vec<u8>)>,
+    window: ReadAhead,
     moved: AtomicU64,
     pub(crate) meta: Meta,
     pub(crate) tags: u64,
@@ -45,7 +46,7 @@ impl ObjectBlob {
             key,
             len,
             pin,
-            window: Mutex::new((0, first)),
+            window: ReadAhead::new(len, READ_AHEAD, first),
             moved: AtomicU64::new(moved),
             meta: Meta::default(),
             tags: 0,
@@ -64,8 +65,7 @@ impl ObjectBlob {
 
     /// Whether every byte is in memory.
     pub(crate) fn is_whole(&self) -> bool {
-        let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        w.0 == 0 && w.1.len() as u64 >= self.len
+        self.window.is_whole()
     }
 
     /// Fetches `start..end` (not through the window), pinned.
@@ -94,28 +94,9 @@ impl Blob for ObjectBlob {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if offset >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, bytes) = (&w.0, &w.1);
-        let in_window = offset >= *start && offset < *start + bytes.len() as u64;
-        if !in_window {
-            let want = (buf.len() as u64).max(READ_AHEAD);
-            let end = (offset + want).min(self.len);
-            let fetched = self.fetch(offset, end).map_err(S3Error::into_io)?;
-            if fetched.is_empty() {
-                return Ok(0);
-            }
-            *w = (offset, fetched);
-        }
-        let at = usize::try_from(offset - w.0).unwrap_or(usize::MAX);
-        let src = w.1.get(at..).unwrap_or_default();
-        let n = src.len().min(buf.len());
-        buf.get_mut(..n)
-            .unwrap_or_default()
-            .copy_from_slice(src.get(..n).unwrap_or_default());
-        Ok(n)
+        self.window.read_at(buf, offset, |start, end| {
+            self.fetch(start, end).map_err(S3Error::into_io)
+        })
     }
 }
 
