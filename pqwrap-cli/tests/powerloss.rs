@@ -28,15 +28,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::{age_bytes, native_bytes, plaintext, pqwrap, write_identities};
 use crashfs::model::{Attrs, Node, Time};
 use crashfs::{Choice, CrashState, Disk, Image, Trace};
-use pqwrap_core::age;
-use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 
 /// The mtime every original file starts with.
@@ -201,31 +199,7 @@ fn identify(spec: &Spec, bytes: &[u8], keys: &Keys) -> Result<bool, String> {
         Kind::Native => (&keys.old_pq, &keys.new),
         Kind::Age | Kind::Armored => (&keys.old, &keys.new),
     };
-    let open = |id: &Identity| -> Result<Option<Vec<u8>>, String> {
-        match spec.kind {
-            Kind::Native => {
-                let mut out = Vec::new();
-                match envelope::decrypt_to(Cursor::new(bytes), std::slice::from_ref(id), &mut out) {
-                    Ok(_) => Ok(Some(out)),
-                    Err(envelope::EnvelopeError::NoMatch) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Kind::Age | Kind::Armored => {
-                let dec = age::Decryptor::new(std::io::BufReader::new(Cursor::new(bytes)))
-                    .map_err(|e| e.to_string())?;
-                match dec.decrypt(std::slice::from_ref(id), &[]) {
-                    Ok(mut r) => {
-                        let mut out = Vec::new();
-                        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
-                        Ok(Some(out))
-                    }
-                    Err(age::AgeError::NoMatch) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        }
-    };
+    let open = |id: &Identity| common::open_bytes(bytes, spec.kind == Kind::Native, id);
     let (got, is_new) = match open(old)? {
         Some(p) => (p, false),
         None => match open(other)? {

@@ -27,7 +27,6 @@ mod common;
 mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,7 +36,6 @@ use std::time::{Duration, Instant};
 use cloud::{Server, Service, Version};
 use common::{OldKeys, age_bytes, code, native_bytes, plaintext, pqwrap, text};
 use pqwrap_core::age;
-use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 
 /// Keys and key files of a test.
@@ -149,24 +147,7 @@ fn put_all(s: &Server, container: &str, objs: &[Obj]) {
 
 /// Opens age or native bytes with `id`: `Ok(None)` if it is not for `id`.
 fn open_with(bytes: &[u8], kind: Kind, id: &Identity) -> Result<Option<Vec<u8>>, String> {
-    if kind == Kind::Native {
-        let mut out = Vec::new();
-        return match envelope::decrypt_to(bytes, std::slice::from_ref(id), &mut out) {
-            Ok(_) => Ok(Some(out)),
-            Err(envelope::EnvelopeError::NoMatch) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        };
-    }
-    let dec = age::Decryptor::new(bytes).map_err(|e| e.to_string())?;
-    match dec.decrypt(std::slice::from_ref(id), &[]) {
-        Ok(mut r) => {
-            let mut out = Vec::new();
-            r.read_to_end(&mut out).map_err(|e| e.to_string())?;
-            Ok(Some(out))
-        }
-        Err(age::AgeError::NoMatch) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+    common::open_bytes(bytes, kind == Kind::Native, id)
 }
 
 /// Which identity an object's `bytes` open with: "old" or "new" ("untouched" for a plain

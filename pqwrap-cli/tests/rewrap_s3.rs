@@ -12,7 +12,6 @@ mod common;
 mod s3;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -20,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::{age_bytes, code, native_bytes, plaintext, pqwrap, text, write_identities};
 use pqwrap_core::age;
-use pqwrap_core::envelope;
 use pqwrap_core::keys::Identity;
 use pqwrap_rewrap::store::s3::{Cond, Meta, PART_MIN, S3Store, SMALL_MAX};
 use s3::{Fault, Proxy, Weed};
@@ -138,28 +136,7 @@ fn put_all(store: &S3Store, objs: &[Obj]) {
 
 /// Opens age or native bytes with `id`: `Ok(None)` if it is not for `id`.
 fn open_with(bytes: &[u8], kind: Kind, id: &Identity) -> Result<Option<Vec<u8>>, String> {
-    match kind {
-        Kind::Native => {
-            let mut out = Vec::new();
-            match envelope::decrypt_to(bytes, std::slice::from_ref(id), &mut out) {
-                Ok(_) => Ok(Some(out)),
-                Err(envelope::EnvelopeError::NoMatch) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        _ => {
-            let dec = age::Decryptor::new(bytes).map_err(|e| e.to_string())?;
-            match dec.decrypt(std::slice::from_ref(id), &[]) {
-                Ok(mut r) => {
-                    let mut out = Vec::new();
-                    r.read_to_end(&mut out).map_err(|e| e.to_string())?;
-                    Ok(Some(out))
-                }
-                Err(age::AgeError::NoMatch) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    }
+    common::open_bytes(bytes, kind == Kind::Native, id)
 }
 
 /// Which identity an object opens with now: "old" or "new"; panics if neither, if its

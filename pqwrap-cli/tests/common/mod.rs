@@ -149,6 +149,28 @@ pub fn native_open(path: &Path, id: &Identity) -> Result<Vec<u8>, envelope::Enve
     Ok(out)
 }
 
+/// Opens age bytes, or native ones if `native`, with `id`: `Ok(None)` if they are not for
+/// `id`, `Err` what else is wrong.
+pub fn open_bytes(bytes: &[u8], native: bool, id: &Identity) -> Result<Option<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    if native {
+        return match envelope::decrypt_to(bytes, std::slice::from_ref(id), &mut out) {
+            Ok(_) => Ok(Some(out)),
+            Err(envelope::EnvelopeError::NoMatch) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let dec = age::Decryptor::new(bytes).map_err(|e| e.to_string())?;
+    match dec.decrypt(std::slice::from_ref(id), &[]) {
+        Ok(mut r) => {
+            r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+            Ok(Some(out))
+        }
+        Err(age::AgeError::NoMatch) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The records of a `--report` JSON-lines file.
 pub fn report(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
