@@ -428,7 +428,14 @@ impl Server {
         if !content_type.is_empty() {
             req = req.header("content-type", content_type);
         }
-        let req = req.body(body.to_vec()).map_err(|e| e.to_string())?;
+        self.send(req.body(body.to_vec()).map_err(|e| e.to_string())?)
+    }
+
+    /// Sends `req`: the status, headers and whole body of the answer.
+    fn send(
+        &self,
+        req: ureq::http::Request<Vec<u8>>,
+    ) -> Result<(u16, ureq::http::HeaderMap, Vec<u8>), String> {
         let mut resp = self.agent.run(req).map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -493,15 +500,7 @@ impl Server {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let req = req.body(body.to_vec()).map_err(|e| e.to_string())?;
-        let mut resp = self.agent.run(req).map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 31)
-            .read_to_vec()
-            .map_err(|e| e.to_string())?;
+        let (status, _, bytes) = self.send(req.body(body.to_vec()).map_err(|e| e.to_string())?)?;
         Ok((status, bytes))
     }
 
